@@ -1,0 +1,151 @@
+"""The hash-chained audit log kept by the hub and by every node.
+
+Each entry stores the SHA-256 of its own content together with the hash of the entry before
+it, so editing, inserting or deleting any entry breaks the chain from that point on. The
+newest hash is also kept in a separate one-row table, which makes truncating the tail of the
+log detectable too. `verify` walks the chain and names every entry that does not fit.
+
+The log lives in an SQL database through SQLAlchemy Core: the hub's own database (SQLite or
+PostgreSQL) or the node's state file. Appends are serialised by a transaction on the head
+row, so two writers can never fork the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from oncofed.security.envelope import canonical_json, iso, utcnow
+
+metadata = sa.MetaData()
+
+audit_entry = sa.Table(
+    "audit_entry",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(400), nullable=False, server_default=""),
+    sa.Column("decision", sa.String(20), nullable=False),  # allow | deny | info | error
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("details", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+GENESIS = "0" * 64
+DECISIONS = {"allow", "deny", "info", "error"}
+
+
+def entry_hash(row: dict[str, Any]) -> str:
+    content = {k: row[k] for k in ("seq", "at", "actor", "action", "target", "decision",
+                                   "reason", "details", "prev_hash")}
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    seq: int
+    problem: str
+
+
+class AuditLog:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def ensure_tables(self) -> None:
+        metadata.create_all(self.engine, tables=[audit_entry, audit_head])
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        decision: str,
+        target: str = "",
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        if decision not in DECISIONS:
+            raise ValueError(f"audit decision must be one of {sorted(DECISIONS)}, not {decision}")
+        with self.engine.begin() as con:
+            # Updating the head row first takes its row lock (PostgreSQL) or the database
+            # write lock (SQLite), so concurrent appends queue here instead of forking.
+            updated = con.execute(
+                sa.update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq)
+            )
+            if updated.rowcount == 0:
+                con.execute(sa.insert(audit_head).values(id=1, seq=0, hash=GENESIS))
+            head = con.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
+            row: dict[str, Any] = {
+                "seq": head.seq + 1,
+                "at": iso(utcnow()),
+                "actor": actor[:200],
+                "action": action[:100],
+                "target": target[:400],
+                "decision": decision,
+                "reason": reason,
+                "details": json.dumps(details or {}, sort_keys=True, default=str),
+                "prev_hash": head.hash,
+            }
+            row["hash"] = entry_hash(row)
+            con.execute(sa.insert(audit_entry).values(**row))
+            con.execute(
+                sa.update(audit_head).where(audit_head.c.id == 1)
+                .values(seq=row["seq"], hash=row["hash"])
+            )
+        return int(row["seq"])
+
+    def entries(self, since: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        query = sa.select(audit_entry).where(audit_entry.c.seq > since).order_by(audit_entry.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as con:
+            for r in con.execute(query):
+                yield dict(r._mapping)
+
+    def verify(self) -> list[AuditProblem]:
+        """Every entry that was edited, inserted, deleted or reordered, by sequence number."""
+        problems: list[AuditProblem] = []
+        prev_hash, expected_seq = GENESIS, 1
+        for row in self.entries():
+            if row["seq"] != expected_seq:
+                problems.append(AuditProblem(expected_seq, f"entries {expected_seq}.."
+                                             f"{row['seq'] - 1} are missing (deleted)"))
+            if row["prev_hash"] != prev_hash:
+                problems.append(AuditProblem(row["seq"], "does not link to the entry before it"))
+            if entry_hash(row) != row["hash"]:
+                problems.append(AuditProblem(row["seq"], "content was changed after it was written"))
+            prev_hash, expected_seq = row["hash"], row["seq"] + 1
+        with self.engine.connect() as con:
+            head = con.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).first()
+        last_seq = expected_seq - 1
+        if head is not None and (head.seq != last_seq or head.hash != prev_hash):
+            problems.append(AuditProblem(head.seq, f"the log ends at entry {last_seq} but "
+                                         f"entry {head.seq} was written (tail deleted or replaced)"))
+        return problems
+
+    def export(self, path: Path) -> int:
+        """Write the log as JSON Lines for an auditor (each line verifiable on its own)."""
+        count = 0
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in self.entries():
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+                count += 1
+        tmp.replace(path)
+        return count

@@ -1,0 +1,425 @@
+"""The `oncofed` command. Thin: it parses, calls the library, and prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from oncofed import __version__
+
+app = typer.Typer(help="oncofed: federated infrastructure for cancer research data.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+hub_app = typer.Typer(help="Run and administer a hub (one per federation).", no_args_is_help=True)
+hub_node_app = typer.Typer(help="Invite, list and revoke nodes.", no_args_is_help=True)
+hub_user_app = typer.Typer(help="Local accounts of the hub.", no_args_is_help=True)
+node_app = typer.Typer(help="Run and administer a node (one per provider).", no_args_is_help=True)
+task_app = typer.Typer(help="Send tasks to nodes and read their results.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify and export the tamper-evident audit logs.",
+                        no_args_is_help=True)
+app.add_typer(hub_app, name="hub")
+hub_app.add_typer(hub_node_app, name="node")
+hub_app.add_typer(hub_user_app, name="user")
+app.add_typer(node_app, name="node")
+app.add_typer(task_app, name="task")
+app.add_typer(audit_app, name="audit")
+
+console = Console()
+err = Console(stderr=True)
+
+HubDir = Annotated[Path, typer.Option("--dir", envvar="ONCOFED_HUB_DIR",
+                                      help="the hub's directory")]
+NodeDir = Annotated[Path, typer.Option("--dir", envvar="ONCOFED_NODE_DIR",
+                                       help="the node's directory")]
+DEFAULT_HUB_DIR = Path(".oncofed/hub")
+DEFAULT_NODE_DIR = Path(".oncofed/node")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _serve(app_: Any, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=5)
+
+
+@app.command()
+def version() -> None:
+    """Print the oncofed version."""
+    console.print(__version__)
+
+
+# -- hub ------------------------------------------------------------------------------------
+
+
+@hub_app.command("init")
+def hub_init(
+    directory: HubDir = DEFAULT_HUB_DIR,
+    name: Annotated[str, typer.Option(help="the federation's name")] = "oncofed hub",
+    host: str = "127.0.0.1",
+    port: int = 8700,
+    database_url: Annotated[str, typer.Option(
+        help="PostgreSQL URL (postgresql+psycopg://...); default: SQLite in --dir")] = "",
+    public_url: Annotated[str, typer.Option(help="the URL nodes and users reach")] = "",
+) -> None:
+    """Create a hub: configuration, signing key, database and the admin account."""
+    from oncofed.hub.admin import AdminError, init_hub
+
+    try:
+        result = init_hub(directory, name, host, port, database_url, public_url)
+    except AdminError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"[green]hub created[/] in {directory}")
+    console.print(f"  admin account: [bold]admin[/]  password: [bold]{result.admin_password}[/]"
+                  "  (shown once; store it safely)")
+    console.print(f"  admin API token saved to {directory / 'admin.token'}")
+    console.print(f"  start it with: oncofed hub serve --dir {directory}")
+
+
+@hub_app.command("serve")
+def hub_serve(
+    directory: HubDir = DEFAULT_HUB_DIR,
+    host: Annotated[str | None, typer.Option(help="override the configured address")] = None,
+    port: Annotated[int | None, typer.Option(help="override the configured port")] = None,
+    log_level: str = "info",
+) -> None:
+    """Run the hub service."""
+    from oncofed.hub.app import create_app
+    from oncofed.settings import ConfigError, load_hub_settings
+
+    try:
+        settings = load_hub_settings(directory)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    settings.host = host or settings.host
+    settings.port = port or settings.port
+    _serve(create_app(settings), settings.host, settings.port, log_level)
+
+
+def _open_hub(directory: Path) -> Any:
+    from oncofed.hub.admin import open_hub
+    from oncofed.settings import ConfigError
+
+    try:
+        return open_hub(directory)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+
+
+@hub_node_app.command("add")
+def hub_node_add(
+    name: Annotated[str, typer.Argument(help="the node's name, e.g. de-berlin")],
+    directory: HubDir = DEFAULT_HUB_DIR,
+    hours: Annotated[int, typer.Option(help="how long the token is valid")] = 24,
+) -> None:
+    """Invite a node: print a one-time enrolment token for it."""
+    from oncofed.hub.admin import AdminError, add_node
+
+    settings, engine = _open_hub(directory)
+    try:
+        token = add_node(engine, name, hours)
+    except AdminError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"enrolment token for [bold]{name}[/] (valid {hours} h, usable once):")
+    console.print(token, soft_wrap=True)
+    console.print(f"on the node: oncofed node enrol --hub {settings.url} --token {token}",
+                  soft_wrap=True)
+
+
+@hub_node_app.command("list")
+def hub_node_list(directory: HubDir = DEFAULT_HUB_DIR) -> None:
+    """List the federation's nodes."""
+    from oncofed.hub.admin import list_nodes
+
+    _, engine = _open_hub(directory)
+    _print_nodes([{"name": n.name, "id": n.id, "status": n.status, "version": n.version,
+                   "last_seen_at": n.last_seen_at.isoformat(timespec="seconds")
+                   if n.last_seen_at else None} for n in list_nodes(engine)])
+
+
+@hub_node_app.command("revoke")
+def hub_node_revoke(name: str, directory: HubDir = DEFAULT_HUB_DIR) -> None:
+    """Revoke a node's key: the hub refuses it from now on."""
+    from oncofed.hub.admin import AdminError, revoke_node
+
+    _, engine = _open_hub(directory)
+    try:
+        revoke_node(engine, name)
+    except AdminError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"node {name} revoked")
+
+
+@hub_user_app.command("add")
+def hub_user_add(
+    username: str,
+    role: Annotated[list[str], typer.Option(help="admin, researcher, data_holder, dac")],
+    directory: HubDir = DEFAULT_HUB_DIR,
+) -> None:
+    """Create a local account with a generated password."""
+    from oncofed.hub.admin import AdminError, add_user
+
+    _, engine = _open_hub(directory)
+    try:
+        password = add_user(engine, username, role)
+    except AdminError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"account {username} created; password: [bold]{password}[/] (shown once)")
+
+
+# -- node -----------------------------------------------------------------------------------
+
+
+def _node_settings(directory: Path) -> Any:
+    from oncofed.settings import ConfigError, load_node_settings
+
+    try:
+        return load_node_settings(directory)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+
+
+@node_app.command("init")
+def node_init(
+    name: Annotated[str, typer.Option(help="the node's name as the hub admin invited it")],
+    directory: NodeDir = DEFAULT_NODE_DIR,
+    provider_id: Annotated[str, typer.Option(
+        help="short id prefixing pseudonyms (default: the name)")] = "",
+    host: str = "127.0.0.1",
+    port: int = 8710,
+) -> None:
+    """Create a node: configuration, key pair, pseudonym secret, policy and store."""
+    from oncofed.node.admin import NodeAdminError, init_node
+
+    try:
+        settings = init_node(directory, name, provider_id, host, port)
+    except NodeAdminError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"[green]node {name} created[/] in {directory}")
+    console.print(f"  policy (refuses by default): {settings.resolve(settings.policy_file)}")
+    console.print(f"  back up {settings.resolve(settings.secret_file)}: pseudonyms depend on it")
+    console.print(f"  next: oncofed node enrol --dir {directory} --hub URL --token TOKEN")
+
+
+@node_app.command("enrol")
+def node_enrol(
+    hub: Annotated[str, typer.Option(help="the hub's URL")],
+    token: Annotated[str, typer.Option(help="the one-time token from the hub admin")],
+    directory: NodeDir = DEFAULT_NODE_DIR,
+) -> None:
+    """Register this node's public key with a hub using a one-time token."""
+    from oncofed.node.admin import NodeAdminError, enrol
+    from oncofed.settings import ConfigError
+
+    try:
+        settings = enrol(directory, hub, token)
+    except (NodeAdminError, ConfigError) as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"[green]enrolled[/] as {settings.node_id}; hub key {settings.hub_key_id} pinned")
+    console.print(f"  start it with: oncofed node serve --dir {directory}")
+
+
+@node_app.command("serve")
+def node_serve(
+    directory: NodeDir = DEFAULT_NODE_DIR,
+    host: Annotated[str | None, typer.Option(help="override the configured address")] = None,
+    port: Annotated[int | None, typer.Option(help="override the configured port")] = None,
+    log_level: str = "info",
+) -> None:
+    """Run the node: its local API and the agent that connects out to the hub."""
+    from oncofed.node.app import create_app
+
+    settings = _node_settings(directory)
+    settings.host = host or settings.host
+    settings.port = port or settings.port
+    _serve(create_app(settings), settings.host, settings.port, log_level)
+
+
+@node_app.command("info")
+def node_info(directory: NodeDir = DEFAULT_NODE_DIR) -> None:
+    """What this node would tell the hub about itself."""
+    from oncofed.node.context import NodeContext
+    from oncofed.node.store import StoreBusyError
+    from oncofed.node.tasks import node_summary
+
+    ctx = NodeContext.open(_node_settings(directory))
+    try:
+        console.print_json(json.dumps(node_summary(ctx)))
+    except StoreBusyError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        ctx.close()
+
+
+# -- researcher -----------------------------------------------------------------------------
+
+
+def _client(hub: str | None) -> Any:
+    from oncofed.client.hub import HubClient, HubError
+
+    try:
+        return HubClient.from_saved(hub)
+    except HubError as exc:
+        raise fail(exc.message) from exc
+
+
+@app.command()
+def login(
+    hub: Annotated[str, typer.Option(help="the hub's URL", envvar="ONCOFED_HUB")],
+    username: Annotated[str, typer.Option(prompt=True)],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+) -> None:
+    """Log in to a hub and keep the API token for later commands."""
+    from oncofed.client.hub import HubClient, HubError
+
+    client = HubClient(hub)
+    try:
+        token = client.login(username, password)
+    except HubError as exc:
+        raise fail(exc.message) from exc
+    path = client.save_login(token)
+    console.print(f"[green]logged in[/] to {hub} as {username}; token saved in {path}")
+
+
+def _print_nodes(rows: list[dict[str, Any]]) -> None:
+    table = Table("name", "id", "status", "version", "last seen")
+    for n in rows:
+        table.add_row(n["name"], n["id"], n["status"], n.get("version") or "",
+                      n.get("last_seen_at") or "never")
+    console.print(table)
+
+
+@app.command()
+def nodes(hub: Annotated[str | None, typer.Option(help="hub URL")] = None) -> None:
+    """List the federation's nodes (from the hub you are logged in to)."""
+    from oncofed.client.hub import HubError
+
+    try:
+        _print_nodes(_client(hub).nodes())
+    except HubError as exc:
+        raise fail(exc.message) from exc
+
+
+def print_task_results(view: dict[str, Any]) -> None:
+    table = Table("node", "status", "result", title=f"task {view['id']} ({view['kind']})")
+    for t in view["targets"]:
+        colour = {"succeeded": "green", "timed_out": "yellow", "refused": "red",
+                  "failed": "red"}.get(t["status"], "white")
+        if t["result"] is not None:
+            summary = json.dumps(t["result"])
+            summary = summary if len(summary) < 120 else summary[:117] + "..."
+        else:
+            summary = t["error"] or ""
+        table.add_row(t["node_name"], f"[{colour}]{t['status']}[/]", summary)
+    console.print(table)
+
+
+@task_app.command("run")
+def task_run(
+    kind: Annotated[str, typer.Argument(help="task kind, e.g. node.info")],
+    node: Annotated[list[str] | None, typer.Option(help="node name (repeat); all if none")] = None,
+    body: Annotated[str, typer.Option(help="task body as JSON")] = "{}",
+    wait: Annotated[float, typer.Option(help="seconds to wait for results")] = 30,
+    ttl: Annotated[int | None, typer.Option(help="task deadline in seconds")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print raw JSON")] = False,
+    hub: Annotated[str | None, typer.Option(help="hub URL")] = None,
+) -> None:
+    """Send a task to nodes and show each node's status and result."""
+    from oncofed.client.hub import HubError
+
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise fail(f"--body is not valid JSON: {exc}") from exc
+    try:
+        view = _client(hub).run(kind, parsed, node or None, ttl, wait)
+    except HubError as exc:
+        raise fail(exc.message) from exc
+    if as_json:
+        console.print_json(json.dumps(view))
+    else:
+        print_task_results(view)
+
+
+@task_app.command("show")
+def task_show(task_id: str, hub: Annotated[str | None, typer.Option()] = None) -> None:
+    """Show a task's per-node status and results."""
+    from oncofed.client.hub import HubError
+
+    try:
+        print_task_results(_client(hub).task(task_id))
+    except HubError as exc:
+        raise fail(exc.message) from exc
+
+
+# -- audit ----------------------------------------------------------------------------------
+
+
+def _audit_log(hub_dir: Path | None, node_dir: Path | None) -> Any:
+    from oncofed.audit import AuditLog
+
+    if (hub_dir is None) == (node_dir is None):
+        raise fail("name one log: --hub-dir DIR or --node-dir DIR")
+    if hub_dir is not None:
+        _, engine = _open_hub(hub_dir)
+        return AuditLog(engine)
+    from oncofed.node.state import state_engine
+
+    settings = _node_settings(node_dir)  # type: ignore[arg-type]
+    return AuditLog(state_engine(settings.resolve(settings.state_file)))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    hub_dir: Annotated[Path | None, typer.Option(help="verify this hub's log")] = None,
+    node_dir: Annotated[Path | None, typer.Option(help="verify this node's log")] = None,
+) -> None:
+    """Check the hash chain: report every edited, inserted or deleted entry."""
+    log = _audit_log(hub_dir, node_dir)
+    problems = log.verify()
+    count = sum(1 for _ in log.entries())
+    if problems:
+        for p in problems:
+            err.print(f"[red]entry {p.seq}[/]: {p.problem}")
+        raise fail(f"audit log is NOT intact: {len(problems)} problem(s) in {count} entries", 2)
+    console.print(f"[green]audit log intact[/]: {count} entries, chain verified")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Argument(help="JSON Lines file to write")],
+    hub_dir: Annotated[Path | None, typer.Option()] = None,
+    node_dir: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Write the audit log as JSON Lines for an auditor."""
+    count = _audit_log(hub_dir, node_dir).export(out)
+    console.print(f"{count} entries written to {out}")
+
+
+# -- synthetic data and demo ----------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="where the demo keeps its files")] = Path(
+        "demo-data"),
+    nodes_: Annotated[int, typer.Option("--nodes", min=1, max=10)] = 3,
+    patients: Annotated[int, typer.Option(help="synthetic patients per provider")] = 60,
+    once: Annotated[bool, typer.Option(help="exit after the sample run (for tests)")] = False,
+    fresh: Annotated[bool, typer.Option(help="delete an earlier demo directory first")] = True,
+) -> None:
+    """Start a hub and nodes on loopback with synthetic data and show the federation working."""
+    from oncofed.demo import run_demo
+
+    raise typer.Exit(run_demo(directory, nodes_, patients, once, fresh, console))

@@ -1,0 +1,120 @@
+"""A small synchronous client for the hub API (used by the CLI, tests and notebooks)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class HubError(RuntimeError):
+    """The hub answered with an error; the message is the hub's own explanation."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status = status
+        self.message = message
+
+
+def credentials_path() -> Path:
+    base = os.environ.get("ONCOFED_CONFIG_DIR") or os.path.join(
+        os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config")), "oncofed")
+    return Path(base) / "credentials.json"
+
+
+class HubClient:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_saved(cls, url: str | None = None) -> HubClient:
+        """The client for the hub `oncofed login` saved (or the one named by `url`)."""
+        path = credentials_path()
+        saved: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        url = url or os.environ.get("ONCOFED_HUB") or saved.get("default")
+        if not url:
+            raise HubError(0, "no hub chosen: run `oncofed login --hub URL` first")
+        token = os.environ.get("ONCOFED_TOKEN") or saved.get("hubs", {}).get(url.rstrip("/"))
+        if not token:
+            raise HubError(0, f"not logged in to {url}: run `oncofed login --hub {url}`")
+        return cls(url, token)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise HubError(0, f"cannot reach the hub at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise HubError(response.status_code, str(detail))
+        return response
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def login(self, username: str, password: str) -> str:
+        data = self._call("POST", "/api/auth/token",
+                          data={"username": username, "password": password}).json()
+        token = str(data["access_token"])
+        self.http.headers["authorization"] = f"Bearer {token}"
+        return token
+
+    def save_login(self, token: str) -> Path:
+        path = credentials_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        saved.setdefault("hubs", {})[self.url] = token
+        saved["default"] = self.url
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(saved, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return path
+
+    def me(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/api/me").json())
+
+    # -- federation -------------------------------------------------------------------------
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/nodes").json())
+
+    def submit(self, kind: str, body: dict[str, Any] | None = None,
+               nodes: list[str] | None = None, ttl_seconds: int | None = None) -> str:
+        payload = {"kind": kind, "body": body or {}, "nodes": nodes or None,
+                   "ttl_seconds": ttl_seconds}
+        return str(self._call("POST", "/api/tasks", json=payload).json()["id"])
+
+    def results(self, task_id: str, wait_time: float = 0,
+                wait_count: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"wait_time": wait_time}
+        if wait_count is not None:
+            params["wait_count"] = wait_count
+        return dict(self._call("GET", f"/api/tasks/{task_id}/results", params=params,
+                               timeout=wait_time + 30).json())
+
+    def run(self, kind: str, body: dict[str, Any] | None = None,
+            nodes: list[str] | None = None, ttl_seconds: int | None = None,
+            wait_time: float = 30) -> dict[str, Any]:
+        """Submit a task and wait for its results (partial results when time runs out)."""
+        task_id = self.submit(kind, body, nodes, ttl_seconds)
+        return self.results(task_id, wait_time=wait_time)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/api/tasks/{task_id}").json())

@@ -1,0 +1,90 @@
+"""The hub's FastAPI application and its background housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from oncofed import __version__
+from oncofed.audit import AuditLog
+from oncofed.hub.channel import Channel
+from oncofed.hub.context import HubContext
+from oncofed.hub.db import make_engine, sessions, upgrade
+from oncofed.hub.models import UsedNonce
+from oncofed.hub.notify import Notifier
+from oncofed.hub.routes import auth, channel, nodes, tasks
+from oncofed.security.envelope import utcnow
+from oncofed.security.keys import SigningKey
+from oncofed.settings import HubSettings
+
+log = logging.getLogger("oncofed.hub")
+
+SWEEP_SECONDS = 1.0
+
+
+def build_context(settings: HubSettings) -> HubContext:
+    engine = make_engine(settings.db_url)
+    upgrade(engine)
+    maker = sessions(engine)
+    key = SigningKey.load(settings.resolve(settings.key_file))
+    audit = AuditLog(engine)
+    return HubContext(
+        settings=settings, engine=engine, sessions=maker, key=key, audit=audit,
+        channel=Channel(maker, key, audit, settings.lease_seconds, settings.max_attempts),
+        notifier=Notifier(),
+    )
+
+
+def _prune_nonces(ctx: HubContext) -> None:
+    cutoff = utcnow() - timedelta(seconds=2 * ctx.settings.clock_skew_seconds)
+    with ctx.sessions.begin() as s:
+        s.execute(sa.delete(UsedNonce).where(UsedNonce.seen_at < cutoff))
+
+
+async def _housekeeping(ctx: HubContext) -> None:
+    """Time out overdue tasks (and wake their waiters), prune old nonces."""
+    ticks = 0
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            for task_id in await run_in_threadpool(ctx.channel.expire_overdue):
+                ctx.notifier.wake(f"task:{task_id}")
+            ticks += 1
+            if ticks % 60 == 0:
+                await run_in_threadpool(_prune_nonces, ctx)
+        except Exception:  # keep sweeping; the error is in the log
+            log.exception("housekeeping failed")
+
+
+def create_app(settings: HubSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = build_context(settings)
+        app.state.hub = ctx
+        ctx.audit.append("hub", "hub.start", "info", settings.name, details={"version": __version__})
+        sweeper = asyncio.create_task(_housekeeping(ctx))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            ctx.engine.dispose()
+
+    app = FastAPI(title="oncofed hub", version=__version__, lifespan=lifespan)
+
+    @app.get("/api/health", tags=["hub"])
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "name": settings.name, "version": __version__}
+
+    for module in (auth, nodes, channel, tasks):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,118 @@
+"""Who is calling: a person with an API token, or a node with a signed request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+
+from oncofed.hub.context import HubContext, hub_context
+from oncofed.hub.models import Account, ApiToken, Node, UsedNonce
+from oncofed.security.envelope import utcnow
+from oncofed.security.keys import PublicKey
+from oncofed.security.request_auth import (
+    HEADER_DATE,
+    HEADER_NODE,
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    RequestAuthError,
+    verify_request,
+)
+from oncofed.security.secrets_ import token_hash
+
+
+@dataclass(frozen=True)
+class Caller:
+    username: str
+    roles: frozenset[str]
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles & set(roles)) or "admin" in self.roles
+
+
+def _lookup_token(ctx: HubContext, token: str) -> Caller | None:
+    now = utcnow()
+    with ctx.sessions.begin() as s:
+        row = s.execute(
+            sa.select(ApiToken, Account)
+            .join(Account, Account.id == ApiToken.account_id)
+            .where(ApiToken.token_hash == token_hash(token))
+        ).first()
+        if row is None:
+            return None
+        api_token, account = row
+        if api_token.revoked_at or api_token.expires_at <= now or account.disabled:
+            return None
+        # Touch at most once a minute: a write per request would serialise readers.
+        if api_token.last_used_at is None or now - api_token.last_used_at > timedelta(minutes=1):
+            api_token.last_used_at = now
+        return Caller(account.username, frozenset(account.roles.get("roles", [])))
+
+
+async def current_caller(request: Request, ctx: Annotated[HubContext, Depends(hub_context)]) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(401, "log in first: `oncofed login --hub URL` (Bearer token missing)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    caller = await run_in_threadpool(_lookup_token, ctx, token.strip())
+    if caller is None:
+        raise HTTPException(401, "the token is unknown, expired or revoked: log in again",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+def require(*roles: str):  # type: ignore[no-untyped-def]
+    async def dependency(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+        if not caller.has(*roles):
+            raise HTTPException(403, f"this needs the role {' or '.join(roles)}")
+        return caller
+
+    return dependency
+
+
+def _check_node(ctx: HubContext, method: str, target: str, body: bytes,
+                headers: dict[str, str]) -> Node:
+    node_id = headers.get(HEADER_NODE.lower(), "")
+    with ctx.sessions.begin() as s:
+        node = s.get(Node, node_id)
+        if node is None or node.public_key is None:
+            raise RequestAuthError(f"unknown node {node_id!r}: enrol it first")
+        if node.status != "enrolled":
+            raise PermissionError(f"node {node.name} is {node.status}; the hub refuses it")
+        verify_request(
+            PublicKey.from_b64(node.public_key), method, target, body,
+            headers.get(HEADER_DATE.lower(), ""), headers.get(HEADER_NONCE.lower(), ""),
+            headers.get(HEADER_SIGNATURE.lower(), ""), ctx.settings.clock_skew_seconds,
+        )
+        nonce = headers.get(HEADER_NONCE.lower(), "")
+        if s.get(UsedNonce, (node.id, nonce)) is not None:
+            raise RequestAuthError("this request was seen before (replayed)")
+        now = utcnow()
+        s.add(UsedNonce(node_id=node.id, nonce=nonce, seen_at=now))
+        node.last_seen_at = now
+        s.expunge(node)
+        return node
+
+
+async def authenticated_node(request: Request,
+                             ctx: Annotated[HubContext, Depends(hub_context)]) -> Node:
+    body = await request.body()
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        return await run_in_threadpool(_check_node, ctx, request.method, target, body, headers)
+    except (RequestAuthError, ValueError) as exc:
+        await run_in_threadpool(ctx.audit.append, f"node:{headers.get('oncofed-node', '?')}",
+                                "node.request", "deny", target, str(exc))
+        raise HTTPException(401, f"node request refused: {exc}") from exc
+    except PermissionError as exc:
+        await run_in_threadpool(ctx.audit.append, f"node:{headers.get('oncofed-node', '?')}",
+                                "node.request", "deny", target, str(exc))
+        raise HTTPException(403, str(exc)) from exc
+    except sa.exc.IntegrityError as exc:  # two requests raced with the same nonce
+        raise HTTPException(401, "node request refused: replayed nonce") from exc

@@ -1,0 +1,33 @@
+"""In-process wake-ups for long polls: a new task for a node, a new result for a task.
+
+Waiters still re-check the database at a short interval, so a task written by another hub
+process (or a missed wake-up) is picked up late rather than never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._events: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    def event(self, key: str) -> asyncio.Event:
+        """Take the event *before* checking the database, then wait on it."""
+        ev = self._events[key]
+        ev.clear()
+        return ev
+
+    def wake(self, key: str) -> None:
+        ev = self._events.get(key)
+        if ev is not None:
+            ev.set()
+
+    @staticmethod
+    async def wait(ev: asyncio.Event, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(ev.wait(), timeout=max(timeout, 0.0))
+        except TimeoutError:
+            pass

@@ -1,0 +1,1 @@
+"""HTTP routes of the hub, one module per audience."""

@@ -1,0 +1,92 @@
+"""Log-in for the CLI and SDK: a username and password give a scoped, expiring API token."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+from collections import defaultdict, deque
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+
+from oncofed.hub.admin import create_api_token
+from oncofed.hub.auth import Caller, current_caller
+from oncofed.hub.context import HubContext, hub_context
+from oncofed.hub.models import Account
+from oncofed.security.secrets_ import hash_password, verify_password
+
+router = APIRouter()
+
+LOGIN_ATTEMPTS = 10
+LOGIN_WINDOW = 60.0
+
+
+class LoginLimiter:
+    """At most LOGIN_ATTEMPTS failed log-ins per username and per address a minute."""
+
+    def __init__(self) -> None:
+        self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def blocked(self, *keys: str) -> bool:
+        now = time.monotonic()
+        for key in keys:
+            q = self._failures[key]
+            while q and now - q[0] > LOGIN_WINDOW:
+                q.popleft()
+            if len(q) >= LOGIN_ATTEMPTS:
+                return True
+        return False
+
+    def fail(self, *keys: str) -> None:
+        for key in keys:
+            self._failures[key].append(time.monotonic())
+
+
+limiter = LoginLimiter()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_hex(16))
+
+
+def _login(ctx: HubContext, username: str, password: str) -> str | None:
+    with ctx.sessions() as s:
+        account = s.scalar(sa.select(Account).where(Account.username == username))
+    if account is None or account.disabled or not account.password_hash:
+        verify_password(_dummy_hash(), password)  # same time as a real miss
+        return None
+    if not verify_password(account.password_hash, password):
+        return None
+    return create_api_token(ctx.engine, username, name="login", days=30)
+
+
+@router.post("/api/auth/token", tags=["auth"])
+async def login(
+    request: Request,
+    ctx: Annotated[HubContext, Depends(hub_context)],
+    username: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1000)],
+) -> dict[str, Any]:
+    address = request.client.host if request.client else "?"
+    keys = (f"user:{username}", f"addr:{address}")
+    if limiter.blocked(*keys):
+        await run_in_threadpool(ctx.audit.append, username, "auth.login", "deny", "",
+                                "rate limited")
+        raise HTTPException(429, "too many failed log-ins; wait a minute and try again")
+    token = await run_in_threadpool(_login, ctx, username, password)
+    if token is None:
+        limiter.fail(*keys)
+        await run_in_threadpool(ctx.audit.append, username, "auth.login", "deny", "",
+                                "wrong username or password")
+        raise HTTPException(401, "wrong username or password")
+    await run_in_threadpool(ctx.audit.append, username, "auth.login", "allow")
+    return {"access_token": token, "token_type": "bearer", "expires_in": 30 * 24 * 3600}
+
+
+@router.get("/api/me", tags=["auth"])
+async def me(caller: Annotated[Caller, Depends(current_caller)]) -> dict[str, Any]:
+    return {"username": caller.username, "roles": sorted(caller.roles)}

@@ -1,0 +1,65 @@
+"""The node's HTTP service (local API, Beacon, EUCAIM mediator) and its hub agent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+
+from oncofed import __version__
+from oncofed.node.agent import Agent
+from oncofed.node.context import NodeContext
+from oncofed.node.tasks import node_summary
+from oncofed.settings import NodeSettings
+
+log = logging.getLogger("oncofed.node")
+
+
+def node_context(request: Request) -> NodeContext:
+    ctx: NodeContext = request.app.state.node
+    return ctx
+
+
+def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = NodeContext.open(settings)
+        ctx.store.migrate()
+        app.state.node = ctx
+        ctx.audit.append("node", "node.start", "info", settings.name,
+                         details={"version": __version__, "policy": ctx.policy.summary()})
+        stop = asyncio.Event()
+        agent_task = None
+        if run_agent and settings.enrolled:
+            app.state.agent = Agent(ctx)
+            agent_task = asyncio.create_task(app.state.agent.run(stop))
+        elif run_agent:
+            log.warning("node is not enrolled: run `oncofed node enrol --hub URL --token T`")
+        try:
+            yield
+        finally:
+            stop.set()
+            if agent_task is not None:
+                await agent_task
+            ctx.close()
+
+    app = FastAPI(title=f"oncofed node {settings.name}", version=__version__, lifespan=lifespan)
+
+    @app.get("/health", tags=["node"])
+    async def health(request: Request) -> dict[str, Any]:
+        agent = getattr(request.app.state, "agent", None)
+        return {"status": "ok", "name": settings.name, "version": __version__,
+                "enrolled": settings.enrolled,
+                "hub_connected": bool(agent and agent.connected)}
+
+    @app.get("/info", tags=["node"])
+    async def info(request: Request) -> dict[str, Any]:
+        """The same summary a `node.info` task returns (the benchmark's direct-call floor)."""
+        return await run_in_threadpool(node_summary, node_context(request))
+
+    return app

@@ -1,0 +1,70 @@
+"""The node's policy: what it agrees to do, read from its own `policy.toml`.
+
+A node refuses by default: a task kind runs only when the policy names it, and analysis
+algorithms only when they are on the allow-list. The disclosure section is the node's own
+limits on what any aggregate may reveal (STANDARDS §9).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import tomli_w
+from pydantic import BaseModel, Field, ValidationError
+
+from oncofed.settings import ConfigError
+
+
+class DisclosureLimits(BaseModel):
+    min_count: int = Field(10, ge=1, description="counts below this are never revealed")
+    rounding: int = Field(5, ge=1, description="revealed counts are rounded to a multiple")
+
+
+class NodePolicy(BaseModel):
+    # Discovery-level tasks only; record-level and analysis need explicit opt-in.
+    allowed_tasks: list[str] = Field(default_factory=lambda: ["node.info"])
+    allowed_algorithms: list[str] = Field(default_factory=list)
+    disclosure: DisclosureLimits = Field(default_factory=DisclosureLimits)
+
+    def allows_task(self, kind: str) -> bool:
+        return kind in self.allowed_tasks
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "allowed_tasks": sorted(self.allowed_tasks),
+            "allowed_algorithms": sorted(self.allowed_algorithms),
+            "min_count": self.disclosure.min_count,
+            "rounding": self.disclosure.rounding,
+        }
+
+
+def load_policy(path: Path) -> NodePolicy:
+    if not path.exists():
+        return NodePolicy()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return NodePolicy.model_validate(data)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+
+
+def write_policy(path: Path, policy: NodePolicy) -> None:
+    path.write_text(
+        "# What this node agrees to do. Anything not listed is refused.\n"
+        + tomli_w.dumps(policy.model_dump(mode="json")),
+        encoding="utf-8",
+    )
+
+
+def disclose_count(count: int, limits: DisclosureLimits) -> int | None:
+    """A count as the node may reveal it: None below the minimum, rounded otherwise."""
+    if count < limits.min_count:
+        return None
+    step = limits.rounding
+    return max(limits.min_count, int(round(count / step)) * step)

@@ -1,0 +1,1 @@
+"""Keys, signatures, tokens and passwords shared by hub, node and client."""
