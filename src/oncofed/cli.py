@@ -13,15 +13,19 @@ from rich.table import Table
 
 from oncofed import __version__
 
-app = typer.Typer(help="oncofed: federated infrastructure for cancer research data.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="oncofed: federated infrastructure for cancer research data.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 hub_app = typer.Typer(help="Run and administer a hub (one per federation).", no_args_is_help=True)
 hub_node_app = typer.Typer(help="Invite, list and revoke nodes.", no_args_is_help=True)
 hub_user_app = typer.Typer(help="Local accounts of the hub.", no_args_is_help=True)
 node_app = typer.Typer(help="Run and administer a node (one per provider).", no_args_is_help=True)
 task_app = typer.Typer(help="Send tasks to nodes and read their results.", no_args_is_help=True)
-audit_app = typer.Typer(help="Verify and export the tamper-evident audit logs.",
-                        no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Verify and export the tamper-evident audit logs.", no_args_is_help=True
+)
 app.add_typer(hub_app, name="hub")
 hub_app.add_typer(hub_node_app, name="node")
 hub_app.add_typer(hub_user_app, name="user")
@@ -32,10 +36,23 @@ app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 
-HubDir = Annotated[Path, typer.Option("--dir", envvar="ONCOFED_HUB_DIR",
-                                      help="the hub's directory")]
-NodeDir = Annotated[Path, typer.Option("--dir", envvar="ONCOFED_NODE_DIR",
-                                       help="the node's directory")]
+
+def _mount_synth() -> None:
+    from oncofed.synth.cli import synth_command
+
+    app.command("synth", help="Generate a deterministic synthetic federation (files).")(
+        synth_command
+    )
+
+
+_mount_synth()
+
+HubDir = Annotated[
+    Path, typer.Option("--dir", envvar="ONCOFED_HUB_DIR", help="the hub's directory")
+]
+NodeDir = Annotated[
+    Path, typer.Option("--dir", envvar="ONCOFED_NODE_DIR", help="the node's directory")
+]
 DEFAULT_HUB_DIR = Path(".oncofed/hub")
 DEFAULT_NODE_DIR = Path(".oncofed/node")
 
@@ -48,10 +65,17 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def _serve(app_: Any, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=5)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        app_,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 @app.command()
@@ -69,8 +93,10 @@ def hub_init(
     name: Annotated[str, typer.Option(help="the federation's name")] = "oncofed hub",
     host: str = "127.0.0.1",
     port: int = 8700,
-    database_url: Annotated[str, typer.Option(
-        help="PostgreSQL URL (postgresql+psycopg://...); default: SQLite in --dir")] = "",
+    database_url: Annotated[
+        str,
+        typer.Option(help="PostgreSQL URL (postgresql+psycopg://...); default: SQLite in --dir"),
+    ] = "",
     public_url: Annotated[str, typer.Option(help="the URL nodes and users reach")] = "",
 ) -> None:
     """Create a hub: configuration, signing key, database and the admin account."""
@@ -81,8 +107,10 @@ def hub_init(
     except AdminError as exc:
         raise fail(str(exc)) from exc
     console.print(f"[green]hub created[/] in {directory}")
-    console.print(f"  admin account: [bold]admin[/]  password: [bold]{result.admin_password}[/]"
-                  "  (shown once; store it safely)")
+    console.print(
+        f"  admin account: [bold]admin[/]  password: [bold]{result.admin_password}[/]"
+        "  (shown once; store it safely)"
+    )
     console.print(f"  admin API token saved to {directory / 'admin.token'}")
     console.print(f"  start it with: oncofed hub serve --dir {directory}")
 
@@ -133,8 +161,9 @@ def hub_node_add(
         raise fail(str(exc)) from exc
     console.print(f"enrolment token for [bold]{name}[/] (valid {hours} h, usable once):")
     console.print(token, soft_wrap=True)
-    console.print(f"on the node: oncofed node enrol --hub {settings.url} --token {token}",
-                  soft_wrap=True)
+    console.print(
+        f"on the node: oncofed node enrol --hub {settings.url} --token {token}", soft_wrap=True
+    )
 
 
 @hub_node_app.command("list")
@@ -143,9 +172,20 @@ def hub_node_list(directory: HubDir = DEFAULT_HUB_DIR) -> None:
     from oncofed.hub.admin import list_nodes
 
     _, engine = _open_hub(directory)
-    _print_nodes([{"name": n.name, "id": n.id, "status": n.status, "version": n.version,
-                   "last_seen_at": n.last_seen_at.isoformat(timespec="seconds")
-                   if n.last_seen_at else None} for n in list_nodes(engine)])
+    _print_nodes(
+        [
+            {
+                "name": n.name,
+                "id": n.id,
+                "status": n.status,
+                "version": n.version,
+                "last_seen_at": n.last_seen_at.isoformat(timespec="seconds")
+                if n.last_seen_at
+                else None,
+            }
+            for n in list_nodes(engine)
+        ]
+    )
 
 
 @hub_node_app.command("revoke")
@@ -194,8 +234,9 @@ def _node_settings(directory: Path) -> Any:
 def node_init(
     name: Annotated[str, typer.Option(help="the node's name as the hub admin invited it")],
     directory: NodeDir = DEFAULT_NODE_DIR,
-    provider_id: Annotated[str, typer.Option(
-        help="short id prefixing pseudonyms (default: the name)")] = "",
+    provider_id: Annotated[
+        str, typer.Option(help="short id prefixing pseudonyms (default: the name)")
+    ] = "",
     host: str = "127.0.0.1",
     port: int = 8710,
 ) -> None:
@@ -295,8 +336,13 @@ def login(
 def _print_nodes(rows: list[dict[str, Any]]) -> None:
     table = Table("name", "id", "status", "version", "last seen")
     for n in rows:
-        table.add_row(n["name"], n["id"], n["status"], n.get("version") or "",
-                      n.get("last_seen_at") or "never")
+        table.add_row(
+            n["name"],
+            n["id"],
+            n["status"],
+            n.get("version") or "",
+            n.get("last_seen_at") or "never",
+        )
     console.print(table)
 
 
@@ -314,8 +360,12 @@ def nodes(hub: Annotated[str | None, typer.Option(help="hub URL")] = None) -> No
 def print_task_results(view: dict[str, Any]) -> None:
     table = Table("node", "status", "result", title=f"task {view['id']} ({view['kind']})")
     for t in view["targets"]:
-        colour = {"succeeded": "green", "timed_out": "yellow", "refused": "red",
-                  "failed": "red"}.get(t["status"], "white")
+        colour = {
+            "succeeded": "green",
+            "timed_out": "yellow",
+            "refused": "red",
+            "failed": "red",
+        }.get(t["status"], "white")
         if t["result"] is not None:
             summary = json.dumps(t["result"])
             summary = summary if len(summary) < 120 else summary[:117] + "..."
@@ -413,7 +463,8 @@ def audit_export(
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="where the demo keeps its files")] = Path(
-        "demo-data"),
+        "demo-data"
+    ),
     nodes_: Annotated[int, typer.Option("--nodes", min=1, max=10)] = 3,
     patients: Annotated[int, typer.Option(help="synthetic patients per provider")] = 60,
     once: Annotated[bool, typer.Option(help="exit after the sample run (for tests)")] = False,

@@ -36,14 +36,21 @@ class InitResult:
     admin_token: str
 
 
-def init_hub(directory: Path, name: str, host: str, port: int, database_url: str = "",
-             public_url: str = "") -> InitResult:
+def init_hub(
+    directory: Path, name: str, host: str, port: int, database_url: str = "", public_url: str = ""
+) -> InitResult:
     """Create the hub directory, its signing key, database and the first admin account."""
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "hub.toml").exists():
         raise AdminError(f"{directory} already holds a hub (hub.toml); choose another --dir")
-    settings = HubSettings(name=name, host=host, port=port, database_url=database_url,
-                           public_url=public_url, directory=directory.resolve())
+    settings = HubSettings(
+        name=name,
+        host=host,
+        port=port,
+        database_url=database_url,
+        public_url=public_url,
+        directory=directory.resolve(),
+    )
     SigningKey.generate().save(settings.resolve(settings.key_file))
     engine = make_engine(settings.db_url)
     upgrade(engine)
@@ -51,8 +58,14 @@ def init_hub(directory: Path, name: str, host: str, port: int, database_url: str
     with sessions(engine).begin() as s:
         if s.scalar(sa.select(sa.func.count()).select_from(Account)):
             raise AdminError("the database already has accounts: it belongs to another hub")
-        s.add(Account(username="admin", password_hash=hash_password(password),
-                      roles={"roles": ["admin"]}, created_at=utcnow()))
+        s.add(
+            Account(
+                username="admin",
+                password_hash=hash_password(password),
+                roles={"roles": ["admin"]},
+                created_at=utcnow(),
+            )
+        )
     token = create_api_token(engine, "admin", name="local admin CLI", days=365)
     token_file = directory / "admin.token"
     token_file.write_text(token + "\n")
@@ -70,22 +83,35 @@ def open_hub(directory: Path) -> tuple[HubSettings, sa.Engine]:
     return settings, engine
 
 
-def create_api_token(engine: sa.Engine, username: str, name: str = "", days: int = 30,
-                     scopes: list[str] | None = None) -> str:
+def create_api_token(
+    engine: sa.Engine,
+    username: str,
+    name: str = "",
+    days: int = 30,
+    scopes: list[str] | None = None,
+) -> str:
     token = new_token("oft")
     with sessions(engine).begin() as s:
         account = s.scalar(sa.select(Account).where(Account.username == username))
         if account is None:
             raise AdminError(f"no account {username!r}")
         now = utcnow()
-        s.add(ApiToken(account_id=account.id, token_hash=token_hash(token), name=name,
-                       scopes={"scopes": scopes or ["*"]}, created_at=now,
-                       expires_at=now + timedelta(days=days)))
+        s.add(
+            ApiToken(
+                account_id=account.id,
+                token_hash=token_hash(token),
+                name=name,
+                scopes={"scopes": scopes or ["*"]},
+                created_at=now,
+                expires_at=now + timedelta(days=days),
+            )
+        )
     return token
 
 
-def add_user(engine: sa.Engine, username: str, roles: list[str],
-             password: str | None = None) -> str:
+def add_user(
+    engine: sa.Engine, username: str, roles: list[str], password: str | None = None
+) -> str:
     unknown = sorted(set(roles) - set(ROLES))
     if unknown:
         raise AdminError(f"unknown role {', '.join(unknown)}; roles are {', '.join(ROLES)}")
@@ -93,10 +119,17 @@ def add_user(engine: sa.Engine, username: str, roles: list[str],
     with sessions(engine).begin() as s:
         if s.scalar(sa.select(Account).where(Account.username == username)):
             raise AdminError(f"an account {username!r} exists already")
-        s.add(Account(username=username, password_hash=hash_password(password),
-                      roles={"roles": roles}, created_at=utcnow()))
-    AuditLog(engine).append("admin", "account.create", "info", target=username,
-                            details={"roles": roles})
+        s.add(
+            Account(
+                username=username,
+                password_hash=hash_password(password),
+                roles={"roles": roles},
+                created_at=utcnow(),
+            )
+        )
+    AuditLog(engine).append(
+        "admin", "account.create", "info", target=username, details={"roles": roles}
+    )
     return password
 
 
@@ -114,14 +147,26 @@ def add_node(engine: sa.Engine, name: str, hours: int) -> str:
                 " to enrol a replacement"
             )
         if node is None:
-            node = Node(id=f"node-{secrets.token_hex(8)}", name=name, status="invited",
-                        created_at=now, info={})
+            node = Node(
+                id=f"node-{secrets.token_hex(8)}",
+                name=name,
+                status="invited",
+                created_at=now,
+                info={},
+            )
             s.add(node)
             s.flush()
-        s.add(EnrolmentToken(node_id=node.id, token_hash=token_hash(token), created_at=now,
-                             expires_at=now + timedelta(hours=hours)))
-    AuditLog(engine).append("admin", "node.invite", "info", target=name,
-                            details={"token_valid_hours": hours})
+        s.add(
+            EnrolmentToken(
+                node_id=node.id,
+                token_hash=token_hash(token),
+                created_at=now,
+                expires_at=now + timedelta(hours=hours),
+            )
+        )
+    AuditLog(engine).append(
+        "admin", "node.invite", "info", target=name, details={"token_valid_hours": hours}
+    )
     return token
 
 

@@ -37,7 +37,11 @@ def build_context(settings: HubSettings) -> HubContext:
     key = SigningKey.load(settings.resolve(settings.key_file))
     audit = AuditLog(engine)
     return HubContext(
-        settings=settings, engine=engine, sessions=maker, key=key, audit=audit,
+        settings=settings,
+        engine=engine,
+        sessions=maker,
+        key=key,
+        audit=audit,
         channel=Channel(maker, key, audit, settings.lease_seconds, settings.max_attempts),
         notifier=Notifier(),
     )
@@ -69,7 +73,9 @@ def create_app(settings: HubSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings)
         app.state.hub = ctx
-        ctx.audit.append("hub", "hub.start", "info", settings.name, details={"version": __version__})
+        ctx.audit.append(
+            "hub", "hub.start", "info", settings.name, details={"version": __version__}
+        )
         sweeper = asyncio.create_task(_housekeeping(ctx))
         try:
             yield

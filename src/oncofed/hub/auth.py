@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
@@ -53,20 +54,28 @@ def _lookup_token(ctx: HubContext, token: str) -> Caller | None:
         return Caller(account.username, frozenset(account.roles.get("roles", [])))
 
 
-async def current_caller(request: Request, ctx: Annotated[HubContext, Depends(hub_context)]) -> Caller:
+async def current_caller(
+    request: Request, ctx: Annotated[HubContext, Depends(hub_context)]
+) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise HTTPException(401, "log in first: `oncofed login --hub URL` (Bearer token missing)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "log in first: `oncofed login --hub URL` (Bearer token missing)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     caller = await run_in_threadpool(_lookup_token, ctx, token.strip())
     if caller is None:
-        raise HTTPException(401, "the token is unknown, expired or revoked: log in again",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "the token is unknown, expired or revoked: log in again",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return caller
 
 
-def require(*roles: str):  # type: ignore[no-untyped-def]
+def require(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
     async def dependency(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
         if not caller.has(*roles):
             raise HTTPException(403, f"this needs the role {' or '.join(roles)}")
@@ -75,8 +84,9 @@ def require(*roles: str):  # type: ignore[no-untyped-def]
     return dependency
 
 
-def _check_node(ctx: HubContext, method: str, target: str, body: bytes,
-                headers: dict[str, str]) -> Node:
+def _check_node(
+    ctx: HubContext, method: str, target: str, body: bytes, headers: dict[str, str]
+) -> Node:
     node_id = headers.get(HEADER_NODE.lower(), "")
     with ctx.sessions.begin() as s:
         node = s.get(Node, node_id)
@@ -85,9 +95,14 @@ def _check_node(ctx: HubContext, method: str, target: str, body: bytes,
         if node.status != "enrolled":
             raise PermissionError(f"node {node.name} is {node.status}; the hub refuses it")
         verify_request(
-            PublicKey.from_b64(node.public_key), method, target, body,
-            headers.get(HEADER_DATE.lower(), ""), headers.get(HEADER_NONCE.lower(), ""),
-            headers.get(HEADER_SIGNATURE.lower(), ""), ctx.settings.clock_skew_seconds,
+            PublicKey.from_b64(node.public_key),
+            method,
+            target,
+            body,
+            headers.get(HEADER_DATE.lower(), ""),
+            headers.get(HEADER_NONCE.lower(), ""),
+            headers.get(HEADER_SIGNATURE.lower(), ""),
+            ctx.settings.clock_skew_seconds,
         )
         nonce = headers.get(HEADER_NONCE.lower(), "")
         if s.get(UsedNonce, (node.id, nonce)) is not None:
@@ -95,24 +110,38 @@ def _check_node(ctx: HubContext, method: str, target: str, body: bytes,
         now = utcnow()
         s.add(UsedNonce(node_id=node.id, nonce=nonce, seen_at=now))
         node.last_seen_at = now
+        s.flush()
         s.expunge(node)
         return node
 
 
-async def authenticated_node(request: Request,
-                             ctx: Annotated[HubContext, Depends(hub_context)]) -> Node:
+async def authenticated_node(
+    request: Request, ctx: Annotated[HubContext, Depends(hub_context)]
+) -> Node:
     body = await request.body()
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
         return await run_in_threadpool(_check_node, ctx, request.method, target, body, headers)
     except (RequestAuthError, ValueError) as exc:
-        await run_in_threadpool(ctx.audit.append, f"node:{headers.get('oncofed-node', '?')}",
-                                "node.request", "deny", target, str(exc))
+        await run_in_threadpool(
+            ctx.audit.append,
+            f"node:{headers.get('oncofed-node', '?')}",
+            "node.request",
+            "deny",
+            target,
+            str(exc),
+        )
         raise HTTPException(401, f"node request refused: {exc}") from exc
     except PermissionError as exc:
-        await run_in_threadpool(ctx.audit.append, f"node:{headers.get('oncofed-node', '?')}",
-                                "node.request", "deny", target, str(exc))
+        await run_in_threadpool(
+            ctx.audit.append,
+            f"node:{headers.get('oncofed-node', '?')}",
+            "node.request",
+            "deny",
+            target,
+            str(exc),
+        )
         raise HTTPException(403, str(exc)) from exc
     except sa.exc.IntegrityError as exc:  # two requests raced with the same nonce
         raise HTTPException(401, "node request refused: replayed nonce") from exc

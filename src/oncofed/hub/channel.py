@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -76,8 +76,10 @@ class TaskView:
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "complete": self.complete,
-            "counts": {s: sum(1 for t in self.targets if t.status == s)
-                       for s in sorted({t.status for t in self.targets})},
+            "counts": {
+                s: sum(1 for t in self.targets if t.status == s)
+                for s in sorted({t.status for t in self.targets})
+            },
             "targets": [t.__dict__ for t in self.targets],
         }
 
@@ -122,8 +124,9 @@ class Channel:
                 missing = sorted(set(node_names) - {n.name for n in nodes})
                 if missing:
                     raise ChannelError(
-                        404, f"no enrolled node named {', '.join(missing)}; "
-                        "`oncofed nodes` lists the federation's nodes"
+                        404,
+                        f"no enrolled node named {', '.join(missing)}; "
+                        "`oncofed nodes` lists the federation's nodes",
                     )
             if not nodes:
                 raise ChannelError(409, "no node is enrolled in this federation yet")
@@ -140,14 +143,27 @@ class Channel:
                 "expires_at": iso(expires),
             }
             envelope = SignedEnvelope.sign(payload, self.key)
-            s.add(Task(id=task_id, kind=kind, body=body, created_by=created_by,
-                       created_at=now, expires_at=expires, envelope=envelope.model_dump()))
+            s.add(
+                Task(
+                    id=task_id,
+                    kind=kind,
+                    body=body,
+                    created_by=created_by,
+                    created_at=now,
+                    expires_at=expires,
+                    envelope=envelope.model_dump(),
+                )
+            )
             s.flush()
             for n in nodes:
                 s.add(TaskTarget(task_id=task_id, node_id=n.id, status="pending", attempts=0))
-        self.audit.append(created_by, "task.create", "allow", target=task_id,
-                          details={"kind": kind, "nodes": [n.name for n in nodes],
-                                   "ttl_seconds": ttl_seconds})
+        self.audit.append(
+            created_by,
+            "task.create",
+            "allow",
+            target=task_id,
+            details={"kind": kind, "nodes": [n.name for n in nodes], "ttl_seconds": ttl_seconds},
+        )
         return task_id, [n.id for n in nodes]
 
     def view(self, task_id: str) -> TaskView:
@@ -166,13 +182,22 @@ class Channel:
                 .order_by(Node.name)
             ).all()
             return TaskView(
-                id=task.id, kind=task.kind, body=task.body, created_by=task.created_by,
-                created_at=iso(task.created_at), expires_at=iso(task.expires_at),
+                id=task.id,
+                kind=task.kind,
+                body=task.body,
+                created_by=task.created_by,
+                created_at=iso(task.created_at),
+                expires_at=iso(task.expires_at),
                 targets=[
-                    TargetView(node_id=t.node_id, node_name=name, status=t.status,
-                               attempts=t.attempts,
-                               finished_at=iso(t.finished_at) if t.finished_at else None,
-                               result=t.result, error=t.error)
+                    TargetView(
+                        node_id=t.node_id,
+                        node_name=name,
+                        status=t.status,
+                        attempts=t.attempts,
+                        finished_at=iso(t.finished_at) if t.finished_at else None,
+                        result=t.result,
+                        error=t.error,
+                    )
                     for t, name in rows
                 ],
             )
@@ -184,14 +209,21 @@ class Channel:
             raise ChannelError(404, f"no task {task_id}")
         return created_by
 
-    def list(self, created_by: str | None, limit: int = 50) -> list[dict[str, Any]]:
+    def list_tasks(self, created_by: str | None, limit: int = 50) -> list[dict[str, Any]]:
         with self.sessions() as s:
             q = sa.select(Task).order_by(Task.created_at.desc()).limit(limit)
             if created_by is not None:
                 q = q.where(Task.created_by == created_by)
-            return [{"id": t.id, "kind": t.kind, "created_by": t.created_by,
-                     "created_at": iso(t.created_at), "expires_at": iso(t.expires_at)}
-                    for t in s.scalars(q)]
+            return [
+                {
+                    "id": t.id,
+                    "kind": t.kind,
+                    "created_by": t.created_by,
+                    "created_at": iso(t.created_at),
+                    "expires_at": iso(t.expires_at),
+                }
+                for t in s.scalars(q)
+            ]
 
     # -- node side ------------------------------------------------------------------------
 
@@ -220,8 +252,10 @@ class Channel:
                 if target.attempts >= self.max_attempts:
                     target.status = "failed"
                     target.finished_at = now
-                    target.error = (f"the node took the task {target.attempts} times without "
-                                    "answering; it may crash on it (see the node's log)")
+                    target.error = (
+                        f"the node took the task {target.attempts} times without "
+                        "answering; it may crash on it (see the node's log)"
+                    )
                     gave_up.append(task.id)
                     continue
                 target.status = "claimed"
@@ -230,9 +264,25 @@ class Channel:
                 target.lease_until = now + self.lease
                 out.append({"task_id": task.id, "envelope": task.envelope})
         for task_id in gave_up:
-            self.audit.append("hub", "task.give_up", "error", target=task_id,
-                              reason="lease expired too often", details={"node": node_id})
+            self.audit.append(
+                "hub",
+                "task.give_up",
+                "error",
+                target=task_id,
+                reason="lease expired too often",
+                details={"node": node_id},
+            )
         return out
+
+    def release(self, node_id: str) -> int:
+        """Return a node's claimed, unfinished targets to pending (the node restarted)."""
+        with self.sessions.begin() as s:
+            result = s.execute(
+                sa.update(TaskTarget)
+                .where(TaskTarget.node_id == node_id, TaskTarget.status == "claimed")
+                .values(status="pending", lease_until=None)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def record_result(self, node: Node, task_id: str, envelope: SignedEnvelope) -> bool:
         """Store a verified result. Returns False when it was a harmless duplicate."""
@@ -247,10 +297,16 @@ class Channel:
             self._deny(node, task_id, "result.type", "not a result message")
             raise ChannelError(400, "result refused: the message is not a result")
         if payload.get("task_id") != task_id or payload.get("node_id") != node.id:
-            self._deny(node, task_id, "result.address",
-                       f"answers task {payload.get('task_id')} for node {payload.get('node_id')}")
-            raise ChannelError(400, "result refused: it answers another task or comes from "
-                               "another node (replayed?)")
+            self._deny(
+                node,
+                task_id,
+                "result.address",
+                f"answers task {payload.get('task_id')} for node {payload.get('node_id')}",
+            )
+            raise ChannelError(
+                400,
+                "result refused: it answers another task or comes from another node (replayed?)",
+            )
         status = payload.get("status")
         if status not in NODE_RESULT_STATUSES:
             raise ChannelError(422, f"result status must be one of {sorted(NODE_RESULT_STATUSES)}")
@@ -265,8 +321,11 @@ class Channel:
                     return False
                 if target.status == "timed_out":
                     raise ChannelError(410, f"task {task_id} timed out before this result came")
-                raise ChannelError(409, f"task {task_id} already has a different result "
-                                   f"from this node ({target.status})")
+                raise ChannelError(
+                    409,
+                    f"task {task_id} already has a different result "
+                    f"from this node ({target.status})",
+                )
             task = s.get(Task, task_id)
             assert task is not None
             if task.expires_at <= now:
@@ -280,11 +339,14 @@ class Channel:
             target.error = payload.get("error") if status != "succeeded" else None
             target.result_envelope = envelope.model_dump()
             target.result_hash = digest
-        self.audit.append(f"node:{node.name}", "task.result",
-                          "allow" if status == "succeeded" else "deny" if status == "refused"
-                          else "error",
-                          target=task_id, reason=str(payload.get("error") or ""),
-                          details={"status": status})
+        self.audit.append(
+            f"node:{node.name}",
+            "task.result",
+            "allow" if status == "succeeded" else "deny" if status == "refused" else "error",
+            target=task_id,
+            reason=str(payload.get("error") or ""),
+            details={"status": status},
+        )
         return True
 
     def expire_overdue(self, task_id: str | None = None) -> list[str]:
@@ -292,7 +354,8 @@ class Channel:
         now = utcnow()
         with self.sessions.begin() as s:
             query = (
-                sa.select(TaskTarget.task_id).distinct()
+                sa.select(TaskTarget.task_id)
+                .distinct()
                 .join(Task, Task.id == TaskTarget.task_id)
                 .where(Task.expires_at <= now, TaskTarget.status.in_(("pending", "claimed")))
             )
@@ -302,10 +365,15 @@ class Channel:
             if overdue:
                 s.execute(
                     sa.update(TaskTarget)
-                    .where(TaskTarget.task_id.in_(overdue),
-                           TaskTarget.status.in_(("pending", "claimed")))
-                    .values(status="timed_out", finished_at=now,
-                            error="no result before the task's deadline")
+                    .where(
+                        TaskTarget.task_id.in_(overdue),
+                        TaskTarget.status.in_(("pending", "claimed")),
+                    )
+                    .values(
+                        status="timed_out",
+                        finished_at=now,
+                        error="no result before the task's deadline",
+                    )
                     .execution_options(synchronize_session=False)
                 )
         return overdue

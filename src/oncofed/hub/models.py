@@ -61,7 +61,9 @@ class Node(Base):
     name: Mapped[str] = mapped_column(sa.String(200), unique=True)
     public_key: Mapped[str | None] = mapped_column(sa.String(100))
     key_id: Mapped[str | None] = mapped_column(sa.String(32))
-    status: Mapped[str] = mapped_column(sa.String(20), default="invited")  # invited|enrolled|revoked
+    status: Mapped[str] = mapped_column(
+        sa.String(20), default="invited"
+    )  # invited|enrolled|revoked
     version: Mapped[str] = mapped_column(sa.String(50), default="")
     created_at: Mapped[datetime]
     enrolled_at: Mapped[datetime | None]

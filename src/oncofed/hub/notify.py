@@ -7,6 +7,7 @@ process (or a missed wake-up) is picked up late rather than never.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 
 
@@ -27,7 +28,5 @@ class Notifier:
 
     @staticmethod
     async def wait(ev: asyncio.Event, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ev.wait(), timeout=max(timeout, 0.0))
-        except TimeoutError:
-            pass

@@ -9,6 +9,7 @@ to post again once the hub is back. Link failures back off exponentially with ji
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from datetime import timedelta
@@ -46,24 +47,36 @@ class Agent:
         self._slots = asyncio.Semaphore(CONCURRENT_TASKS)
         self._running: set[asyncio.Task[None]] = set()
         self.connected = False
+        self._released = False
 
     # -- HTTP -------------------------------------------------------------------------------
 
     async def request(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
-        headers = sign_request(self.ctx.settings.node_id, self.ctx.key, method,
-                               self.base_path + path, body)
+        headers = sign_request(
+            self.ctx.settings.node_id, self.ctx.key, method, self.base_path + path, body
+        )
         if body:
             headers["content-type"] = "application/json"
         return await self.client.request(method, path, content=body, headers=headers)
 
     # -- verification and execution (synchronous, run in a thread) ------------------------
 
-    def _result(self, task_id: str, status: str, body: dict[str, Any] | None = None,
-                error: str | None = None) -> SignedEnvelope:
-        payload = {"type": "oncofed.result", "task_id": task_id,
-                   "node_id": self.ctx.settings.node_id, "status": status,
-                   "body": body if body is not None else {}, "error": error,
-                   "issued_at": iso(utcnow())}
+    def _result(
+        self,
+        task_id: str,
+        status: str,
+        body: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> SignedEnvelope:
+        payload = {
+            "type": "oncofed.result",
+            "task_id": task_id,
+            "node_id": self.ctx.settings.node_id,
+            "status": status,
+            "body": body if body is not None else {},
+            "error": error,
+            "issued_at": iso(utcnow()),
+        }
         return SignedEnvelope.sign(payload, self.ctx.key)
 
     def _refuse(self, task_id: str, what: str, reason: str) -> SignedEnvelope:
@@ -79,46 +92,71 @@ class Agent:
         except (ValidationError, SignatureError, ValueError) as exc:
             return self._refuse(task_id, "task.verify", f"task signature invalid: {exc}"), False
         if payload.get("type") != "oncofed.task" or payload.get("id") != task_id:
-            return self._refuse(task_id, "task.verify", "the signed message is not this task"), False
+            return self._refuse(
+                task_id, "task.verify", "the signed message is not this task"
+            ), False
         if self.ctx.settings.node_id not in payload.get("to", []):
-            return self._refuse(task_id, "task.address",
-                                "the task is not addressed to this node"), False
+            return self._refuse(
+                task_id, "task.address", "the task is not addressed to this node"
+            ), False
         try:
             expires = parse_iso(str(payload["expires_at"]))
         except (KeyError, ValueError):
             return self._refuse(task_id, "task.verify", "the task has no valid expiry"), False
         if expires + CLOCK_SKEW < utcnow():
-            return self._refuse(task_id, "task.expired",
-                                f"the task expired at {payload['expires_at']}"), False
+            return self._refuse(
+                task_id, "task.expired", f"the task expired at {payload['expires_at']}"
+            ), False
 
         with self.ctx.state.begin() as con:
-            seen = con.execute(sa.select(task_ledger).where(task_ledger.c.task_id == task_id)).first()
+            seen = con.execute(
+                sa.select(task_ledger).where(task_ledger.c.task_id == task_id)
+            ).first()
             if seen is not None and seen.status != "running" and seen.result_envelope:
-                self.ctx.audit.append("hub", "task.replay", "deny", target=task_id,
-                                      reason="already executed; not run again, stored result re-sent")
+                self.ctx.audit.append(
+                    "hub",
+                    "task.replay",
+                    "deny",
+                    target=task_id,
+                    reason="already executed; not run again, stored result re-sent",
+                )
                 return SignedEnvelope.model_validate(seen.result_envelope), False
             if seen is None:
-                con.execute(sa.insert(task_ledger).values(
-                    task_id=task_id, kind=str(payload.get("kind")), received_at=iso(utcnow()),
-                    status="running", posted=False, expires_at=str(payload["expires_at"])))
+                con.execute(
+                    sa.insert(task_ledger).values(
+                        task_id=task_id,
+                        kind=str(payload.get("kind")),
+                        received_at=iso(utcnow()),
+                        status="running",
+                        posted=False,
+                        expires_at=str(payload["expires_at"]),
+                    )
+                )
 
         kind = str(payload.get("kind"))
         requester = str(payload.get("from", "?"))
         if not self.ctx.policy.allows_task(kind) or kind not in HANDLERS:
-            result = self._refuse(task_id, "task.policy",
-                                  f"this node's policy does not allow {kind} tasks")
+            result = self._refuse(
+                task_id, "task.policy", f"this node's policy does not allow {kind} tasks"
+            )
         else:
             try:
                 body = validate_body(kind, payload.get("body"))
                 output = HANDLERS[kind](self.ctx, body)
             except TaskBodyError as exc:
-                self.ctx.audit.append(requester, f"task.{kind}", "deny", target=task_id,
-                                      reason=str(exc))
+                self.ctx.audit.append(
+                    requester, f"task.{kind}", "deny", target=task_id, reason=str(exc)
+                )
                 result = self._result(task_id, "failed", error=str(exc))
             except Exception as exc:  # the handler's failure is the task's, not the agent's
                 log.exception("task %s (%s) failed", task_id, kind)
-                self.ctx.audit.append(requester, f"task.{kind}", "error", target=task_id,
-                                      reason=f"{type(exc).__name__}: {exc}")
+                self.ctx.audit.append(
+                    requester,
+                    f"task.{kind}",
+                    "error",
+                    target=task_id,
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
                 result = self._result(task_id, "failed", error=f"{type(exc).__name__}: {exc}")
             else:
                 self.ctx.audit.append(requester, f"task.{kind}", "allow", target=task_id)
@@ -127,22 +165,27 @@ class Agent:
 
     def _ledger_result(self, task_id: str, envelope: SignedEnvelope) -> None:
         with self.ctx.state.begin() as con:
-            con.execute(sa.update(task_ledger).where(task_ledger.c.task_id == task_id)
-                        .values(status=envelope.payload["status"],
-                                result_envelope=envelope.model_dump()))
+            con.execute(
+                sa.update(task_ledger)
+                .where(task_ledger.c.task_id == task_id)
+                .values(status=envelope.payload["status"], result_envelope=envelope.model_dump())
+            )
 
     def _mark_posted(self, task_id: str) -> None:
         with self.ctx.state.begin() as con:
-            con.execute(sa.update(task_ledger).where(task_ledger.c.task_id == task_id)
-                        .values(posted=True))
+            con.execute(
+                sa.update(task_ledger).where(task_ledger.c.task_id == task_id).values(posted=True)
+            )
 
     def _outbox(self) -> list[tuple[str, dict[str, Any]]]:
         now = iso(utcnow())
         with self.ctx.state.connect() as con:
             rows = con.execute(
-                sa.select(task_ledger.c.task_id, task_ledger.c.result_envelope)
-                .where(task_ledger.c.posted.is_(False), task_ledger.c.status != "running",
-                       task_ledger.c.expires_at > now)
+                sa.select(task_ledger.c.task_id, task_ledger.c.result_envelope).where(
+                    task_ledger.c.posted.is_(False),
+                    task_ledger.c.status != "running",
+                    task_ledger.c.expires_at > now,
+                )
             ).all()
         return [(r.task_id, r.result_envelope) for r in rows if r.result_envelope]
 
@@ -156,8 +199,9 @@ class Agent:
             if response.status_code != 200:
                 log.warning("hub did not take result of %s: %s", task_id, response.text)
             return True
-        log.warning("hub refused result of %s (%s): %s", task_id, response.status_code,
-                    response.text)
+        log.warning(
+            "hub refused result of %s (%s): %s", task_id, response.status_code, response.text
+        )
         return False
 
     async def handle(self, task_id: str, raw_envelope: Any) -> None:
@@ -179,10 +223,12 @@ class Agent:
                 await asyncio.to_thread(self._mark_posted, task_id)
 
     async def poll_once(self, wait: float) -> int:
-        response = await self.request("GET", f"/api/channel/tasks?wait={wait:g}")
+        query = f"wait={wait:g}" + ("" if self._released else "&fresh=true")
+        response = await self.request("GET", f"/api/channel/tasks?{query}")
         if response.status_code in (401, 403):
             raise HubRefused(response.status_code, _detail(response))
         response.raise_for_status()
+        self._released = True
         tasks = response.json().get("tasks", [])
         for item in tasks:
             job = asyncio.create_task(self.handle(str(item.get("task_id")), item.get("envelope")))
@@ -215,14 +261,16 @@ class Agent:
                 delay = 60.0
             except (httpx.TransportError, httpx.HTTPStatusError) as exc:
                 delay = backoff * (0.5 + random.random())
-                log.warning("hub %s unreachable (%s); retrying in %.1f s",
-                            self.ctx.settings.hub_url, type(exc).__name__, delay)
+                log.warning(
+                    "hub %s unreachable (%s); retrying in %.1f s",
+                    self.ctx.settings.hub_url,
+                    type(exc).__name__,
+                    delay,
+                )
                 backoff = min(backoff * 2, MAX_BACKOFF)
             self.connected = False
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
         for job in list(self._running):
             job.cancel()
         await self.client.aclose()

@@ -74,14 +74,16 @@ async def login(
     address = request.client.host if request.client else "?"
     keys = (f"user:{username}", f"addr:{address}")
     if limiter.blocked(*keys):
-        await run_in_threadpool(ctx.audit.append, username, "auth.login", "deny", "",
-                                "rate limited")
+        await run_in_threadpool(
+            ctx.audit.append, username, "auth.login", "deny", "", "rate limited"
+        )
         raise HTTPException(429, "too many failed log-ins; wait a minute and try again")
     token = await run_in_threadpool(_login, ctx, username, password)
     if token is None:
         limiter.fail(*keys)
-        await run_in_threadpool(ctx.audit.append, username, "auth.login", "deny", "",
-                                "wrong username or password")
+        await run_in_threadpool(
+            ctx.audit.append, username, "auth.login", "deny", "", "wrong username or password"
+        )
         raise HTTPException(401, "wrong username or password")
     await run_in_threadpool(ctx.audit.append, username, "auth.login", "allow")
     return {"access_token": token, "token_type": "bearer", "expires_in": 30 * 24 * 3600}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from oncofed.hub.auth import authenticated_node
@@ -22,13 +22,22 @@ RECHECK_SECONDS = 1.0
 
 @router.get("/api/channel/tasks", tags=["channel"])
 async def poll(
+    request: Request,
     ctx: Annotated[HubContext, Depends(hub_context)],
     node: Annotated[Node, Depends(authenticated_node)],
     wait: Annotated[float, Query(ge=0, le=120)] = 0,
+    fresh: Annotated[bool, Query(description="the agent has just started")] = False,
 ) -> dict[str, Any]:
+    if fresh:
+        # A restarted agent works on nothing: what it had claimed can go out again now
+        # instead of after the lease.
+        await run_in_threadpool(ctx.channel.release, node.id)
     deadline = time.monotonic() + min(wait, ctx.settings.long_poll_seconds)
     while True:
         ev = ctx.notifier.event(f"node:{node.id}")
+        if await request.is_disconnected():
+            # Claiming for a node that hung up would hold the task until its lease ends.
+            return {"tasks": []}
         tasks = await run_in_threadpool(ctx.channel.claim, node.id)
         remaining = deadline - time.monotonic()
         if tasks or remaining <= 0:

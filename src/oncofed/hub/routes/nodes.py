@@ -52,17 +52,28 @@ def _enrol(ctx: HubContext, req: EnrolRequest) -> EnrolResponse:
             .where(EnrolmentToken.token_hash == token_hash(req.token))
         ).first()
         if row is None:
-            raise EnrolRefused(403, "enrolment token unknown: check it was copied whole, or ask "
-                               "the hub admin for a new one (`oncofed hub node add NAME`)")
+            raise EnrolRefused(
+                403,
+                "enrolment token unknown: check it was copied whole, or ask "
+                "the hub admin for a new one (`oncofed hub node add NAME`)",
+            )
         token, node = row
         if token.used_at is not None:
-            raise EnrolRefused(403, f"this enrolment token was already used on "
-                               f"{iso(token.used_at)}; each token enrols one node once. Ask "
-                               "the hub admin for a new one", node.name)
+            raise EnrolRefused(
+                403,
+                f"this enrolment token was already used on "
+                f"{iso(token.used_at)}; each token enrols one node once. Ask "
+                "the hub admin for a new one",
+                node.name,
+            )
         if token.expires_at <= now:
-            raise EnrolRefused(403, f"this enrolment token expired on {iso(token.expires_at)}; "
-                               f"ask the hub admin for a new one (`oncofed hub node add "
-                               f"{node.name}`)", node.name)
+            raise EnrolRefused(
+                403,
+                f"this enrolment token expired on {iso(token.expires_at)}; "
+                f"ask the hub admin for a new one (`oncofed hub node add "
+                f"{node.name}`)",
+                node.name,
+            )
         # Consume the token atomically: of two racing enrolments only one wins.
         used = s.execute(
             sa.update(EnrolmentToken)
@@ -77,39 +88,60 @@ def _enrol(ctx: HubContext, req: EnrolRequest) -> EnrolResponse:
         node.version = req.version
         node.enrolled_at = now
         node.revoked_at = None
-        response = EnrolResponse(node_id=node.id, name=node.name, hub_name=ctx.settings.name,
-                                 hub_key_id=ctx.key.kid, hub_public_key=ctx.key.public.b64)
+        response = EnrolResponse(
+            node_id=node.id,
+            name=node.name,
+            hub_name=ctx.settings.name,
+            hub_key_id=ctx.key.kid,
+            hub_public_key=ctx.key.public.b64,
+        )
     return response
 
 
 @router.post("/api/nodes/enrol", response_model=EnrolResponse, tags=["nodes"])
-async def enrol(req: EnrolRequest,
-                ctx: Annotated[HubContext, Depends(hub_context)]) -> EnrolResponse:
+async def enrol(
+    req: EnrolRequest, ctx: Annotated[HubContext, Depends(hub_context)]
+) -> EnrolResponse:
     try:
         response = await run_in_threadpool(_enrol, ctx, req)
     except EnrolRefused as exc:
-        await run_in_threadpool(ctx.audit.append, f"node:{exc.name}", "node.enrol", "deny",
-                                exc.name, exc.message)
+        await run_in_threadpool(
+            ctx.audit.append, f"node:{exc.name}", "node.enrol", "deny", exc.name, exc.message
+        )
         raise HTTPException(exc.status, exc.message) from exc
-    await run_in_threadpool(ctx.audit.append, f"node:{response.name}", "node.enrol", "allow",
-                            response.name, "", {"node_id": response.node_id})
+    await run_in_threadpool(
+        ctx.audit.append,
+        f"node:{response.name}",
+        "node.enrol",
+        "allow",
+        response.name,
+        "",
+        {"node_id": response.node_id},
+    )
     return response
 
 
 def _nodes(ctx: HubContext) -> list[dict[str, Any]]:
     with ctx.sessions() as s:
         return [
-            {"id": n.id, "name": n.name, "status": n.status, "version": n.version,
-             "enrolled_at": iso(n.enrolled_at) if n.enrolled_at else None,
-             "last_seen_at": iso(n.last_seen_at) if n.last_seen_at else None,
-             "key_id": n.key_id}
+            {
+                "id": n.id,
+                "name": n.name,
+                "status": n.status,
+                "version": n.version,
+                "enrolled_at": iso(n.enrolled_at) if n.enrolled_at else None,
+                "last_seen_at": iso(n.last_seen_at) if n.last_seen_at else None,
+                "key_id": n.key_id,
+            }
             for n in s.scalars(sa.select(Node).order_by(Node.name))
         ]
 
 
 @router.get("/api/nodes", tags=["nodes"])
-async def nodes(ctx: Annotated[HubContext, Depends(hub_context)],
-                _caller: Annotated[Caller, Depends(current_caller)]) -> list[dict[str, Any]]:
+async def nodes(
+    ctx: Annotated[HubContext, Depends(hub_context)],
+    _caller: Annotated[Caller, Depends(current_caller)],
+) -> list[dict[str, Any]]:
     return await run_in_threadpool(_nodes, ctx)
 
 

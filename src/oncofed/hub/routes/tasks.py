@@ -35,8 +35,9 @@ async def create_task(
     try:
         body = validate_body(req.kind, req.body)
     except TaskBodyError as exc:
-        await run_in_threadpool(ctx.audit.append, caller.username, "task.create", "deny",
-                                req.kind, str(exc))
+        await run_in_threadpool(
+            ctx.audit.append, caller.username, "task.create", "deny", req.kind, str(exc)
+        )
         raise HTTPException(422, str(exc)) from exc
     ttl = req.ttl_seconds or ctx.settings.task_ttl_seconds
     try:
@@ -67,7 +68,7 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
     owner = None if "admin" in caller.roles else caller.username
-    return await run_in_threadpool(ctx.channel.list, owner, limit)
+    return await run_in_threadpool(ctx.channel.list_tasks, owner, limit)
 
 
 @router.get("/api/tasks/{task_id}", tags=["tasks"])

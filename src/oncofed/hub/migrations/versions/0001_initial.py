@@ -28,8 +28,12 @@ def upgrade() -> None:
     op.create_table(
         "api_token",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("account_id", sa.Integer, sa.ForeignKey("account.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "account_id",
+            sa.Integer,
+            sa.ForeignKey("account.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("scopes", sa.JSON, nullable=False),
@@ -55,8 +59,9 @@ def upgrade() -> None:
     op.create_table(
         "enrolment_token",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("node_id", sa.String(64), sa.ForeignKey("node.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "node_id", sa.String(64), sa.ForeignKey("node.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=False),
@@ -74,8 +79,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "task_target",
-        sa.Column("task_id", sa.String(32), sa.ForeignKey("task.id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column(
+            "task_id", sa.String(32), sa.ForeignKey("task.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("node_id", sa.String(64), sa.ForeignKey("node.id"), primary_key=True),
         sa.Column("status", sa.String(20), nullable=False, index=True),
         sa.Column("attempts", sa.Integer, nullable=False),
@@ -116,6 +122,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("audit_head", "audit_entry", "used_nonce", "task_target", "task",
-                  "enrolment_token", "node", "api_token", "account"):
+    for table in (
+        "audit_head",
+        "audit_entry",
+        "used_nonce",
+        "task_target",
+        "task",
+        "enrolment_token",
+        "node",
+        "api_token",
+        "account",
+    ):
         op.drop_table(table)
