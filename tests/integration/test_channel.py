@@ -39,14 +39,18 @@ def statuses(view: dict) -> dict[str, str]:
     return {t["node_name"]: t["status"] for t in view["targets"]}
 
 
-def test_tasks_delivered_and_results_collected(make_federation: FederationFactory,
-                                               hub_database: str) -> None:
+def test_tasks_delivered_and_results_collected(
+    make_federation: FederationFactory, hub_database: str
+) -> None:
     fed = make_federation(3, database_url=hub_database)
     with fed.admin() as client:
         view = client.run("node.info", wait_time=30)
         assert view["complete"]
-        assert statuses(view) == {"node-1": "succeeded", "node-2": "succeeded",
-                                  "node-3": "succeeded"}
+        assert statuses(view) == {
+            "node-1": "succeeded",
+            "node-2": "succeeded",
+            "node-3": "succeeded",
+        }
         for target in view["targets"]:
             assert target["result"]["name"] == target["node_name"]
             assert target["result"]["policy"]["allowed_tasks"] == ["node.info"]
@@ -73,8 +77,7 @@ def test_node_killed_mid_task_times_out_others_answer(make_federation: Federatio
         partial = client.results(task_id, wait_time=0)
         view = client.results(task_id, wait_time=20)
     assert partial["complete"] is False or statuses(partial)["node-3"] == "timed_out"
-    assert statuses(view) == {"node-1": "succeeded", "node-2": "succeeded",
-                              "node-3": "timed_out"}
+    assert statuses(view) == {"node-1": "succeeded", "node-2": "succeeded", "node-3": "timed_out"}
     assert view["complete"]
     by_name = {t["node_name"]: t for t in view["targets"]}
     assert by_name["node-3"]["attempts"] == 1  # it had claimed the task before dying
@@ -127,8 +130,9 @@ def test_tampered_task_is_refused(make_federation: FederationFactory) -> None:
     target = view["targets"][0]
     assert target["status"] == "refused"
     assert "signature" in target["error"]
-    assert any(e["action"] == "task.verify" and e["decision"] == "deny"
-               for e in node_audit(fed, "node-1"))
+    assert any(
+        e["action"] == "task.verify" and e["decision"] == "deny" for e in node_audit(fed, "node-1")
+    )
 
 
 def test_wrongly_addressed_task_is_refused(make_federation: FederationFactory) -> None:
@@ -141,8 +145,11 @@ def test_wrongly_addressed_task_is_refused(make_federation: FederationFactory) -
         node2_id = load_node_settings(fed.nodes["node-2"].directory).node_id
         # A compromised hub database hands node-1's task to node-2 as well.
         with engine.begin() as con:
-            con.execute(sa.insert(TaskTarget).values(task_id=task_id, node_id=node2_id,
-                                                     status="pending", attempts=0))
+            con.execute(
+                sa.insert(TaskTarget).values(
+                    task_id=task_id, node_id=node2_id, status="pending", attempts=0
+                )
+            )
         fed.start_node("node-2")
         view = client.results(task_id, wait_time=30)
     assert statuses(view) == {"node-1": "succeeded", "node-2": "refused"}
@@ -158,8 +165,11 @@ def test_replayed_task_is_not_run_again(make_federation: FederationFactory) -> N
         assert statuses(first) == {"node-1": "succeeded"}
         # The hub (or an attacker inside it) delivers the same signed task again.
         with engine.begin() as con:
-            con.execute(sa.update(TaskTarget).where(TaskTarget.task_id == task_id)
-                        .values(status="pending", finished_at=None))
+            con.execute(
+                sa.update(TaskTarget)
+                .where(TaskTarget.task_id == task_id)
+                .values(status="pending", finished_at=None)
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if any(e["action"] == "task.replay" for e in node_audit(fed, "node-1")):
@@ -168,8 +178,11 @@ def test_replayed_task_is_not_run_again(make_federation: FederationFactory) -> N
         second = client.results(task_id, wait_time=30)
     replays = [e for e in node_audit(fed, "node-1") if e["action"] == "task.replay"]
     assert replays and replays[0]["decision"] == "deny"
-    runs = [e for e in node_audit(fed, "node-1")
-            if e["action"] == "task.node.info" and e["target"] == task_id]
+    runs = [
+        e
+        for e in node_audit(fed, "node-1")
+        if e["action"] == "task.node.info" and e["target"] == task_id
+    ]
     assert len(runs) == 1  # executed once
     assert second["targets"][0]["result"] == first["targets"][0]["result"]
 
@@ -202,29 +215,50 @@ def test_result_for_another_task_is_refused(make_federation: FederationFactory) 
         fed.nodes["node-1"].stop()
         task_a = client.submit("node.info", ttl_seconds=60)
         task_b = client.submit("node.info", ttl_seconds=60)
-    payload = {"type": "oncofed.result", "task_id": task_a, "node_id": settings.node_id,
-               "status": "succeeded", "body": {"forged": True}, "error": None,
-               "issued_at": iso(utcnow())}
+    payload = {
+        "type": "oncofed.result",
+        "task_id": task_a,
+        "node_id": settings.node_id,
+        "status": "succeeded",
+        "body": {"forged": True},
+        "error": None,
+        "issued_at": iso(utcnow()),
+    }
     body = SignedEnvelope.sign(payload, key).model_dump_json().encode()
     path = f"/api/channel/tasks/{task_b}/result"
-    response = httpx.put(fed.hub.url + path, content=body,
-                         headers={**sign_request(settings.node_id, key, "PUT", path, body),
-                                  "content-type": "application/json"})
+    response = httpx.put(
+        fed.hub.url + path,
+        content=body,
+        headers={
+            **sign_request(settings.node_id, key, "PUT", path, body),
+            "content-type": "application/json",
+        },
+    )
     assert response.status_code == 400 and "another task" in response.json()["detail"]
     # The same result posted twice to its own task is harmless.
     path_a = f"/api/channel/tasks/{task_a}/result"
     for expected_duplicate in (False, True):
-        response = httpx.put(fed.hub.url + path_a, content=body,
-                             headers={**sign_request(settings.node_id, key, "PUT", path_a, body),
-                                      "content-type": "application/json"})
+        response = httpx.put(
+            fed.hub.url + path_a,
+            content=body,
+            headers={
+                **sign_request(settings.node_id, key, "PUT", path_a, body),
+                "content-type": "application/json",
+            },
+        )
         assert response.status_code == 200
         assert response.json()["duplicate"] is expected_duplicate
     # A different result for the finished target is a conflict.
     payload2 = {**payload, "body": {"other": 1}}
     body2 = SignedEnvelope.sign(payload2, key).model_dump_json().encode()
-    response = httpx.put(fed.hub.url + path_a, content=body2,
-                         headers={**sign_request(settings.node_id, key, "PUT", path_a, body2),
-                                  "content-type": "application/json"})
+    response = httpx.put(
+        fed.hub.url + path_a,
+        content=body2,
+        headers={
+            **sign_request(settings.node_id, key, "PUT", path_a, body2),
+            "content-type": "application/json",
+        },
+    )
     assert response.status_code == 409
 
 
@@ -244,8 +278,10 @@ def test_enrolment_token_rules(make_federation: FederationFactory, tmp_path) -> 
         enrol(tmp_path / "b", fed.hub.url, "ofe_" + "x" * 40)
     expired = add_node(engine, "site-b", hours=1)
     with engine.begin() as con:
-        con.execute(sa.text("UPDATE enrolment_token SET expires_at = :t WHERE used_at IS NULL"),
-                    {"t": utcnow().replace(year=2000)})
+        con.execute(
+            sa.text("UPDATE enrolment_token SET expires_at = :t WHERE used_at IS NULL"),
+            {"t": utcnow().replace(year=2000)},
+        )
     with pytest.raises(NodeAdminError, match="expired"):
         enrol(tmp_path / "b", fed.hub.url, expired)
     reasons = [e["reason"] for e in AuditLog(engine).entries() if e["action"] == "node.enrol"]
@@ -267,8 +303,9 @@ def test_revoked_node_is_refused(make_federation: FederationFactory) -> None:
         settings = load_node_settings(fed.nodes["node-2"].directory)
         key = SigningKey.load(settings.resolve(settings.key_file))
         target = "/api/channel/tasks?wait=0"
-        response = httpx.get(fed.hub.url + target,
-                             headers=sign_request(settings.node_id, key, "GET", target))
+        response = httpx.get(
+            fed.hub.url + target, headers=sign_request(settings.node_id, key, "GET", target)
+        )
         assert response.status_code == 403 and "revoked" in response.json()["detail"]
         # New tasks go only to enrolled nodes.
         assert statuses(client.run("node.info", wait_time=30)) == {"node-1": "succeeded"}
@@ -277,7 +314,9 @@ def test_revoked_node_is_refused(make_federation: FederationFactory) -> None:
 def test_malformed_requests_get_clear_errors(make_federation: FederationFactory) -> None:
     fed = make_federation(1)
     with fed.admin() as client:
-        with pytest.raises(HubError, match="malformed node.info task body: unexpected: Extra inputs"):
+        with pytest.raises(
+            HubError, match="malformed node.info task body: unexpected: Extra inputs"
+        ):
             client.submit("node.info", body={"unexpected": 1})
         with pytest.raises(HubError, match="unknown task kind 'no.such'"):
             client.submit("no.such")

@@ -1,0 +1,133 @@
+"""Round trip of `node.info` through the task channel to 10 nodes, next to a direct call.
+
+    python bench/channel.py [--nodes 10] [--tasks 200] [--concurrency 8]
+
+A hub and N nodes run as separate processes on loopback (the same code path as a
+deployment: signed tasks, long-polls, signed results, SQLite hub database). Each task goes
+to all nodes and counts as done when every node's result is at the hub. The floor is a
+direct HTTP GET of one node's `/info` (the same summary, no hub, no signatures). Results go
+to bench/results/channel.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from oncofed import __version__
+from oncofed.client.hub import HubClient
+from oncofed.local import LocalFederation
+
+TARGET_P95_MS = 50.0
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+    return {
+        "p50_ms": round(pct(50), 2),
+        "p95_ms": round(pct(95), 2),
+        "p99_ms": round(pct(99), 2),
+        "mean_ms": round(statistics.fmean(ordered), 2),
+    }
+
+
+def round_trip(client: HubClient) -> float:
+    started = time.perf_counter()
+    view = client.run("node.info", wait_time=30)
+    elapsed = (time.perf_counter() - started) * 1000
+    if not view["complete"] or any(t["status"] != "succeeded" for t in view["targets"]):
+        raise RuntimeError(f"task incomplete: {view['counts']}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "channel.json"
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="oncofed-bench-") as tmp:
+        fed = LocalFederation(Path(tmp))
+        try:
+            fed.init_hub("bench hub")
+            fed.start_hub()
+            for i in range(args.nodes):
+                fed.add_node(f"node-{i + 1:02d}", f"p{i + 1}")
+            with fed.admin() as client:
+                for _ in range(10):  # warm-up: connections, caches
+                    round_trip(client)
+                sequential = [round_trip(client) for _ in range(args.tasks)]
+
+                started = time.perf_counter()
+                with ThreadPoolExecutor(args.concurrency) as pool:
+                    clients = [fed.admin() for _ in range(args.concurrency)]
+                    concurrent = list(
+                        pool.map(lambda i: round_trip(clients[i % len(clients)]), range(args.tasks))
+                    )
+                wall = time.perf_counter() - started
+
+            node = next(iter(fed.nodes.values()))
+            with httpx.Client(base_url=node.url) as direct:
+                for _ in range(10):
+                    direct.get("/info").raise_for_status()
+                floor = []
+                for _ in range(args.tasks):
+                    t0 = time.perf_counter()
+                    direct.get("/info").raise_for_status()
+                    floor.append((time.perf_counter() - t0) * 1000)
+        finally:
+            fed.stop()
+
+    seq = percentiles(sequential)
+    result = {
+        "benchmark": "channel",
+        "oncofed_version": __version__,
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+        },
+        "nodes": args.nodes,
+        "tasks": args.tasks,
+        "hub_database": "sqlite",
+        "task_channel_sequential": {
+            **seq,
+            "tasks_per_s": round(1000 / statistics.fmean(sequential), 1),
+        },
+        "task_channel_concurrent": {
+            **percentiles(concurrent),
+            "concurrency": args.concurrency,
+            "tasks_per_s": round(args.tasks / wall, 1),
+        },
+        "direct_http_one_node_floor": {
+            **percentiles(floor),
+            "requests_per_s": round(1000 / statistics.fmean(floor), 1),
+        },
+        "target": {"p95_ms": TARGET_P95_MS, "met": seq["p95_ms"] <= TARGET_P95_MS},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
