@@ -53,8 +53,20 @@ DECISIONS = {"allow", "deny", "info", "error"}
 
 
 def entry_hash(row: dict[str, Any]) -> str:
-    content = {k: row[k] for k in ("seq", "at", "actor", "action", "target", "decision",
-                                   "reason", "details", "prev_hash")}
+    content = {
+        k: row[k]
+        for k in (
+            "seq",
+            "at",
+            "actor",
+            "action",
+            "target",
+            "decision",
+            "reason",
+            "details",
+            "prev_hash",
+        )
+    }
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
@@ -105,7 +117,8 @@ class AuditLog:
             row["hash"] = entry_hash(row)
             con.execute(sa.insert(audit_entry).values(**row))
             con.execute(
-                sa.update(audit_head).where(audit_head.c.id == 1)
+                sa.update(audit_head)
+                .where(audit_head.c.id == 1)
                 .values(seq=row["seq"], hash=row["hash"])
             )
         return int(row["seq"])
@@ -124,19 +137,30 @@ class AuditLog:
         prev_hash, expected_seq = GENESIS, 1
         for row in self.entries():
             if row["seq"] != expected_seq:
-                problems.append(AuditProblem(expected_seq, f"entries {expected_seq}.."
-                                             f"{row['seq'] - 1} are missing (deleted)"))
+                problems.append(
+                    AuditProblem(
+                        expected_seq,
+                        f"entries {expected_seq}..{row['seq'] - 1} are missing (deleted)",
+                    )
+                )
             if row["prev_hash"] != prev_hash:
                 problems.append(AuditProblem(row["seq"], "does not link to the entry before it"))
             if entry_hash(row) != row["hash"]:
-                problems.append(AuditProblem(row["seq"], "content was changed after it was written"))
+                problems.append(
+                    AuditProblem(row["seq"], "content was changed after it was written")
+                )
             prev_hash, expected_seq = row["hash"], row["seq"] + 1
         with self.engine.connect() as con:
             head = con.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).first()
         last_seq = expected_seq - 1
         if head is not None and (head.seq != last_seq or head.hash != prev_hash):
-            problems.append(AuditProblem(head.seq, f"the log ends at entry {last_seq} but "
-                                         f"entry {head.seq} was written (tail deleted or replaced)"))
+            problems.append(
+                AuditProblem(
+                    head.seq,
+                    f"the log ends at entry {last_seq} but "
+                    f"entry {head.seq} was written (tail deleted or replaced)",
+                )
+            )
         return problems
 
     def export(self, path: Path) -> int:

@@ -14,16 +14,28 @@ from rich.table import Table
 
 from oncofed.local import LocalFederation
 
-PROVIDERS = ["de-berlin", "fr-lyon", "es-valencia", "it-milano", "nl-amsterdam", "pt-porto",
-             "se-uppsala", "pl-warszawa", "gr-athina", "at-wien"]
+PROVIDERS = [
+    "de-berlin",
+    "fr-lyon",
+    "es-valencia",
+    "it-milano",
+    "nl-amsterdam",
+    "pt-porto",
+    "se-uppsala",
+    "pl-warszawa",
+    "gr-athina",
+    "at-wien",
+]
 
 
-def run_demo(directory: Path, nodes: int, patients: int, once: bool, fresh: bool,
-             console: Console) -> int:
+def run_demo(
+    directory: Path, nodes: int, patients: int, once: bool, fresh: bool, console: Console
+) -> int:
     if fresh and directory.exists():
         if not (directory / "hub").exists() and any(directory.iterdir()):
-            console.print(f"[red]{directory} exists and is not a demo directory; "
-                          "choose another --dir[/]")
+            console.print(
+                f"[red]{directory} exists and is not a demo directory; choose another --dir[/]"
+            )
             return 2
         shutil.rmtree(directory)
     fed = LocalFederation(directory.resolve())
@@ -37,8 +49,9 @@ def run_demo(directory: Path, nodes: int, patients: int, once: bool, fresh: bool
         for name in PROVIDERS[:nodes]:
             with console.status(f"starting node {name} ..."):
                 fed.add_node(name)
-            console.print(f"[green]node {name}[/] enrolled and connected "
-                          f"(local API {fed.nodes[name].url})")
+            console.print(
+                f"[green]node {name}[/] enrolled and connected (local API {fed.nodes[name].url})"
+            )
         with console.status("asking every node for node.info over the task channel ..."):
             client = fed.admin()
             started = time.perf_counter()
@@ -47,7 +60,9 @@ def run_demo(directory: Path, nodes: int, patients: int, once: bool, fresh: bool
         _print_info(console, view, elapsed)
         console.print()
         console.print(f"portal / API:  {fed.hub.url}/docs")
-        console.print(f"admin login:   admin / [bold]{fed.admin_password}[/] (generated for this demo)")
+        console.print(
+            f"admin login:   admin / [bold]{fed.admin_password}[/] (generated for this demo)"
+        )
         console.print(f"CLI:           oncofed login --hub {fed.hub.url} --username admin")
         console.print(f"logs:          {directory / 'logs'}")
         if once:
@@ -68,14 +83,32 @@ def run_demo(directory: Path, nodes: int, patients: int, once: bool, fresh: bool
 
 
 def _print_info(console: Console, view: dict[str, Any], elapsed: float) -> None:
-    table = Table("node", "status", "version", "datasets", "allowed tasks",
-                  title=f"node.info from {len(view['targets'])} nodes in {elapsed * 1000:.0f} ms")
+    table = Table(
+        "node",
+        "status",
+        "version",
+        "datasets",
+        "allowed tasks",
+        title=f"node.info from {len(view['targets'])} nodes in {elapsed * 1000:.0f} ms",
+    )
     for t in view["targets"]:
         result = t["result"] or {}
-        datasets = ", ".join(
-            f"{d['name']} ({d['patients'] if d['patients'] is not None else '<' + str(d.get('patients_below'))})"
-            for d in result.get("datasets", [])
-        ) or "-"
-        table.add_row(t["node_name"], t["status"], result.get("version", ""), datasets,
-                      ", ".join(result.get("policy", {}).get("allowed_tasks", [])))
+        datasets = (
+            ", ".join(
+                f"{d['name']} ({_count(d['patients'], d.get('patients_below'))})"
+                for d in result.get("datasets", [])
+            )
+            or "-"
+        )
+        table.add_row(
+            t["node_name"],
+            t["status"],
+            result.get("version", ""),
+            datasets,
+            ", ".join(result.get("policy", {}).get("allowed_tasks", [])),
+        )
     console.print(table)
+
+
+def _count(value: int | None, below: int | None) -> str:
+    return str(value) if value is not None else f"<{below}"

@@ -28,8 +28,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None,
-              log: Path | None = None) -> dict[str, object]:
+def wait_http(
+    url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None
+) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -66,7 +67,9 @@ class Process:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "oncofed", *args],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,  # Ctrl-C in a terminal reaches only the parent
             )
@@ -99,13 +102,15 @@ class LocalFederation:
     # -- hub --------------------------------------------------------------------------------
 
     def init_hub(self, name: str = "oncofed demo hub") -> None:
-        result = init_hub(self.hub.directory, name, "127.0.0.1", self.hub.port,
-                          database_url=self.database_url)
+        result = init_hub(
+            self.hub.directory, name, "127.0.0.1", self.hub.port, database_url=self.database_url
+        )
         self.admin_token, self.admin_password = result.admin_token, result.admin_password
 
     def start_hub(self, timeout: float = 60) -> None:
-        self.hub.start(["hub", "serve", "--dir", str(self.hub.directory),
-                        "--port", str(self.hub.port)])
+        self.hub.start(
+            ["hub", "serve", "--dir", str(self.hub.directory), "--port", str(self.hub.port)]
+        )
         wait_http(f"{self.hub.url}/api/health", timeout, self.hub.proc, self.hub.log)
 
     def restart_hub(self, kill: bool = False) -> None:
@@ -118,8 +123,9 @@ class LocalFederation:
     # -- nodes ------------------------------------------------------------------------------
 
     def add_node(self, name: str, provider_id: str = "", start: bool = True) -> Process:
-        node = Process(name, self.base / "nodes" / name, free_port(),
-                       self.base / "logs" / f"node-{name}.log")
+        node = Process(
+            name, self.base / "nodes" / name, free_port(), self.base / "logs" / f"node-{name}.log"
+        )
         init_node(node.directory, name, provider_id or name, port=node.port)
         _, engine = open_hub(self.hub.directory)
         try:

@@ -39,13 +39,16 @@ def validate_body(kind: str, body: Any) -> dict[str, Any]:
     """The body as a normalised dict, or a TaskBodyError naming the field that is wrong."""
     model = TASK_KINDS.get(kind)
     if model is None:
-        raise TaskBodyError(f"unknown task kind {kind!r}; known kinds: {', '.join(sorted(TASK_KINDS))}")
+        raise TaskBodyError(
+            f"unknown task kind {kind!r}; known kinds: {', '.join(sorted(TASK_KINDS))}"
+        )
     if not isinstance(body, dict):
         raise TaskBodyError(f"the body of a {kind} task must be a JSON object")
     try:
         return model.model_validate(body).model_dump(mode="json")
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise TaskBodyError(f"malformed {kind} task body: {problems}") from exc

@@ -21,7 +21,8 @@ class HubError(RuntimeError):
 
 def credentials_path() -> Path:
     base = os.environ.get("ONCOFED_CONFIG_DIR") or os.path.join(
-        os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config")), "oncofed")
+        os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config")), "oncofed"
+    )
     return Path(base) / "credentials.json"
 
 
@@ -69,8 +70,9 @@ class HubClient:
     # -- identity ---------------------------------------------------------------------------
 
     def login(self, username: str, password: str) -> str:
-        data = self._call("POST", "/api/auth/token",
-                          data={"username": username, "password": password}).json()
+        data = self._call(
+            "POST", "/api/auth/token", data={"username": username, "password": password}
+        ).json()
         token = str(data["access_token"])
         self.http.headers["authorization"] = f"Bearer {token}"
         return token
@@ -95,23 +97,41 @@ class HubClient:
     def nodes(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/api/nodes").json())
 
-    def submit(self, kind: str, body: dict[str, Any] | None = None,
-               nodes: list[str] | None = None, ttl_seconds: int | None = None) -> str:
-        payload = {"kind": kind, "body": body or {}, "nodes": nodes or None,
-                   "ttl_seconds": ttl_seconds}
+    def submit(
+        self,
+        kind: str,
+        body: dict[str, Any] | None = None,
+        nodes: list[str] | None = None,
+        ttl_seconds: int | None = None,
+    ) -> str:
+        payload = {
+            "kind": kind,
+            "body": body or {},
+            "nodes": nodes or None,
+            "ttl_seconds": ttl_seconds,
+        }
         return str(self._call("POST", "/api/tasks", json=payload).json()["id"])
 
-    def results(self, task_id: str, wait_time: float = 0,
-                wait_count: int | None = None) -> dict[str, Any]:
+    def results(
+        self, task_id: str, wait_time: float = 0, wait_count: int | None = None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"wait_time": wait_time}
         if wait_count is not None:
             params["wait_count"] = wait_count
-        return dict(self._call("GET", f"/api/tasks/{task_id}/results", params=params,
-                               timeout=wait_time + 30).json())
+        return dict(
+            self._call(
+                "GET", f"/api/tasks/{task_id}/results", params=params, timeout=wait_time + 30
+            ).json()
+        )
 
-    def run(self, kind: str, body: dict[str, Any] | None = None,
-            nodes: list[str] | None = None, ttl_seconds: int | None = None,
-            wait_time: float = 30) -> dict[str, Any]:
+    def run(
+        self,
+        kind: str,
+        body: dict[str, Any] | None = None,
+        nodes: list[str] | None = None,
+        ttl_seconds: int | None = None,
+        wait_time: float = 30,
+    ) -> dict[str, Any]:
         """Submit a task and wait for its results (partial results when time runs out)."""
         task_id = self.submit(kind, body, nodes, ttl_seconds)
         return self.results(task_id, wait_time=wait_time)

@@ -31,8 +31,13 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
         ctx = NodeContext.open(settings)
         ctx.store.migrate()
         app.state.node = ctx
-        ctx.audit.append("node", "node.start", "info", settings.name,
-                         details={"version": __version__, "policy": ctx.policy.summary()})
+        ctx.audit.append(
+            "node",
+            "node.start",
+            "info",
+            settings.name,
+            details={"version": __version__, "policy": ctx.policy.summary()},
+        )
         stop = asyncio.Event()
         agent_task = None
         if run_agent and settings.enrolled:
@@ -53,9 +58,13 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
     @app.get("/health", tags=["node"])
     async def health(request: Request) -> dict[str, Any]:
         agent = getattr(request.app.state, "agent", None)
-        return {"status": "ok", "name": settings.name, "version": __version__,
-                "enrolled": settings.enrolled,
-                "hub_connected": bool(agent and agent.connected)}
+        return {
+            "status": "ok",
+            "name": settings.name,
+            "version": __version__,
+            "enrolled": settings.enrolled,
+            "hub_connected": bool(agent and agent.connected),
+        }
 
     @app.get("/info", tags=["node"])
     async def info(request: Request) -> dict[str, Any]:

@@ -67,4 +67,4 @@ def disclose_count(count: int, limits: DisclosureLimits) -> int | None:
     if count < limits.min_count:
         return None
     step = limits.rounding
-    return max(limits.min_count, int(round(count / step)) * step)
+    return max(limits.min_count, round(count / step) * step)

@@ -34,8 +34,9 @@ task_ledger = sa.Table(
 
 def state_engine(path: Path) -> sa.Engine:
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30,
-                                                                 "check_same_thread": False})
+    engine = sa.create_engine(
+        f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False}
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_con: Any, _record: Any) -> None:

@@ -194,8 +194,10 @@ class NodeStore:
                 try:
                     self._con = duckdb.connect(
                         str(self.path),
-                        config={"autoload_known_extensions": False,
-                                "autoinstall_known_extensions": False},
+                        config={
+                            "autoload_known_extensions": False,
+                            "autoinstall_known_extensions": False,
+                        },
                     )
                 except duckdb.IOException as exc:
                     if "lock" in str(exc).lower():

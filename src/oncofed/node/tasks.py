@@ -30,13 +30,20 @@ def node_summary(ctx: NodeContext) -> dict[str, Any]:
     datasets = []
     for d in ctx.store.datasets():
         patients = disclose_count(int(str(d["patients"])), ctx.policy.disclosure)
-        datasets.append({
-            "id": d["id"], "name": d["name"], "description": d["description"],
-            "access_level": d["access_level"],
-            "patients": patients,
-            **({} if patients is not None
-               else {"patients_below": ctx.policy.disclosure.min_count}),
-        })
+        datasets.append(
+            {
+                "id": d["id"],
+                "name": d["name"],
+                "description": d["description"],
+                "access_level": d["access_level"],
+                "patients": patients,
+                **(
+                    {}
+                    if patients is not None
+                    else {"patients_below": ctx.policy.disclosure.min_count}
+                ),
+            }
+        )
     return {
         "name": ctx.settings.name,
         "provider_id": ctx.settings.provider_id,

@@ -47,7 +47,9 @@ class SignedEnvelope(BaseModel):
 
     @classmethod
     def sign(cls, payload: dict[str, Any], key: SigningKey) -> SignedEnvelope:
-        return cls(payload=payload, kid=key.kid, signature=b64url(key.sign(canonical_json(payload))))
+        return cls(
+            payload=payload, kid=key.kid, signature=b64url(key.sign(canonical_json(payload)))
+        )
 
     def verify(self, key: PublicKey) -> dict[str, Any]:
         """Return the payload when it was signed by `key`; raise SignatureError otherwise."""
