@@ -91,37 +91,58 @@ class AuditLog:
         target: str = "",
         reason: str = "",
         details: dict[str, Any] | None = None,
+        con: sa.Connection | None = None,
     ) -> int:
+        """Append one entry; pass `con` to make it part of the caller's transaction.
+
+        Writing the entry in the same transaction as the decision it records means neither
+        can exist without the other, and saves a commit on the hot path.
+        """
         if decision not in DECISIONS:
             raise ValueError(f"audit decision must be one of {sorted(DECISIONS)}, not {decision}")
-        with self.engine.begin() as con:
-            # Updating the head row first takes its row lock (PostgreSQL) or the database
-            # write lock (SQLite), so concurrent appends queue here instead of forking.
-            updated = con.execute(
-                sa.update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq)
-            )
-            if updated.rowcount == 0:
-                con.execute(sa.insert(audit_head).values(id=1, seq=0, hash=GENESIS))
-            head = con.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
-            row: dict[str, Any] = {
-                "seq": head.seq + 1,
-                "at": iso(utcnow()),
-                "actor": actor[:200],
-                "action": action[:100],
-                "target": target[:400],
-                "decision": decision,
-                "reason": reason,
-                "details": json.dumps(details or {}, sort_keys=True, default=str),
-                "prev_hash": head.hash,
-            }
-            row["hash"] = entry_hash(row)
-            con.execute(sa.insert(audit_entry).values(**row))
-            con.execute(
-                sa.update(audit_head)
-                .where(audit_head.c.id == 1)
-                .values(seq=row["seq"], hash=row["hash"])
-            )
-        return int(row["seq"])
+        if con is None:
+            with self.engine.begin() as own:
+                return self._append(own, actor, action, decision, target, reason, details)
+        return self._append(con, actor, action, decision, target, reason, details)
+
+    @staticmethod
+    def _append(
+        con: sa.Connection,
+        actor: str,
+        action: str,
+        decision: str,
+        target: str,
+        reason: str,
+        details: dict[str, Any] | None,
+    ) -> int:
+        # Moving the head first takes its row lock (PostgreSQL) or the database write lock
+        # (SQLite), so concurrent appends queue here instead of forking the chain.
+        head = con.execute(
+            sa.update(audit_head)
+            .where(audit_head.c.id == 1)
+            .values(seq=audit_head.c.seq + 1)
+            .returning(audit_head.c.seq, audit_head.c.hash)
+        ).first()
+        if head is None:
+            con.execute(sa.insert(audit_head).values(id=1, seq=1, hash=GENESIS))
+            seq, prev_hash = 1, GENESIS
+        else:
+            seq, prev_hash = int(head.seq), str(head.hash)
+        row: dict[str, Any] = {
+            "seq": seq,
+            "at": iso(utcnow()),
+            "actor": actor[:200],
+            "action": action[:100],
+            "target": target[:400],
+            "decision": decision,
+            "reason": reason,
+            "details": json.dumps(details or {}, sort_keys=True, default=str),
+            "prev_hash": prev_hash,
+        }
+        row["hash"] = entry_hash(row)
+        con.execute(sa.insert(audit_entry).values(**row))
+        con.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(hash=row["hash"]))
+        return seq
 
     def entries(self, since: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
         query = sa.select(audit_entry).where(audit_entry.c.seq > since).order_by(audit_entry.c.seq)

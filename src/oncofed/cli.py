@@ -23,6 +23,8 @@ hub_node_app = typer.Typer(help="Invite, list and revoke nodes.", no_args_is_hel
 hub_user_app = typer.Typer(help="Local accounts of the hub.", no_args_is_help=True)
 node_app = typer.Typer(help="Run and administer a node (one per provider).", no_args_is_help=True)
 task_app = typer.Typer(help="Send tasks to nodes and read their results.", no_args_is_help=True)
+ingest_app = typer.Typer(help="Load local data into the node's store.", no_args_is_help=True)
+node_app.add_typer(ingest_app, name="ingest")
 audit_app = typer.Typer(
     help="Verify and export the tamper-evident audit logs.", no_args_is_help=True
 )
@@ -303,6 +305,63 @@ def node_info(directory: NodeDir = DEFAULT_NODE_DIR) -> None:
         ctx.close()
 
 
+@ingest_app.command("images")
+def ingest_images(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM folders, files or zip archives")],
+    directory: NodeDir = DEFAULT_NODE_DIR,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """De-identify DICOM files, store them and index them (idempotent, resumable)."""
+    from oncofed.node.ingest.commands import images_command
+    from oncofed.node.store import StoreBusyError
+
+    _node_settings(directory)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise fail(f"no such file or folder: {', '.join(missing)}")
+    try:
+        images_command(paths, directory, progress=progress)
+    except StoreBusyError as exc:
+        raise fail(str(exc)) from exc
+
+
+@node_app.command("pull")
+def node_pull(
+    directory: NodeDir = DEFAULT_NODE_DIR,
+    dicomweb: Annotated[str | None, typer.Option(help="DICOMweb base URL of the PACS")] = None,
+    dimse: Annotated[str | None, typer.Option(help="HOST:PORT of the PACS (C-FIND/C-MOVE)")] = None,
+    aet: Annotated[str, typer.Option(help="this node's AE title")] = "ONCOFED",
+    called_aet: Annotated[str, typer.Option(help="the PACS's AE title")] = "ORTHANC",
+    receive_port: Annotated[int, typer.Option(help="port of our C-STORE receiver")] = 0,
+    patient_id: Annotated[str | None, typer.Option(help="only this PatientID")] = None,
+    study_date: Annotated[str | None, typer.Option(help="YYYYMMDD or YYYYMMDD-YYYYMMDD")] = None,
+    modality: Annotated[str | None, typer.Option(help="only studies with this modality")] = None,
+    study_uid: Annotated[str | None, typer.Option(help="only this StudyInstanceUID")] = None,
+    progress: bool = True,
+) -> None:
+    """Pull studies from a PACS, de-identify and index them."""
+    from oncofed.node.ingest.commands import pull_command
+    from oncofed.node.store import StoreBusyError
+
+    _node_settings(directory)
+    try:
+        pull_command(
+            directory,
+            dicomweb,
+            dimse,
+            aet,
+            called_aet,
+            receive_port,
+            patient_id,
+            study_date,
+            modality,
+            study_uid,
+            progress,
+        )
+    except (ValueError, StoreBusyError, ConnectionError, OSError) as exc:
+        raise fail(str(exc)) from exc
+
+
 # -- researcher -----------------------------------------------------------------------------
 
 
@@ -466,7 +525,7 @@ def demo(
         "demo-data"
     ),
     nodes_: Annotated[int, typer.Option("--nodes", min=1, max=10)] = 3,
-    patients: Annotated[int, typer.Option(help="synthetic patients per provider")] = 60,
+    patients: Annotated[int, typer.Option(help="synthetic patients per provider")] = 40,
     once: Annotated[bool, typer.Option(help="exit after the sample run (for tests)")] = False,
     fresh: Annotated[bool, typer.Option(help="delete an earlier demo directory first")] = True,
 ) -> None:

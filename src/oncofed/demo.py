@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +16,50 @@ from rich.console import Console
 from rich.table import Table
 
 from oncofed.local import LocalFederation
+from oncofed.synth import generate_federation
 
-PROVIDERS = [
-    "de-berlin",
-    "fr-lyon",
-    "es-valencia",
-    "it-milano",
-    "nl-amsterdam",
-    "pt-porto",
-    "se-uppsala",
-    "pl-warszawa",
-    "gr-athina",
-    "at-wien",
+# Steps that load data into each node, as far as the landed capabilities allow: the node
+# directory, the provider's synthetic folder -> the `oncofed` command to run.
+LOADERS: list[tuple[str, Callable[[Path, Path], list[str] | None]]] = [
+    (
+        "images",
+        lambda node, data: [
+            "node",
+            "ingest",
+            "images",
+            str(data / "dicom"),
+            "--dir",
+            str(node),
+            "--no-progress",
+        ],
+    ),
 ]
+
+
+def load_data(fed: LocalFederation, data: dict[str, Path], console: Console) -> None:
+    """Run every loader for every node, two nodes at a time (one per core)."""
+    for label, build in LOADERS:
+        with console.status(f"loading {label} into {len(data)} nodes ..."):
+            jobs = []
+            for name, folder in data.items():
+                args = build(fed.nodes[name].directory, folder)
+                if args is None:
+                    continue
+                log = fed.base / "logs" / f"load-{label}-{name}.log"
+                jobs.append((name, log, [sys.executable, "-m", "oncofed", *args]))
+            for batch in range(0, len(jobs), 2):
+                running = []
+                for name, log, cmd in jobs[batch : batch + 2]:
+                    with log.open("wb") as out:
+                        running.append(
+                            (name, log, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT))
+                        )
+                for name, log, proc in running:
+                    if proc.wait() != 0:
+                        raise RuntimeError(f"loading {label} into {name} failed; see {log}")
+        console.print(
+            f"[green]{label}[/] loaded into {len(jobs)} nodes (reports in {fed.base / 'logs'})"
+        )
 
 
 def run_demo(
@@ -42,15 +76,33 @@ def run_demo(
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        synthetic = fed.base / "synthetic"
+        console.print(f"generating {nodes} synthetic providers x {patients} patients ...")
+        manifest = generate_federation(
+            synthetic,
+            providers=nodes,
+            patients=patients,
+            seed=42,
+            images=True,
+            instances=2,
+            progress=True,
+        )
         with console.status("starting the hub ..."):
             fed.init_hub("oncofed demo federation")
             fed.start_hub()
         console.print(f"[green]hub[/] running at {fed.hub.url}")
-        for name in PROVIDERS[:nodes]:
+        data: dict[str, Path] = {}
+        for provider in manifest.providers:
+            with console.status(f"creating and enrolling node {provider.id} ..."):
+                fed.add_node(provider.id, start=False)
+            data[provider.id] = synthetic / provider.path
+        load_data(fed, data, console)
+        for name in data:
             with console.status(f"starting node {name} ..."):
-                fed.add_node(name)
+                fed.start_node(name)
             console.print(
-                f"[green]node {name}[/] enrolled and connected (local API {fed.nodes[name].url})"
+                f"[green]node {name}[/] running and connected to the hub "
+                f"(local API {fed.nodes[name].url})"
             )
         with console.status("asking every node for node.info over the task channel ..."):
             client = fed.admin()

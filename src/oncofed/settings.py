@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, Field, ValidationError
@@ -70,6 +70,9 @@ class NodeSettings(BaseModel):
     policy_file: str = "policy.toml"
     images_dir: str = "images"
     quarantine_dir: str = "quarantine"
+    # Image de-identification (STANDARDS §6): dates to year-month, or a per-patient shift.
+    deid_date_mode: Literal["month", "shift"] = "month"
+    deid_uid_root: str = "2.25."
     poll_seconds: float = Field(20.0, gt=0, le=120)
     request_timeout_seconds: float = Field(30.0, gt=0, le=600)
 

@@ -5,6 +5,7 @@ de-identified and indexed. Orthanc comes from the Debian packages `orthanc` and
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -23,10 +24,13 @@ from tests.imaging_fixtures import PHI, independent_leaks, make_ct, make_node, m
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
+# In CI the Orthanc tests must run: .ci/run installs the packages, and a missing Orthanc
+# fails there instead of skipping.
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        not Path(ORTHANC).exists() or not DICOMWEB_PLUGIN.exists(),
+        os.environ.get("CI", "").lower() != "true"
+        and (not Path(ORTHANC).exists() or not DICOMWEB_PLUGIN.exists()),
         reason="Orthanc not installed (apt-get install orthanc orthanc-dicomweb)",
     ),
 ]

@@ -12,7 +12,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from oncofed.hub.context import HubContext, hub_context
-from oncofed.hub.models import Account, ApiToken, Node, UsedNonce
+from oncofed.hub.models import Account, ApiToken, Node
 from oncofed.security.envelope import utcnow
 from oncofed.security.keys import PublicKey
 from oncofed.security.request_auth import (
@@ -84,9 +84,17 @@ def require(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
     return dependency
 
 
+@dataclass(frozen=True)
+class NodeRequest:
+    """A node whose request signature verified, and the nonce it used."""
+
+    node: Node
+    nonce: str
+
+
 def _check_node(
     ctx: HubContext, method: str, target: str, body: bytes, headers: dict[str, str]
-) -> Node:
+) -> NodeRequest:
     node_id = headers.get(HEADER_NODE.lower(), "")
     with ctx.sessions.begin() as s:
         node = s.get(Node, node_id)
@@ -104,20 +112,15 @@ def _check_node(
             headers.get(HEADER_SIGNATURE.lower(), ""),
             ctx.settings.clock_skew_seconds,
         )
-        nonce = headers.get(HEADER_NONCE.lower(), "")
-        if s.get(UsedNonce, (node.id, nonce)) is not None:
-            raise RequestAuthError("this request was seen before (replayed)")
-        now = utcnow()
-        s.add(UsedNonce(node_id=node.id, nonce=nonce, seen_at=now))
-        node.last_seen_at = now
-        s.flush()
         s.expunge(node)
-        return node
+        # The nonce is recorded by the channel operation, in its own transaction: one
+        # commit per request, and a replayed nonce fails that operation as a whole.
+        return NodeRequest(node, headers.get(HEADER_NONCE.lower(), ""))
 
 
 async def authenticated_node(
     request: Request, ctx: Annotated[HubContext, Depends(hub_context)]
-) -> Node:
+) -> NodeRequest:
     body = await request.body()
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -143,5 +146,3 @@ async def authenticated_node(
             str(exc),
         )
         raise HTTPException(403, str(exc)) from exc
-    except sa.exc.IntegrityError as exc:  # two requests raced with the same nonce
-        raise HTTPException(401, "node request refused: replayed nonce") from exc

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from oncofed.audit import AuditLog
-from oncofed.hub.models import FINAL_STATUSES, Node, Task, TaskTarget
+from oncofed.hub.models import FINAL_STATUSES, Node, Task, TaskTarget, UsedNonce
 from oncofed.security.envelope import SignedEnvelope, canonical_json, iso, utcnow
 from oncofed.security.keys import PublicKey, SigningKey
 
@@ -86,6 +86,20 @@ class TaskView:
 
 def result_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def _record_contact(s: Session, node_id: str, nonce: str | None) -> None:
+    """Record a signed request's nonce (refusing a replay) and when the node was last seen."""
+    if nonce is None:
+        return
+    now = utcnow()
+    try:
+        with s.begin_nested():
+            s.add(UsedNonce(node_id=node_id, nonce=nonce, seen_at=now))
+    except sa.exc.IntegrityError as exc:
+        raise ChannelError(401, "node request refused: this request was seen before "
+                           "(replayed)") from exc
+    s.execute(sa.update(Node).where(Node.id == node_id).values(last_seen_at=now))
 
 
 class Channel:
@@ -157,13 +171,16 @@ class Channel:
             s.flush()
             for n in nodes:
                 s.add(TaskTarget(task_id=task_id, node_id=n.id, status="pending", attempts=0))
-        self.audit.append(
-            created_by,
-            "task.create",
-            "allow",
-            target=task_id,
-            details={"kind": kind, "nodes": [n.name for n in nodes], "ttl_seconds": ttl_seconds},
-        )
+            s.flush()
+            self.audit.append(
+                created_by,
+                "task.create",
+                "allow",
+                target=task_id,
+                details={"kind": kind, "nodes": [n.name for n in nodes],
+                         "ttl_seconds": ttl_seconds},
+                con=s.connection(),
+            )
         return task_id, [n.id for n in nodes]
 
     def view(self, task_id: str) -> TaskView:
@@ -227,12 +244,24 @@ class Channel:
 
     # -- node side ------------------------------------------------------------------------
 
-    def claim(self, node_id: str) -> list[dict[str, Any]]:
-        """Lease the node's deliverable targets and return their signed envelopes."""
+    def claim(
+        self, node_id: str, nonce: str | None = None, release: bool = False
+    ) -> list[dict[str, Any]]:
+        """Lease the node's deliverable targets and return their signed envelopes.
+
+        `release` first returns what the node had claimed to pending: a restarted agent is
+        working on nothing, so its tasks need not wait for their leases to run out.
+        """
         now = utcnow()
         out: list[dict[str, Any]] = []
-        gave_up: list[str] = []
         with self.sessions.begin() as s:
+            _record_contact(s, node_id, nonce)
+            if release:
+                s.execute(
+                    sa.update(TaskTarget)
+                    .where(TaskTarget.node_id == node_id, TaskTarget.status == "claimed")
+                    .values(status="pending", lease_until=None)
+                )
             rows = s.execute(
                 sa.select(TaskTarget, Task)
                 .join(Task, Task.id == TaskTarget.task_id)
@@ -256,35 +285,26 @@ class Channel:
                         f"the node took the task {target.attempts} times without "
                         "answering; it may crash on it (see the node's log)"
                     )
-                    gave_up.append(task.id)
+                    self.audit.append(
+                        "hub",
+                        "task.give_up",
+                        "error",
+                        target=task.id,
+                        reason="lease expired too often",
+                        details={"node": node_id},
+                        con=s.connection(),
+                    )
                     continue
                 target.status = "claimed"
                 target.attempts += 1
                 target.claimed_at = now
                 target.lease_until = now + self.lease
                 out.append({"task_id": task.id, "envelope": task.envelope})
-        for task_id in gave_up:
-            self.audit.append(
-                "hub",
-                "task.give_up",
-                "error",
-                target=task_id,
-                reason="lease expired too often",
-                details={"node": node_id},
-            )
         return out
 
-    def release(self, node_id: str) -> int:
-        """Return a node's claimed, unfinished targets to pending (the node restarted)."""
-        with self.sessions.begin() as s:
-            result = s.execute(
-                sa.update(TaskTarget)
-                .where(TaskTarget.node_id == node_id, TaskTarget.status == "claimed")
-                .values(status="pending", lease_until=None)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
-
-    def record_result(self, node: Node, task_id: str, envelope: SignedEnvelope) -> bool:
+    def record_result(
+        self, node: Node, task_id: str, envelope: SignedEnvelope, nonce: str | None = None
+    ) -> bool:
         """Store a verified result. Returns False when it was a harmless duplicate."""
         if node.public_key is None:
             raise ChannelError(403, "node has no registered key")
@@ -313,6 +333,7 @@ class Channel:
         digest = result_hash(payload)
         now = utcnow()
         with self.sessions.begin() as s:
+            _record_contact(s, node.id, nonce)
             target = s.get(TaskTarget, (task_id, node.id), with_for_update=True)
             if target is None:
                 raise ChannelError(404, f"task {task_id} was not addressed to this node")
@@ -328,10 +349,7 @@ class Channel:
                 )
             task = s.get(Task, task_id)
             assert task is not None
-            if task.expires_at <= now:
-                target.status = "timed_out"
-                target.finished_at = now
-                target.error = "the result arrived after the task's deadline"
+            if task.expires_at <= now:  # the sweeper marks it timed_out
                 raise ChannelError(410, f"task {task_id} timed out before this result came")
             target.status = status
             target.finished_at = now
@@ -339,14 +357,16 @@ class Channel:
             target.error = payload.get("error") if status != "succeeded" else None
             target.result_envelope = envelope.model_dump()
             target.result_hash = digest
-        self.audit.append(
-            f"node:{node.name}",
-            "task.result",
-            "allow" if status == "succeeded" else "deny" if status == "refused" else "error",
-            target=task_id,
-            reason=str(payload.get("error") or ""),
-            details={"status": status},
-        )
+            s.flush()
+            self.audit.append(
+                f"node:{node.name}",
+                "task.result",
+                "allow" if status == "succeeded" else "deny" if status == "refused" else "error",
+                target=task_id,
+                reason=str(payload.get("error") or ""),
+                details={"status": status},
+                con=s.connection(),
+            )
         return True
 
     def expire_overdue(self, task_id: str | None = None) -> list[str]:

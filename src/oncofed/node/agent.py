@@ -135,41 +135,37 @@ class Agent:
 
         kind = str(payload.get("kind"))
         requester = str(payload.get("from", "?"))
+        action, reason = f"task.{kind}", ""
         if not self.ctx.policy.allows_task(kind) or kind not in HANDLERS:
-            result = self._refuse(
-                task_id, "task.policy", f"this node's policy does not allow {kind} tasks"
-            )
+            action, decision = "task.policy", "deny"
+            reason = f"this node's policy does not allow {kind} tasks"
+            log.warning("refused task %s: %s", task_id, reason)
+            result = self._result(task_id, "refused", error=reason)
         else:
             try:
                 body = validate_body(kind, payload.get("body"))
                 output = HANDLERS[kind](self.ctx, body)
             except TaskBodyError as exc:
-                self.ctx.audit.append(
-                    requester, f"task.{kind}", "deny", target=task_id, reason=str(exc)
-                )
-                result = self._result(task_id, "failed", error=str(exc))
+                decision, reason = "deny", str(exc)
+                result = self._result(task_id, "failed", error=reason)
             except Exception as exc:  # the handler's failure is the task's, not the agent's
                 log.exception("task %s (%s) failed", task_id, kind)
-                self.ctx.audit.append(
-                    requester,
-                    f"task.{kind}",
-                    "error",
-                    target=task_id,
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
-                result = self._result(task_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                decision, reason = "error", f"{type(exc).__name__}: {exc}"
+                result = self._result(task_id, "failed", error=reason)
             else:
-                self.ctx.audit.append(requester, f"task.{kind}", "allow", target=task_id)
+                decision = "allow"
                 result = self._result(task_id, "succeeded", body=output)
-        return result, True
-
-    def _ledger_result(self, task_id: str, envelope: SignedEnvelope) -> None:
+        # The outcome and its audit entry are written together, or neither is.
         with self.ctx.state.begin() as con:
             con.execute(
                 sa.update(task_ledger)
                 .where(task_ledger.c.task_id == task_id)
-                .values(status=envelope.payload["status"], result_envelope=envelope.model_dump())
+                .values(status=result.payload["status"], result_envelope=result.model_dump())
             )
+            self.ctx.audit.append(
+                requester, action, decision, target=task_id, reason=reason, con=con
+            )
+        return result, True
 
     def _mark_posted(self, task_id: str) -> None:
         with self.ctx.state.begin() as con:
@@ -207,8 +203,6 @@ class Agent:
     async def handle(self, task_id: str, raw_envelope: Any) -> None:
         async with self._slots:
             envelope, ledgered = await asyncio.to_thread(self.process, task_id, raw_envelope)
-            if ledgered:
-                await asyncio.to_thread(self._ledger_result, task_id, envelope)
             try:
                 delivered = await self.post_result(task_id, envelope)
             except httpx.TransportError as exc:

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from oncofed.hub.auth import authenticated_node
+from oncofed.hub.auth import NodeRequest, authenticated_node
 from oncofed.hub.channel import ChannelError
 from oncofed.hub.context import HubContext, hub_context
-from oncofed.hub.models import Node
 from oncofed.security.envelope import SignedEnvelope
 
 router = APIRouter()
@@ -24,21 +23,26 @@ RECHECK_SECONDS = 1.0
 async def poll(
     request: Request,
     ctx: Annotated[HubContext, Depends(hub_context)],
-    node: Annotated[Node, Depends(authenticated_node)],
+    caller: Annotated[NodeRequest, Depends(authenticated_node)],
     wait: Annotated[float, Query(ge=0, le=120)] = 0,
     fresh: Annotated[bool, Query(description="the agent has just started")] = False,
 ) -> dict[str, Any]:
-    if fresh:
-        # A restarted agent works on nothing: what it had claimed can go out again now
-        # instead of after the lease.
-        await run_in_threadpool(ctx.channel.release, node.id)
+    node = caller.node
     deadline = time.monotonic() + min(wait, ctx.settings.long_poll_seconds)
+    nonce: str | None = caller.nonce  # recorded with the first claim only
     while True:
         ev = ctx.notifier.event(f"node:{node.id}")
-        if await request.is_disconnected():
+        if nonce is None and await request.is_disconnected():
             # Claiming for a node that hung up would hold the task until its lease ends.
             return {"tasks": []}
-        tasks = await run_in_threadpool(ctx.channel.claim, node.id)
+        try:
+            tasks = await run_in_threadpool(ctx.channel.claim, node.id, nonce, fresh)
+        except ChannelError as exc:
+            await run_in_threadpool(
+                ctx.audit.append, f"node:{node.name}", "node.request", "deny", "poll", exc.message
+            )
+            raise HTTPException(exc.status, exc.message) from exc
+        nonce, fresh = None, False
         remaining = deadline - time.monotonic()
         if tasks or remaining <= 0:
             return {"tasks": tasks}
@@ -50,10 +54,12 @@ async def post_result(
     task_id: str,
     envelope: SignedEnvelope,
     ctx: Annotated[HubContext, Depends(hub_context)],
-    node: Annotated[Node, Depends(authenticated_node)],
+    caller: Annotated[NodeRequest, Depends(authenticated_node)],
 ) -> dict[str, Any]:
     try:
-        recorded = await run_in_threadpool(ctx.channel.record_result, node, task_id, envelope)
+        recorded = await run_in_threadpool(
+            ctx.channel.record_result, caller.node, task_id, envelope, caller.nonce
+        )
     except ChannelError as exc:
         raise HTTPException(exc.status, exc.message) from exc
     if recorded:

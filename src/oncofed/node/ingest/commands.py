@@ -1,0 +1,120 @@
+"""Command bodies for `oncofed node ingest images` and `oncofed node pull` (Typer-friendly).
+
+The CLI mounts these; each loads the node's settings, opens its store, builds the
+de-identification context from the node's secret and prints a Rich report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Console
+
+from oncofed.node.cas import ContentStore
+from oncofed.node.deid import DeidContext
+from oncofed.node.ingest.images import IngestReport, Rejection, ingest_images, ingest_sources
+from oncofed.node.store import NodeStore
+from oncofed.security.pseudonym import load_secret
+from oncofed.settings import NodeSettings, load_node_settings
+
+
+def node_context(settings: NodeSettings) -> DeidContext:
+    provider = settings.provider_id or settings.name
+    secret = load_secret(settings.resolve(settings.secret_file))
+    mode: Literal["month", "shift"] = getattr(settings, "deid_date_mode", "month")
+    root = getattr(settings, "deid_uid_root", "2.25.")
+    return DeidContext(secret, provider, uid_root=root, date_mode=mode)
+
+
+def _print(report: IngestReport, console: Console) -> None:
+    console.print(report.table())
+    shown: list[Rejection] = report.rejections[:20]
+    for r in shown:
+        console.print(f"[yellow]{r.reason}[/] {r.source}: {r.detail}")
+    if len(report.rejections) > len(shown):
+        console.print(
+            f"... and {len(report.rejections) - len(shown)} more: see the quarantine table "
+            "(`SELECT * FROM quarantine` in the node store)"
+        )
+    rate = report.seen / report.seconds if report.seconds else 0.0
+    console.print(
+        f"{report.seen} files, {report.bytes_in / 1e6:.1f} MB in "
+        f"{report.seconds:.1f} s ({rate:.0f} files/s)"
+    )
+
+
+def images_command(paths: list[Path], node_dir: Path, progress: bool = True) -> IngestReport:
+    """Ingest DICOM folders, files and zip archives into the node at `node_dir`."""
+    settings = load_node_settings(node_dir)
+    console = Console()
+    store = NodeStore(settings.resolve(settings.store_file))
+    try:
+        report = ingest_images(
+            paths,
+            store,
+            node_context(settings),
+            ContentStore(settings.resolve(settings.images_dir)),
+            settings.resolve(settings.quarantine_dir),
+            progress=progress,
+            console=console,
+        )
+    finally:
+        store.close()
+    _print(report, console)
+    return report
+
+
+def pull_command(
+    node_dir: Path,
+    dicomweb: str | None = None,
+    dimse: str | None = None,
+    aet: str = "ONCOFED",
+    called_aet: str = "ORTHANC",
+    receive_port: int = 0,
+    patient_id: str | None = None,
+    study_date: str | None = None,
+    modality: str | None = None,
+    study_uid: str | None = None,
+    progress: bool = True,
+) -> IngestReport:
+    """Pull studies from a PACS (DICOMweb URL, or DIMSE HOST:PORT) and ingest them."""
+    from oncofed.node import pacs
+
+    if bool(dicomweb) == bool(dimse):
+        raise ValueError("give exactly one of --dicomweb URL or --dimse HOST:PORT")
+    settings = load_node_settings(node_dir)
+    console = Console()
+    query = pacs.StudyQuery(
+        patient_id=patient_id, study_date=study_date, modality=modality, study_uid=study_uid
+    )
+    if dicomweb:
+        client: pacs.PacsClient = pacs.DicomWebClient(dicomweb)
+    else:
+        assert dimse is not None
+        host, _, port = dimse.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--dimse {dimse!r}: expected HOST:PORT, e.g. pacs.local:104")
+        client = pacs.DimseClient(
+            host, int(port), aet=aet, called_aet=called_aet, receive_port=receive_port
+        )
+    store = NodeStore(settings.resolve(settings.store_file))
+    try:
+        studies = client.find_studies(query)
+        total = sum(s.instances or 0 for s in studies) or None
+        report = ingest_sources(
+            client.retrieve(studies),
+            store,
+            node_context(settings),
+            ContentStore(settings.resolve(settings.images_dir)),
+            settings.resolve(settings.quarantine_dir),
+            total=total,
+            progress=progress,
+            console=console,
+            description=f"pulling {len(studies)} studies",
+        )
+    finally:
+        store.close()
+        client.close()
+    _print(report, console)
+    return report

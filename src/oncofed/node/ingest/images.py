@@ -1,0 +1,613 @@
+"""DICOM ingest: folders, files, zip archives and PACS pulls into de-identified, indexed images.
+
+For each source file: read it once, hash it (the ledger key, so the same file twice is stored
+once), parse it, collect its identifying values, de-identify it, encode it, run the leak gate
+over the encoded bytes, hold it back when its pixels may carry text, and otherwise write it to
+the content-addressed folder and index it at patient/study/series/instance level. Every
+decision is written to ``ingest_ledger`` (and rejections to ``quarantine``) with its reason.
+
+Writes are grouped in batches: the files of a batch go to the content store first, then one
+transaction records the batch. A crash loses at most the open batch, and a rerun completes it
+(the same input gives the same bytes, and the content store skips what it already has).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from oncofed.node.cas import ContentStore
+from oncofed.node.deid import DeidContext, DeidError, check_output, collect_identifiers
+from oncofed.node.deid.burnedin import hold_reason
+from oncofed.node.deid.deidentify import deidentify, encode
+from oncofed.node.store import NodeStore
+
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+BATCH_FILES = 256
+BATCH_BYTES = 64 * 1024 * 1024
+MAX_MEMBER_BYTES = 4 * 1024**3
+HELD_DIR = "held"
+KIND = "dicom"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file to ingest: a name a person can find it by, and how to read its bytes."""
+
+    name: str
+    read: Callable[[], bytes]
+    keep_copy: bool = False  # no original stays behind (a PACS pull): keep rejected bytes
+
+
+@dataclass
+class Rejection:
+    source: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class IngestReport:
+    seen: int = 0
+    ingested: int = 0
+    duplicates: int = 0
+    held: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    bytes_in: int = 0
+    seconds: float = 0.0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined.values())
+
+    def table(self) -> Table:
+        table = Table(title="image ingest", show_header=True)
+        table.add_column("outcome")
+        table.add_column("files", justify="right")
+        table.add_row("ingested", str(self.ingested))
+        table.add_row("duplicates (already stored)", str(self.duplicates))
+        table.add_row("held for review (possible burned-in text)", str(self.held))
+        for reason, count in sorted(self.quarantined.items()):
+            table.add_row(f"quarantined: {reason}", str(count))
+        table.add_row("total", str(self.seen))
+        return table
+
+
+@dataclass
+class _Instance:
+    source: Source
+    source_hash: str
+    data: bytes
+    digest: str
+    patient: str
+    sex: str
+    study: tuple[str, str | None, str | None, int | None]
+    series: tuple[object, ...]
+    sop_uid: str
+    sop_class: str
+
+
+@dataclass
+class _Decision:
+    source: Source
+    source_hash: str
+    status: str  # ingested | duplicate | quarantined | held
+    reason: str = ""
+    detail: str = ""
+
+
+class QuarantineError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _zip_sources(path: Path, stack: ExitStack) -> Iterator[Source]:
+    archive = stack.enter_context(zipfile.ZipFile(path))
+    for info in archive.infolist():
+        if info.is_dir() or Path(info.filename).name.startswith("."):
+            continue
+        name = f"{path}!{info.filename}"
+        if info.file_size > MAX_MEMBER_BYTES:
+            yield Source(name, _refuse(f"member of {info.file_size} bytes is too large"))
+            continue
+        yield Source(name, lambda a=archive, i=info: a.read(i))  # type: ignore[misc]
+
+
+def _refuse(message: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        raise OSError(message)
+
+    return read
+
+
+def _file_sources(path: Path, stack: ExitStack) -> Iterator[Source]:
+    if _is_zip(path):
+        try:
+            yield from _zip_sources(path, stack)
+        except zipfile.BadZipFile as exc:
+            yield Source(str(path), _refuse(f"a damaged zip archive ({exc})"))
+        return
+    yield Source(str(path), path.read_bytes)
+
+
+def sources_from_paths(paths: Sequence[Path], stack: ExitStack) -> list[Source]:
+    """Every file under `paths` (recursively, hidden files skipped), zip members expanded."""
+    out: list[Source] = []
+    for root in paths:
+        if root.is_dir():
+            for folder, dirs, files in os.walk(root):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        out.extend(_file_sources(Path(folder) / name, stack))
+        elif root.is_file():
+            out.extend(_file_sources(root, stack))
+        else:
+            raise FileNotFoundError(f"{root}: no such file or folder; check the path")
+    return out
+
+
+# ---------------------------------------------------------------- one file
+
+
+def _parse(data: bytes) -> Dataset:
+    if not data:
+        raise QuarantineError("empty", "the file is empty")
+    has_magic = data[128:132] == b"DICM"
+    try:
+        ds = dcmread(io.BytesIO(data), force=True)
+    except (EOFError, ValueError, InvalidDicomError, OSError, KeyError, TypeError) as exc:
+        kind = "truncated" if isinstance(exc, EOFError) or "end of file" in str(exc) else None
+        if kind is None and not has_magic:
+            raise QuarantineError("not-dicom", "not a DICOM file (no DICM prefix)") from exc
+        raise QuarantineError(
+            kind or "corrupt", f"the DICOM structure cannot be read: {str(exc)[:200]}"
+        ) from exc
+    except Exception as exc:
+        if not has_magic:
+            raise QuarantineError("not-dicom", "not a DICOM file (no DICM prefix)") from exc
+        raise QuarantineError("corrupt", f"unreadable DICOM: {str(exc)[:200]}") from exc
+    meta = getattr(ds, "file_meta", None)
+    media_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+    if media_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
+        raise QuarantineError(
+            "dicomdir", "a DICOMDIR (media index), not an image: ingest the folder it indexes"
+        )
+    if not has_magic and (len(ds) == 0 or "SOPInstanceUID" not in ds):
+        raise QuarantineError("not-dicom", "not a DICOM file (no DICM prefix, no SOP instance)")
+    if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+        raise QuarantineError(
+            "not-image-object",
+            "no SOPInstanceUID/SOPClassUID: not a stored DICOM object (a fragment or a "
+            "message); export the object from the PACS again",
+        )
+    _check_pixels(ds)
+    return ds
+
+
+def _check_pixels(ds: Dataset) -> None:
+    if 0x7FE00010 not in ds._dict:
+        return
+    raw = ds.get_item(0x7FE00010)
+    length = len(raw.value) if raw is not None and raw.value is not None else 0
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and getattr(syntax, "is_compressed", False):
+        if length == 0:
+            raise QuarantineError("truncated", "compressed pixel data is empty or cut short")
+        return
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return
+    expected = rows * cols * samples * frames
+    expected = (expected + 7) // 8 if bits == 1 else expected * (bits // 8)
+    if length < expected:
+        raise QuarantineError(
+            "truncated",
+            f"pixel data has {length} of {expected} bytes: the file was cut short; copy it "
+            "again from the source",
+        )
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    try:
+        value = ds.get(keyword)
+    except Exception:
+        return None
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _number(ds: Dataset, keyword: str) -> float | None:
+    try:
+        value = ds.get(keyword)
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _month(value: str | None) -> str | None:
+    if value and len(value) >= 6 and value[:6].isdigit():
+        return f"{value[:4]}-{value[4:6]}"
+    return None
+
+
+def _age_years(value: str | None) -> int | None:
+    if not value or len(value) < 2 or not value[:-1].isdigit():
+        return None
+    unit = value[-1].upper()
+    return int(value[:-1]) if unit == "Y" else 0 if unit in "MWD" else None
+
+
+def _seg_source(ds: Dataset) -> str | None:
+    for item in ds.get("ReferencedSeriesSequence") or []:
+        uid = _text(item, "SeriesInstanceUID")
+        if uid:
+            return uid
+    return None
+
+
+_SEX = {"M": "male", "F": "female", "O": "other"}
+
+
+def _instance(source: Source, source_hash: str, data: bytes, ctx: DeidContext) -> _Instance:
+    """De-identify and gate one file; raises QuarantineError or returns the instance."""
+    ds = _parse(data)
+    try:
+        identifiers = collect_identifiers(ds)
+        result = deidentify(ds, ctx)
+        encoded = encode(result)
+    except DeidError as exc:
+        raise QuarantineError("deid-refused", str(exc)) from exc
+    except Exception as exc:
+        raise QuarantineError(
+            "deid-failed", f"{type(exc).__name__}: {str(exc)[:200]}; report this file"
+        ) from exc
+    leak = check_output(encoded.scan, identifiers)
+    if leak is not None:
+        raise QuarantineError("phi-leak", f"{leak}; the file was not published")
+    out = result.dataset
+    digest = hashlib.sha256(encoded.data).hexdigest()
+    held = hold_reason(ds)
+    if held is not None:
+        raise _Held(held, encoded.data, digest)
+    study_uid = str(out.StudyInstanceUID) if "StudyInstanceUID" in out else ""
+    series_uid = str(out.SeriesInstanceUID) if "SeriesInstanceUID" in out else ""
+    if not study_uid or not series_uid:
+        raise QuarantineError(
+            "no-study", "no StudyInstanceUID/SeriesInstanceUID: cannot be indexed"
+        )
+    sop_class = str(out.SOPClassUID)
+    modality = _text(out, "Modality")
+    seg = _seg_source(out) if sop_class == SEG_CLASS or modality == "SEG" else None
+    return _Instance(
+        source=source,
+        source_hash=source_hash,
+        data=encoded.data,
+        digest=digest,
+        patient=result.pseudonym,
+        sex=_SEX.get((_text(out, "PatientSex") or "").upper(), "unknown"),
+        study=(
+            study_uid,
+            _month(_text(out, "StudyDate")),
+            _text(out, "StudyDescription"),
+            _age_years(_text(out, "PatientAge")),
+        ),
+        series=(
+            series_uid,
+            study_uid,
+            result.pseudonym,
+            modality,
+            _text(out, "BodyPartExamined"),
+            _text(out, "Manufacturer"),
+            _text(out, "ManufacturerModelName"),
+            _month(_text(out, "SeriesDate") or _text(out, "StudyDate")),
+            _text(out, "SeriesDescription"),
+            _number(out, "SliceThickness"),
+            int(out.Rows) if "Rows" in out else None,
+            int(out.Columns) if "Columns" in out else None,
+            seg,
+        ),
+        sop_uid=str(out.SOPInstanceUID),
+        sop_class=sop_class,
+    )
+
+
+class _Held(Exception):
+    def __init__(self, why: str, data: bytes, digest: str) -> None:
+        super().__init__(why)
+        self.why = why
+        self.data = data
+        self.digest = digest
+
+
+# ---------------------------------------------------------------- the run
+
+
+class ImageIngest:
+    """One ingest run against a store; feed it sources, then read its report."""
+
+    def __init__(
+        self,
+        store: NodeStore,
+        ctx: DeidContext,
+        cas: ContentStore,
+        quarantine_dir: Path,
+        *,
+        dataset_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.cas = cas
+        self.quarantine_dir = quarantine_dir
+        self.held = ContentStore(quarantine_dir / HELD_DIR, fsync=cas.fsync)
+        self.dataset_id = dataset_id or f"{ctx.provider_id}-imaging"
+        self.report = IngestReport()
+        self._seen: set[str] = set()
+        self._pending: list[_Instance] = []
+        self._decisions: list[_Decision] = []
+        self._pending_bytes = 0
+        self.cas.sweep()
+
+    def _known(self, source_hash: str) -> bool:
+        if source_hash in self._seen:
+            return True
+        with self.store.reading() as con:
+            row = con.execute(
+                "SELECT 1 FROM ingest_ledger WHERE source_hash = ?", [source_hash]
+            ).fetchone()
+        return row is not None
+
+    def add(self, source: Source) -> None:
+        report = self.report
+        report.seen += 1
+        try:
+            data = source.read()
+        except OSError as exc:
+            digest = hashlib.sha256(source.name.encode()).hexdigest()
+            self._reject(source, digest, None, "unreadable", f"cannot read it: {exc}")
+            return
+        report.bytes_in += len(data)
+        source_hash = hashlib.sha256(data).hexdigest()
+        if self._known(source_hash):
+            report.duplicates += 1
+            return
+        self._seen.add(source_hash)
+        try:
+            instance = _instance(source, source_hash, data, self.ctx)
+        except QuarantineError as exc:
+            self._reject(source, source_hash, data, exc.reason, exc.detail)
+        except _Held as held:
+            stored = self.held.put(held.data, held.digest)
+            report.held += 1
+            self._decisions.append(
+                _Decision(
+                    source,
+                    source_hash,
+                    "held",
+                    "held-for-review",
+                    f"{held.why}; de-identified copy for review: {stored.path}",
+                )
+            )
+        else:
+            self._pending.append(instance)
+            self._pending_bytes += len(instance.data)
+        if len(self._pending) + len(self._decisions) >= BATCH_FILES or (
+            self._pending_bytes >= BATCH_BYTES
+        ):
+            self.flush()
+
+    def _reject(
+        self, source: Source, source_hash: str, data: bytes | None, reason: str, detail: str
+    ) -> None:
+        if source.keep_copy and data:
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            kept = self.quarantine_dir / f"{source_hash}.bin"
+            if not kept.exists():
+                kept.write_bytes(data)
+            detail = f"{detail} (original kept as {kept.name})"
+        self.report.quarantined[reason] += 1
+        if len(self.report.rejections) < 1000:
+            self.report.rejections.append(Rejection(source.name, reason, detail))
+        self._decisions.append(_Decision(source, source_hash, "quarantined", reason, detail))
+
+    def flush(self) -> None:
+        """Store the open batch: content files first, then one transaction."""
+        pending, decisions = self._pending, self._decisions
+        self._pending, self._decisions, self._pending_bytes = [], [], 0
+        if not pending and not decisions:
+            return
+        existing: dict[str, str] = {}
+        if pending:
+            uids = list({p.sop_uid for p in pending})
+            with self.store.reading() as con:
+                rows = con.execute(
+                    "SELECT sop_uid, content_hash FROM imaging_instance "
+                    "WHERE list_contains(?, sop_uid)",
+                    [uids],
+                ).fetchall()
+            existing = {r[0]: r[1] for r in rows}
+        fresh: list[_Instance] = []
+        for inst in pending:
+            prior = existing.get(inst.sop_uid)
+            if prior is not None:
+                same = prior == inst.digest
+                detail = (
+                    "the same de-identified instance is already stored"
+                    if same
+                    else f"SOP instance already stored with other content ({prior[:12]}); "
+                    "the first copy is kept"
+                )
+                self.report.duplicates += 1
+                decisions.append(_Decision(inst.source, inst.source_hash, "duplicate", "", detail))
+                continue
+            existing[inst.sop_uid] = inst.digest
+            self.cas.put(inst.data, inst.digest)
+            fresh.append(inst)
+            decisions.append(_Decision(inst.source, inst.source_hash, "ingested"))
+        self._record(fresh, decisions)
+        self.report.ingested += len(fresh)
+
+    def _record(self, fresh: list[_Instance], decisions: list[_Decision]) -> None:
+        with self.store.transaction() as cur:
+            if fresh:
+                cur.execute(
+                    "INSERT INTO dataset (id, name, description) VALUES (?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [
+                        self.dataset_id,
+                        f"{self.ctx.provider_id} imaging",
+                        "De-identified DICOM images ingested at the node",
+                    ],
+                )
+                patients = {(i.patient, i.sex) for i in fresh}
+                cur.executemany(
+                    "INSERT INTO patient (id, dataset_id, sex, source) VALUES (?, ?, ?, 'dicom') "
+                    "ON CONFLICT DO NOTHING",
+                    [[p, self.dataset_id, s] for p, s in sorted(patients)],
+                )
+                studies = {i.study[0]: (i.study, i.patient) for i in fresh}
+                cur.executemany(
+                    "INSERT INTO imaging_study (uid, patient_id, study_month, description, "
+                    "age_at_study) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [[s[0], p, s[1], s[2], s[3]] for s, p in studies.values()],
+                )
+                series = {i.series[0]: i.series for i in fresh}
+                cur.executemany(
+                    "INSERT INTO imaging_series (uid, study_uid, patient_id, modality, "
+                    "body_part, manufacturer, model, series_month, description, "
+                    "slice_thickness, rows_, columns_, seg_source_series_uid) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [list(s) for s in series.values()],
+                )
+                cur.executemany(
+                    "INSERT INTO imaging_instance (sop_uid, series_uid, sop_class_uid, "
+                    "content_hash, size_bytes) VALUES (?, ?, ?, ?, ?)",
+                    [[i.sop_uid, i.series[0], i.sop_class, i.digest, len(i.data)] for i in fresh],
+                )
+                cur.execute(
+                    "UPDATE imaging_series SET num_instances = (SELECT count(*) FROM "
+                    "imaging_instance i WHERE i.series_uid = imaging_series.uid) "
+                    "WHERE list_contains(?, uid)",
+                    [list(series)],
+                )
+            cur.executemany(
+                "INSERT INTO ingest_ledger (source_hash, source_path, kind, status, records, "
+                "detail) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
+                    [
+                        d.source_hash,
+                        d.source.name,
+                        KIND,
+                        d.status,
+                        1 if d.status == "ingested" else 0,
+                        f"{d.reason}: {d.detail}" if d.reason else d.detail or None,
+                    ]
+                    for d in decisions
+                ],
+            )
+            rejected = [d for d in decisions if d.status in ("quarantined", "held")]
+            if rejected:
+                cur.executemany(
+                    "INSERT INTO quarantine (source_hash, source_path, reason, detail) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [[d.source_hash, d.source.name, d.reason, d.detail] for d in rejected],
+                )
+
+
+def ingest_sources(
+    sources: Iterable[Source],
+    store: NodeStore,
+    ctx: DeidContext,
+    cas: ContentStore,
+    quarantine_dir: Path,
+    *,
+    total: int | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+    description: str = "ingesting images",
+) -> IngestReport:
+    """Ingest any stream of sources (files, zip members, PACS instances)."""
+    run = ImageIngest(store, ctx, cas, quarantine_dir)
+    started = time.perf_counter()
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        for source in sources:
+            run.add(source)
+            bar.advance(task)
+        run.flush()
+    run.report.seconds = time.perf_counter() - started
+    return run.report
+
+
+def ingest_images(
+    paths: Sequence[Path],
+    store: NodeStore,
+    ctx: DeidContext,
+    cas: ContentStore,
+    quarantine_dir: Path,
+    progress: bool = True,
+    console: Console | None = None,
+) -> IngestReport:
+    """Ingest folders (recursively), single files and zip archives."""
+    with ExitStack() as stack:
+        sources = sources_from_paths(paths, stack)
+        return ingest_sources(
+            sources,
+            store,
+            ctx,
+            cas,
+            quarantine_dir,
+            total=len(sources),
+            progress=progress,
+            console=console,
+        )

@@ -1,0 +1,38 @@
+"""`oncofed demo --once` works end to end: synthetic data in, node.info out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_once(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "oncofed",
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--nodes",
+            "2",
+            "--patients",
+            "12",
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "node.info from 2 nodes" in out.stdout
+    assert out.stdout.count("succeeded") == 2
+    # 12 patients with images, shown as the node discloses them: rounded to a multiple of 5.
+    assert "imaging (10)" in out.stdout
+    assert "admin login" in out.stdout

@@ -1,0 +1,125 @@
+"""The transformer, the leak gate and the hold-back rules on files with planted PHI."""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+
+from oncofed.node.deid import DeidContext, check_output, collect_identifiers, deidentify
+from oncofed.node.deid.burnedin import hold_reason
+from oncofed.node.deid.deidentify import encode
+from oncofed.security.pseudonym import pseudonymise
+from tests.imaging_fixtures import PHI, PROVIDER, SECRET, independent_leaks, make_ct, make_seg, read
+
+
+def _roundtrip(src: Dataset, ctx: DeidContext | None = None) -> Dataset:
+    result = deidentify(src, ctx or DeidContext(SECRET, PROVIDER))
+    return read(DicomBytesIO(encode(result).data))
+
+
+def test_planted_phi_is_removed_everywhere() -> None:
+    src = make_ct()
+    ids = collect_identifiers(src)
+    encoded = encode(deidentify(src, DeidContext(SECRET, PROVIDER)))
+    assert check_output(encoded.scan, ids) is None
+    out = read(DicomBytesIO(encoded.data))
+    assert independent_leaks(src, out) == []
+    assert out.PatientID == pseudonymise(SECRET, PROVIDER, PHI["patient_id"])
+    assert out.InstitutionName == PROVIDER
+    assert out.StudyDate == "20210301" and out.PatientBirthDate in ("", None)
+    assert out.AccessionNumber != PHI["accession"] and len(out.AccessionNumber) == 16
+    assert (out.Modality, out.Manufacturer, out.BodyPartExamined) == ("CT", "SIEMENS", "CHEST")
+    assert (out.PatientSex, out.PatientAge, out.KVP) == ("F", "061Y", "120")
+    assert "ImageComments" not in out and "RequestAttributesSequence" not in out
+    assert not any(e.tag.is_private for e in out.iterall())
+    assert "SourceApplicationEntityTitle" not in out.file_meta
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+    assert out.PixelData == src.PixelData
+
+
+def test_leak_gate_catches_a_name_in_a_kept_descriptor() -> None:
+    src = make_ct()
+    src.SeriesDescription = f"thorax {PHI['name_family'].lower()} redo"
+    ids = collect_identifiers(src)
+    leak = check_output(encode(deidentify(src, DeidContext(SECRET, PROVIDER))).scan, ids)
+    assert leak is not None and "SeriesDescription" in leak.where
+    assert PHI["name_family"].upper() not in str(leak).upper()  # the reason names no PHI
+
+
+def test_leak_gate_catches_ids_and_dates_in_other_forms() -> None:
+    src = make_ct()
+    src.StudyDescription = "ref 4471902 born 1961-09-23"
+    ids = collect_identifiers(src)
+    assert check_output(encode(deidentify(src, DeidContext(SECRET, PROVIDER))).scan, ids)
+    src = make_ct()
+    src.ProtocolName = "MRN4471902"  # PatientID without its separator
+    ids = collect_identifiers(src)
+    assert check_output(encode(deidentify(src, DeidContext(SECRET, PROVIDER))).scan, ids)
+
+
+def test_uids_consistent_across_a_study_and_a_seg() -> None:
+    study, series, frame = "1.2.3.100", "1.2.3.200", "1.2.3.300"
+    ct = [
+        make_ct(study_uid=study, series_uid=series, for_uid=frame, instance=i) for i in range(1, 4)
+    ]
+    seg = make_seg(ct)
+    out_ct = [_roundtrip(d) for d in ct]
+    out_seg = _roundtrip(seg)
+    assert len({d.StudyInstanceUID for d in [*out_ct, out_seg]}) == 1
+    assert out_ct[0].StudyInstanceUID != study
+    assert len({d.SeriesInstanceUID for d in out_ct}) == 1
+    assert out_seg.SeriesInstanceUID != out_ct[0].SeriesInstanceUID
+    assert out_seg.FrameOfReferenceUID == out_ct[0].FrameOfReferenceUID
+    ref = out_seg.ReferencedSeriesSequence[0]
+    assert ref.SeriesInstanceUID == out_ct[0].SeriesInstanceUID
+    sop_uids = {d.SOPInstanceUID for d in out_ct}
+    assert {i.ReferencedSOPInstanceUID for i in ref.ReferencedInstanceSequence} == sop_uids
+    assert {i.ReferencedSOPInstanceUID for i in out_seg.SourceImageSequence} == sop_uids
+
+
+def test_same_patient_same_pseudonym_other_secret_other_pseudonym() -> None:
+    a, b = _roundtrip(make_ct()), _roundtrip(make_ct())
+    assert a.PatientID == b.PatientID
+    c = _roundtrip(make_ct(), DeidContext(b"z" * 32, PROVIDER))
+    assert c.PatientID != a.PatientID
+
+
+def test_deterministic_output() -> None:
+    src = make_ct()
+    ctx = DeidContext(SECRET, PROVIDER)
+    assert encode(deidentify(src, ctx)).data == encode(deidentify(src, ctx)).data
+
+
+def test_date_shift_mode_is_per_patient_and_recorded() -> None:
+    ctx = DeidContext(SECRET, PROVIDER, date_mode="shift")
+    result = deidentify(make_ct(), ctx)
+    assert result.date_shift_days is not None and result.date_shift_days < 0
+    out = result.dataset
+    assert out.StudyDate != "20210314" and out.StudyDate == out.SeriesDate
+    assert "shifted" in out.DeidentificationMethod[1]
+    assert out.LongitudinalTemporalInformationModified == "MODIFIED"
+    other = deidentify(make_ct(patient_id="OTHER-1"), ctx)
+    assert other.date_shift_days != result.date_shift_days or other.pseudonym != result.pseudonym
+
+
+def test_age_computed_before_coarsening() -> None:
+    src = make_ct()
+    del src.PatientAge
+    assert deidentify(src, DeidContext(SECRET, PROVIDER)).dataset.PatientAge == "059Y"
+
+
+def test_hold_rules() -> None:
+    ds = make_ct()
+    assert hold_reason(ds) is None
+    ds.BurnedInAnnotation = "YES"
+    assert "burned-in" in (hold_reason(ds) or "")
+    sc = make_ct()
+    sc.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    assert "secondary capture" in (hold_reason(sc) or "")
+    us = make_ct()
+    us.SOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
+    us.Modality = "US"
+    assert "ultrasound" in (hold_reason(us) or "")
+    shot = make_ct()
+    shot.ImageType = ["DERIVED", "SECONDARY", "SCREEN SAVE"]
+    assert hold_reason(shot)

@@ -1,0 +1,198 @@
+"""Image ingest end to end on real corpora: pydicom's test files and deid-data."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from oncofed.node.ingest.images import ingest_images
+from tests.imaging_fixtures import (
+    PHI,
+    Node,
+    deid_data_files,
+    independent_leaks,
+    make_ct,
+    make_node,
+    make_seg,
+    pydicom_test_files,
+    read,
+    save,
+)
+
+
+def _ledger(node: Node) -> dict[str, tuple[str, str | None]]:
+    with node.store.reading() as con:
+        rows = con.execute("SELECT source_path, status, detail FROM ingest_ledger").fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def _stored_files(node: Node) -> list[Path]:
+    return sorted(node.cas.root.rglob("*.dcm"))
+
+
+@pytest.mark.parametrize("corpus", ["pydicom", "deid-data"])
+def test_corpus_comes_out_clean_or_quarantined(tmp_path: Path, corpus: str) -> None:
+    files = pydicom_test_files() if corpus == "pydicom" else deid_data_files()
+    assert len(files) > (150 if corpus == "pydicom" else 10)
+    node = make_node(tmp_path)
+    report = ingest_images(files, node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    # Identical files in the corpus count as duplicates.
+    assert report.ingested + report.duplicates + report.held + report.quarantined_total == (
+        report.seen
+    )
+    assert report.ingested > 0
+    ledger = _ledger(node)
+    by_hash_count = len(ledger)
+    assert by_hash_count == report.seen - report.duplicates + sum(
+        1 for s, _ in ledger.values() if s == "duplicate"
+    )
+    for _path, (status, detail) in ledger.items():
+        assert status in ("ingested", "duplicate", "quarantined", "held")
+        if status in ("quarantined", "held"):
+            assert detail and ":" in detail  # reason: what to do
+    # Zero PHI survives: the independent scan over every published file.
+    sources = {}
+    for f in files:
+        if f.suffix == ".zip":
+            continue
+        try:
+            ds = read(f)
+            sources[str(ds.get("SOPInstanceUID", ""))] = ds
+        except Exception:
+            continue
+    published = _stored_files(node)
+    assert len(published) == report.ingested
+    with node.store.reading() as con:
+        rows = con.execute("SELECT content_hash FROM imaging_instance").fetchall()
+    assert {r[0] for r in rows} == {p.stem for p in published}
+    leaks = []
+    for path in published:
+        out = read(path)
+        assert out.PatientIdentityRemoved == "YES"
+        assert not any(e.tag.is_private for e in out.iterall())
+        for src in sources.values():
+            if str(src.get("PatientID", "")).strip() and src.get("PatientID") == out.get(
+                "PatientID"
+            ):
+                leaks.append(f"{path.name}: PatientID kept")
+        # Every source with the same pseudonym is a candidate original.
+        for src in sources.values():
+            if node.ctx.pseudonym(str(src.get("PatientID") or "").strip() or "x") != out.PatientID:
+                continue
+            leaks.extend(f"{path.name}: {leak}" for leak in independent_leaks(src, out))
+    assert leaks == []
+
+
+def test_ingest_is_idempotent_and_indexes(tmp_path: Path) -> None:
+    study, series = "1.2.3.100", "1.2.3.200"
+    ct = [make_ct(study_uid=study, series_uid=series, instance=i) for i in range(1, 5)]
+    seg = make_seg(ct)
+    src = tmp_path / "src"
+    for i, ds in enumerate(ct):
+        save(ds, src / "ct" / f"{i}.dcm")
+    save(seg, src / "seg" / "seg.dcm")
+    (src / "notes.txt").write_text("not an image")
+    truncated = (src / "ct" / "0.dcm").read_bytes()[:-100]
+    (src / "cut.dcm").write_bytes(truncated)
+    node = make_node(tmp_path / "node")
+    originals = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    first = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert first.ingested == 5
+    assert first.quarantined == {"not-dicom": 1, "truncated": 1}
+    second = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert second.ingested == 0 and second.duplicates == second.seen == 7
+    assert len(_stored_files(node)) == 5
+    assert {p: p.read_bytes() for p in originals} == originals  # originals untouched
+    with node.store.reading() as con:
+        series_rows = con.execute(
+            "SELECT uid, study_uid, patient_id, modality, body_part, manufacturer, "
+            "series_month, slice_thickness, rows_, columns_, num_instances, "
+            "seg_source_series_uid FROM imaging_series ORDER BY modality"
+        ).fetchall()
+        patients = con.execute("SELECT id, dataset_id, sex FROM patient").fetchall()
+        studies = con.execute("SELECT uid, study_month, age_at_study FROM imaging_study").fetchall()
+        quarantine = con.execute("SELECT reason, detail FROM quarantine").fetchall()
+    (ct_row, seg_row) = series_rows
+    assert ct_row[3:11] == ("CT", "CHEST", "SIEMENS", "2021-03", 1.0, 16, 16, 4)
+    assert seg_row[3] == "SEG" and seg_row[11] == ct_row[0]
+    assert ct_row[1] == seg_row[1]
+    assert patients == [(node.ctx.pseudonym(PHI["patient_id"]), "testprov-imaging", "female")]
+    assert studies == [(ct_row[1], "2021-03", 61)]
+    assert {r[0] for r in quarantine} == {"not-dicom", "truncated"}
+    assert all(r[1] for r in quarantine)
+
+
+def test_same_patient_from_two_ingests_links(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node")
+    a = save(make_ct(), tmp_path / "a" / "1.dcm")
+    b = save(make_ct(), tmp_path / "b" / "1.dcm")
+    ingest_images([a], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    ingest_images([b], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    with node.store.reading() as con:
+        rows = con.execute("SELECT DISTINCT patient_id FROM imaging_series").fetchall()
+    assert rows == [(node.ctx.pseudonym(PHI["patient_id"]),)]
+
+
+def test_zip_archives_and_holds(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node")
+    archive = tmp_path / "export.zip"
+    burned = make_ct()
+    burned.BurnedInAnnotation = "YES"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a/1.dcm", _bytes(make_ct()))
+        zf.writestr("a/2.dcm", _bytes(burned))
+    report = ingest_images(
+        [archive], node.store, node.ctx, node.cas, node.quarantine, progress=False
+    )
+    assert (report.ingested, report.held) == (1, 1)
+    ledger = _ledger(node)
+    assert ledger[f"{archive}!a/2.dcm"][0] == "held"
+    assert list((node.quarantine / "held").rglob("*.dcm"))
+
+
+def test_rerun_after_crash_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oncofed.node.ingest import images
+
+    src = tmp_path / "src"
+    for i in range(6):
+        save(make_ct(instance=i), src / f"{i}.dcm")
+    node = make_node(tmp_path / "node")
+    monkeypatch.setattr(images, "BATCH_FILES", 4)
+    calls = {"n": 0}
+    original = images.ImageIngest._record
+
+    def crash_second(self, fresh, decisions):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, fresh, decisions)
+
+    monkeypatch.setattr(images.ImageIngest, "_record", crash_second)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    monkeypatch.setattr(images.ImageIngest, "_record", original)
+    report = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert (report.ingested, report.duplicates) == (2, 4)
+    with node.store.reading() as con:
+        assert con.execute("SELECT count(*) FROM imaging_instance").fetchone() == (6,)
+    assert len(_stored_files(node)) == 6
+
+
+def _bytes(ds) -> bytes:  # type: ignore[no-untyped-def]
+    from pydicom.filebase import DicomBytesIO
+
+    buf = DicomBytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        ingest_images(
+            [tmp_path / "nope"], node.store, node.ctx, node.cas, node.quarantine, progress=False
+        )
+    shutil.rmtree(tmp_path / "images", ignore_errors=True)
