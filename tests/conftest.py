@@ -79,11 +79,35 @@ def hub_database(request: pytest.FixtureRequest) -> str:
 FederationFactory = Callable[..., LocalFederation]
 
 
+def load_synthetic(node_dir: Path, provider_index: int, patients: int) -> None:
+    """Fill a (stopped) node's store with synthetic patients of provider `provider_index`."""
+    from oncofed.node.store import NodeStore
+    from oncofed.security.pseudonym import load_secret
+    from oncofed.settings import load_node_settings
+    from oncofed.synth import iter_patients
+    from oncofed.synth.load import load_records
+
+    settings = load_node_settings(node_dir)
+    store = NodeStore(settings.resolve(settings.store_file))
+    try:
+        load_records(
+            store,
+            iter_patients(provider_index, patients, seed=7),
+            load_secret(settings.resolve(settings.secret_file)),
+            f"{settings.provider_id}-cohort",
+            f"{settings.name} cohort",
+        )
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def make_federation(tmp_path: Path) -> Iterator[FederationFactory]:
     started: list[LocalFederation] = []
 
-    def make(nodes: int = 3, database_url: str = "", **hub_overrides: object) -> LocalFederation:
+    def make(
+        nodes: int = 3, database_url: str = "", patients: int = 0, **hub_overrides: object
+    ) -> LocalFederation:
         fed = LocalFederation(tmp_path / f"fed{len(started)}", database_url=database_url)
         fed.init_hub("test hub")
         if hub_overrides:
@@ -96,7 +120,10 @@ def make_federation(tmp_path: Path) -> Iterator[FederationFactory]:
         started.append(fed)
         fed.start_hub()
         for i in range(nodes):
-            fed.add_node(f"node-{i + 1}", f"p{i + 1}")
+            fed.add_node(f"node-{i + 1}", f"p{i + 1}", start=not patients)
+            if patients:
+                load_synthetic(fed.nodes[f"node-{i + 1}"].directory, i, patients)
+                fed.start_node(f"node-{i + 1}")
         return fed
 
     yield make

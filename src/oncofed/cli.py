@@ -434,6 +434,139 @@ def print_task_results(view: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _criteria(where: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs as an AND of conditions; `a..b` is a range, `a,b` a list."""
+    children: list[dict[str, Any]] = []
+    for item in where:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise fail(f"--where {item!r}: write KEY=VALUE (e.g. RID10311=RID10312)")
+        condition: dict[str, Any]
+        if ".." in value:
+            low, _, high = value.partition("..")
+            try:
+                condition = {
+                    "key": key,
+                    "type": "BETWEEN",
+                    "value": {"min": float(low), "max": float(high)},
+                }
+            except ValueError as exc:
+                raise fail(f"--where {item!r}: a range is NUMBER..NUMBER") from exc
+        elif "," in value:
+            condition = {"key": key, "type": "IN", "value": value.split(",")}
+        else:
+            condition = {"key": key, "type": "EQUALS", "value": value}
+        children.append(condition)
+    return {"operand": "AND", "children": children}
+
+
+def print_search(result: dict[str, Any]) -> None:
+    total = result["total"]["subjects"]
+    title = (
+        f"{total['min']} patients"
+        if total["exact"]
+        else f"{total['min']}-{total['max']} patients (some counts withheld)"
+    )
+    table = Table(
+        "provider",
+        "status",
+        "dataset",
+        "patients",
+        "studies",
+        "modalities",
+        "age range",
+        title=f"search {result['id']}: {title}",
+    )
+    for provider in result["providers"]:
+        colour = {"succeeded": "green", "timed_out": "yellow"}.get(provider["status"], "red")
+        status = f"[{colour}]{provider['status']}[/]"
+        collections = provider.get("collections") or [None]
+        for c in collections:
+            if c is None:
+                table.add_row(
+                    provider["provider"], status, "", "", "", "", provider.get("error", "")
+                )
+                continue
+            subjects = (
+                str(c["subjects_count"])
+                if c["subjects_count"] is not None
+                else f"<{c.get('subjects_count_below')}"
+            )
+            studies = (
+                str(c["studies_count"])
+                if c["studies_count"] is not None
+                else f"<{c.get('studies_count_below')}"
+            )
+            ages = c.get("age_range") or {}
+            table.add_row(
+                provider["provider"],
+                status,
+                c["name"],
+                subjects,
+                studies,
+                ", ".join(c.get("modalities", [])),
+                f"{ages['min']}-{ages['max']}" if ages else "",
+            )
+    console.print(table)
+
+
+@app.command()
+def search(
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="criterion KEY=VALUE (repeat; AND-ed); VALUE a..b is a range, a,b a list"
+        ),
+    ] = None,
+    ast: Annotated[str | None, typer.Option(help="a full EUCAIM AST as JSON, or @FILE")] = None,
+    node: Annotated[list[str] | None, typer.Option(help="node name (repeat); all if none")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the nodes")] = 10,
+    show_vocabulary: Annotated[
+        bool, typer.Option("--vocabulary", help="list the search keys and values, then exit")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print raw JSON")] = False,
+    hub: Annotated[str | None, typer.Option(help="hub URL")] = None,
+) -> None:
+    """Count matching patients across the federation, per provider and dataset."""
+    from oncofed.client.hub import HubError
+
+    client = _client(hub)
+    try:
+        if show_vocabulary:
+            vocab = client.vocabulary()
+            table = Table("key", "label", "type", "values")
+            for k in vocab.get("keys", []):
+                values = ", ".join(
+                    f"{v['code']} ({v['label']})" if isinstance(v, dict) else str(v)
+                    for v in k.get("values", [])
+                )
+                table.add_row(
+                    k["key"],
+                    k["label"],
+                    k.get("value_type", ""),
+                    values or k.get("unit", "") or k.get("description", ""),
+                )
+            console.print(table)
+            return
+        if ast:
+            text = Path(ast[1:]).read_text() if ast.startswith("@") else ast
+            try:
+                query = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise fail(f"--ast is not valid JSON: {exc}") from exc
+        else:
+            query = _criteria(where or [])
+        result = client.search(query, node or None, timeout)
+    except HubError as exc:
+        raise fail(exc.message) from exc
+    except OSError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        console.print_json(json.dumps(result))
+    else:
+        print_search(result)
+
+
 @task_app.command("run")
 def task_run(
     kind: Annotated[str, typer.Argument(help="task kind, e.g. node.info")],

@@ -21,8 +21,15 @@ class NodeInfoBody(TaskBody):
     """`node.info` takes no parameters."""
 
 
+class SearchBody(TaskBody):
+    """`search.count`: a EUCAIM search AST (STANDARDS §2); each node validates it again."""
+
+    ast: dict[str, Any]
+
+
 TASK_KINDS: dict[str, type[TaskBody]] = {
     "node.info": NodeInfoBody,
+    "search.count": SearchBody,
 }
 
 

@@ -38,6 +38,26 @@ class HubSettings(BaseModel):
     enrolment_token_hours: int = Field(24, ge=1, le=24 * 30)
     long_poll_seconds: float = Field(20.0, gt=0, le=120)
     clock_skew_seconds: int = Field(300, ge=5, le=3600)
+    # The hub's own limits per researcher, in front of each node's budget.
+    search_rate_per_minute: int = Field(30, ge=1)
+    search_daily_limit: int = Field(1000, ge=1)
+    # Access negotiation and grants (issue 6).
+    visa_lifetime_days: int = Field(365, ge=1, le=3650)
+    negotiation_reminder_seconds: int = Field(3 * 24 * 3600, ge=1)
+    # E-mail notifications; with no smtp_host they go to mail-outbox.log in the hub directory.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_from: str = ""
+    smtp_user: str = ""
+    smtp_password_file: str = ""  # a file holding the password (never the password itself)
+    # Log-in through an external OIDC provider (Keycloak, Life Science Login); off when empty.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret_file: str = ""
+    oidc_scopes: str = "openid profile email"
+    oidc_roles_claim: str = "eduperson_entitlement"
+    oidc_entitlement_prefix: str = "urn:oncofed:role:"
 
     directory: Path = Field(Path("."), exclude=True)
 
@@ -70,11 +90,17 @@ class NodeSettings(BaseModel):
     policy_file: str = "policy.toml"
     images_dir: str = "images"
     quarantine_dir: str = "quarantine"
+    # API key a EUCAIM Focus agent presents (`Authorization: ApiKey <key>`); empty: refused.
+    mediator_api_key: str = ""
     # Image de-identification (STANDARDS §6): dates to year-month, or a per-patient shift.
     deid_date_mode: Literal["month", "shift"] = "month"
     deid_uid_root: str = "2.25."
     poll_seconds: float = Field(20.0, gt=0, le=120)
     request_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    # Visa revocation list: refreshed from the hub this often; record-level access is refused
+    # when the last good refresh is older than grant_max_stale_seconds (fail closed).
+    grant_refresh_seconds: float = Field(15.0, gt=0, le=30)
+    grant_max_stale_seconds: float = Field(60.0, gt=0, le=600)
 
     directory: Path = Field(Path("."), exclude=True)
 

@@ -26,6 +26,20 @@ def credentials_path() -> Path:
     return Path(base) / "credentials.json"
 
 
+def _explain(detail: Any) -> str:
+    """The hub's error detail as one readable line (validation problems listed)."""
+    if isinstance(detail, dict) and "problems" in detail:
+        return "; ".join(f"{p.get('path')}: {p.get('message')}" for p in detail["problems"])
+    if isinstance(detail, list):  # FastAPI's own request validation errors
+        return "; ".join(
+            f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}"
+            if isinstance(d, dict)
+            else str(d)
+            for d in detail
+        )
+    return str(detail)
+
+
 class HubClient:
     def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
@@ -64,7 +78,7 @@ class HubClient:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise HubError(response.status_code, str(detail))
+            raise HubError(response.status_code, _explain(detail))
         return response
 
     # -- identity ---------------------------------------------------------------------------
@@ -135,6 +149,18 @@ class HubClient:
         """Submit a task and wait for its results (partial results when time runs out)."""
         task_id = self.submit(kind, body, nodes, ttl_seconds)
         return self.results(task_id, wait_time=wait_time)
+
+    def vocabulary(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/api/vocabulary").json())
+
+    def search(
+        self, ast: dict[str, Any], nodes: list[str] | None = None, timeout_seconds: float = 10
+    ) -> dict[str, Any]:
+        """Count matching patients across the federation (answers by the deadline)."""
+        payload = {"ast": ast, "nodes": nodes or None, "timeout_seconds": timeout_seconds}
+        return dict(
+            self._call("POST", "/api/search", json=payload, timeout=timeout_seconds + 30).json()
+        )
 
     def task(self, task_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/tasks/{task_id}").json())

@@ -20,7 +20,8 @@ from oncofed.hub.context import HubContext
 from oncofed.hub.db import make_engine, sessions, upgrade
 from oncofed.hub.models import UsedNonce
 from oncofed.hub.notify import Notifier
-from oncofed.hub.routes import auth, channel, nodes, tasks
+from oncofed.hub.routes import auth, channel, nodes, search, tasks
+from oncofed.hub.search import SearchAdmission
 from oncofed.security.envelope import utcnow
 from oncofed.security.keys import SigningKey
 from oncofed.settings import HubSettings
@@ -44,6 +45,9 @@ def build_context(settings: HubSettings) -> HubContext:
         audit=audit,
         channel=Channel(maker, key, audit, settings.lease_seconds, settings.max_attempts),
         notifier=Notifier(),
+        search_admission=SearchAdmission(
+            settings.search_rate_per_minute, settings.search_daily_limit
+        ),
     )
 
 
@@ -80,9 +84,10 @@ def create_app(settings: HubSettings) -> FastAPI:
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for job in (sweeper,):
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
             ctx.engine.dispose()
 
     app = FastAPI(title="oncofed hub", version=__version__, lifespan=lifespan)
@@ -91,6 +96,6 @@ def create_app(settings: HubSettings) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {"status": "ok", "name": settings.name, "version": __version__}
 
-    for module in (auth, nodes, channel, tasks):
+    for module in (auth, nodes, channel, tasks, search):
         app.include_router(module.router)
     return app

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from oncofed.audit import AuditLog
 from oncofed.hub.channel import Channel
 from oncofed.hub.notify import Notifier
+from oncofed.hub.search import SearchAdmission
 from oncofed.security.keys import SigningKey
 from oncofed.settings import HubSettings
 
@@ -24,6 +25,7 @@ class HubContext:
     audit: AuditLog
     channel: Channel
     notifier: Notifier
+    search_admission: SearchAdmission
 
 
 def hub_context(request: Request) -> HubContext:

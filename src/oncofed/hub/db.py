@@ -18,11 +18,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
+        # One connection, handed from thread to thread: SQLite admits one writer anyway,
+        # and queueing on the pool is far cheaper than SQLite's busy handler, which sleeps
+        # in steps of milliseconds when writers collide.
         engine = sa.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=20,
-            max_overflow=20,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
         )
 
         @event.listens_for(engine, "connect")

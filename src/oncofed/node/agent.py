@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from oncofed.node.context import NodeContext
 from oncofed.node.state import task_ledger
-from oncofed.node.tasks import HANDLERS
+from oncofed.node.tasks import HANDLERS, TaskMeta, TaskRefused
 from oncofed.protocol import TaskBodyError, validate_body
 from oncofed.security.envelope import SignatureError, SignedEnvelope, iso, parse_iso, utcnow
 from oncofed.security.request_auth import sign_request
@@ -144,10 +144,13 @@ class Agent:
         else:
             try:
                 body = validate_body(kind, payload.get("body"))
-                output = HANDLERS[kind](self.ctx, body)
+                output = HANDLERS[kind](self.ctx, body, TaskMeta(task_id, kind, requester))
             except TaskBodyError as exc:
                 decision, reason = "deny", str(exc)
                 result = self._result(task_id, "failed", error=reason)
+            except TaskRefused as exc:
+                decision, reason = "deny", str(exc)
+                result = self._result(task_id, "refused", error=reason)
             except Exception as exc:  # the handler's failure is the task's, not the agent's
                 log.exception("task %s (%s) failed", task_id, kind)
                 decision, reason = "error", f"{type(exc).__name__}: {exc}"

@@ -14,7 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from oncofed import __version__
 from oncofed.node.agent import Agent
 from oncofed.node.context import NodeContext
+from oncofed.node.grants import revocation_loop
+from oncofed.node.mediator import MediatorContext, make_mediator_router
 from oncofed.node.tasks import node_summary
+from oncofed.privacy import DisclosureDecision
 from oncofed.settings import NodeSettings
 
 log = logging.getLogger("oncofed.node")
@@ -40,6 +43,8 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
         )
         stop = asyncio.Event()
         agent_task = None
+        # Visa revocations from the hub (issue 6): refreshed every grant_refresh_seconds.
+        grants_task = asyncio.create_task(revocation_loop(ctx, stop)) if settings.enrolled else None
         if run_agent and settings.enrolled:
             app.state.agent = Agent(ctx)
             agent_task = asyncio.create_task(app.state.agent.run(stop))
@@ -51,6 +56,8 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
             stop.set()
             if agent_task is not None:
                 await agent_task
+            if grants_task is not None:
+                await grants_task
             ctx.close()
 
     app = FastAPI(title=f"oncofed node {settings.name}", version=__version__, lifespan=lifespan)
@@ -71,4 +78,29 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
         """The same summary a `node.info` task returns (the benchmark's direct-call floor)."""
         return await run_in_threadpool(node_summary, node_context(request))
 
+    def mediator_context(request: Request) -> MediatorContext:
+        ctx = node_context(request)
+
+        def audit(d: DisclosureDecision) -> None:
+            ctx.audit.append(
+                d.requester,
+                "search",
+                "allow" if d.decision == "answered" else "deny",
+                target="mediator",
+                reason=d.reason,
+                details=d.model_dump(mode="json", exclude={"query"}),
+            )
+
+        return MediatorContext(
+            store=ctx.store,
+            policy=ctx.policy.disclosure,
+            state_engine=ctx.state,
+            node_id=settings.node_id or settings.name,
+            api_key=settings.mediator_api_key or None,
+            audit=audit,
+            ledger=ctx.privacy_ledger,
+        )
+
+    # EUCAIM compatibility: a EUCAIM search stack's Focus agent can query this node directly.
+    app.include_router(make_mediator_router(mediator_context))
     return app

@@ -10,6 +10,7 @@ from oncofed.audit import AuditLog
 from oncofed.node.policy import NodePolicy, load_policy
 from oncofed.node.state import state_engine
 from oncofed.node.store import NodeStore
+from oncofed.privacy.ledger import PrivacyLedger
 from oncofed.security.keys import PublicKey, SigningKey
 from oncofed.settings import NodeSettings
 
@@ -22,6 +23,7 @@ class NodeContext:
     state: sa.Engine
     audit: AuditLog
     policy: NodePolicy
+    privacy_ledger: PrivacyLedger
 
     @property
     def hub_key(self) -> PublicKey:
@@ -37,6 +39,7 @@ class NodeContext:
             state=state,
             audit=AuditLog(state),
             policy=load_policy(settings.resolve(settings.policy_file)),
+            privacy_ledger=PrivacyLedger(state),
         )
 
     def close(self) -> None:

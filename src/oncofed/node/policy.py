@@ -13,19 +13,16 @@ from pathlib import Path
 import tomli_w
 from pydantic import BaseModel, Field, ValidationError
 
+from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.settings import ConfigError
 
 
-class DisclosureLimits(BaseModel):
-    min_count: int = Field(10, ge=1, description="counts below this are never revealed")
-    rounding: int = Field(5, ge=1, description="revealed counts are rounded to a multiple")
-
-
 class NodePolicy(BaseModel):
-    # Discovery-level tasks only; record-level and analysis need explicit opt-in.
-    allowed_tasks: list[str] = Field(default_factory=lambda: ["node.info"])
+    # Discovery-level tasks only (aggregate, disclosure-controlled); record-level access and
+    # analysis need an explicit opt-in here.
+    allowed_tasks: list[str] = Field(default_factory=lambda: ["node.info", "search.count"])
     allowed_algorithms: list[str] = Field(default_factory=list)
-    disclosure: DisclosureLimits = Field(default_factory=DisclosureLimits)
+    disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
 
     def allows_task(self, kind: str) -> bool:
         return kind in self.allowed_tasks
@@ -36,6 +33,8 @@ class NodePolicy(BaseModel):
             "allowed_algorithms": sorted(self.allowed_algorithms),
             "min_count": self.disclosure.min_count,
             "rounding": self.disclosure.rounding,
+            "epsilon": self.disclosure.epsilon,
+            "daily_budget": self.disclosure.daily_budget,
         }
 
 
@@ -60,11 +59,3 @@ def write_policy(path: Path, policy: NodePolicy) -> None:
         + tomli_w.dumps(policy.model_dump(mode="json")),
         encoding="utf-8",
     )
-
-
-def disclose_count(count: int, limits: DisclosureLimits) -> int | None:
-    """A count as the node may reveal it: None below the minimum, rounded otherwise."""
-    if count < limits.min_count:
-        return None
-    step = limits.rounding
-    return max(limits.min_count, round(count / step) * step)

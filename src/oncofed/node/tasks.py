@@ -7,13 +7,28 @@ which must already be safe to leave the node (aggregates that passed disclosure 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from oncofed import __version__
 from oncofed.node.context import NodeContext
-from oncofed.node.policy import disclose_count
+from oncofed.privacy.disclose import release_count
 
-Handler = Callable[[NodeContext, dict[str, Any]], dict[str, Any]]
+
+@dataclass(frozen=True)
+class TaskMeta:
+    """Who asked (as the hub signed it) and which task this is."""
+
+    task_id: str
+    kind: str
+    requester: str
+
+
+class TaskRefused(Exception):
+    """The node declines this task under its policy; the reason goes back to the requester."""
+
+
+Handler = Callable[[NodeContext, dict[str, Any], TaskMeta], dict[str, Any]]
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -28,8 +43,17 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
 def node_summary(ctx: NodeContext) -> dict[str, Any]:
     """Version, policy and datasets, with sizes as the node's disclosure rules allow."""
     datasets = []
-    for d in ctx.store.datasets():
-        patients = disclose_count(int(str(d["patients"])), ctx.policy.disclosure)
+    policy = ctx.policy.disclosure
+    rows = ctx.store.datasets()
+    # Dataset sizes get the same treatment as search counts: cached noise, rounding, and
+    # the threshold applied to the noisy value (an exact threshold would leak).
+    noise = ctx.privacy_ledger.noise(
+        ctx.settings.node_id or ctx.settings.name,
+        "node.info",
+        [(str(d["id"]), "patients", 1.0 / policy.epsilon) for d in rows],
+    )
+    for d in rows:
+        patients = release_count(int(str(d["patients"])), noise[(str(d["id"]), "patients")], policy)
         datasets.append(
             {
                 "id": d["id"],
@@ -54,5 +78,38 @@ def node_summary(ctx: NodeContext) -> dict[str, Any]:
 
 
 @handler("node.info")
-def node_info(ctx: NodeContext, body: dict[str, Any]) -> dict[str, Any]:
+def node_info(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str, Any]:
     return node_summary(ctx)
+
+
+@handler("search.count")
+def search_count(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str, Any]:
+    """Disclosure-controlled counts per dataset, in EUCAIM's mediator shape."""
+    from oncofed.node.search import answer_search
+    from oncofed.privacy import DisclosureDecision, DisclosureRefused
+    from oncofed.query import QueryValidationError
+
+    def audit(decision: DisclosureDecision) -> None:
+        ctx.audit.append(
+            meta.requester,
+            "search",
+            "allow" if decision.decision == "answered" else "deny",
+            target=meta.task_id,
+            reason=decision.reason,
+            details=decision.model_dump(mode="json", exclude={"query"}),
+        )
+
+    try:
+        response = answer_search(
+            ctx.store,
+            body["ast"],
+            meta.requester,
+            ctx.policy.disclosure,
+            ctx.state,
+            ctx.settings.node_id or ctx.settings.name,
+            audit=audit,
+            ledger=ctx.privacy_ledger,
+        )
+    except (DisclosureRefused, QueryValidationError) as exc:
+        raise TaskRefused(str(exc)) from exc
+    return response.model_dump(mode="json")

@@ -1,0 +1,193 @@
+"""Persistent disclosure state of a node: cached noise, privacy budgets, rate limits.
+
+Kept in the node's ``state.db`` (SQLite) through SQLAlchemy Core; the caller hands in the
+engine. Three tables of our own (:data:`metadata`):
+
+- ``disclosure_noise``: one Laplace draw per (node, dataset, canonical query, statistic),
+  drawn once with OpenDP and reused forever, so that repeating or reordering a query gives
+  the same answer and averaging repeated answers learns nothing.
+- ``disclosure_charge``: the epsilon a researcher spent, once per distinct query per UTC day.
+- ``disclosure_request``: request times, for the per-minute rate limit.
+
+Check-and-charge runs in one transaction that writes first, so SQLite's write lock
+serialises concurrent requests of the same researcher.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+
+from oncofed.privacy.errors import BudgetExhausted, RateLimited
+from oncofed.privacy.noise import LaplaceSampler
+from oncofed.privacy.policy import DisclosurePolicy
+
+metadata = MetaData()
+
+noise_table = Table(
+    "disclosure_noise", metadata,
+    Column("node_id", String(200), primary_key=True),
+    Column("dataset_id", String(200), primary_key=True),
+    Column("query_hash", String(64), primary_key=True),
+    Column("statistic", String(200), primary_key=True),
+    Column("scale", Float, nullable=False),
+    Column("noise", Integer, nullable=False),
+    Column("drawn_at", Float, nullable=False),
+)
+
+charge_table = Table(
+    "disclosure_charge", metadata,
+    Column("requester", String(300), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("query_hash", String(64), primary_key=True),
+    Column("epsilon", Float, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+request_table = Table(
+    "disclosure_request", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("requester", String(300), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("disclosure_request_who_when", "requester", "at"),
+)
+
+RATE_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A request let through: what it cost and what is left of the day's budget."""
+
+    epsilon_charged: float
+    spent: float
+    remaining: float
+    resets_at: dt.datetime
+
+
+def _next_midnight(now: float) -> dt.datetime:
+    day = dt.datetime.fromtimestamp(now, dt.UTC).date() + dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+class PrivacyLedger:
+    """Budgets, rate limits and cached noise over a caller-provided SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time,
+                 sampler: LaplaceSampler | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.sampler = sampler or LaplaceSampler()
+        metadata.create_all(engine)
+
+    # -- rate limit and budget -------------------------------------------------------------
+
+    def admit(self, requester: str, query_hash: str, policy: DisclosurePolicy) -> Admission:
+        """Record a request and charge its epsilon, or raise RateLimited / BudgetExhausted.
+
+        A query the researcher already asked today is free: its answer is cached noise and
+        reveals nothing new. A refused request is not recorded and costs nothing.
+        """
+        now = self.clock()
+        day = dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
+        resets_at = _next_midnight(now)
+        with self.engine.begin() as conn:
+            conn.execute(insert(request_table).values(requester=requester, at=now))
+            recent = conn.execute(
+                select(func.count(), func.min(request_table.c.at)).where(
+                    request_table.c.requester == requester,
+                    request_table.c.at > now - RATE_WINDOW_S)
+            ).one()
+            if recent[0] > policy.rate_limit_per_minute:
+                raise RateLimited(requester, policy.rate_limit_per_minute,
+                                  max(1.0, RATE_WINDOW_S - (now - float(recent[1]))))
+            conn.execute(delete(request_table).where(
+                request_table.c.requester == requester,
+                request_table.c.at < now - 10 * RATE_WINDOW_S))
+            already = conn.execute(select(charge_table.c.epsilon).where(
+                charge_table.c.requester == requester, charge_table.c.day == day,
+                charge_table.c.query_hash == query_hash)).first()
+            spent = float(conn.execute(
+                select(func.coalesce(func.sum(charge_table.c.epsilon), 0.0)).where(
+                    charge_table.c.requester == requester, charge_table.c.day == day)
+            ).scalar_one())
+            if already is not None:
+                return Admission(0.0, spent, max(0.0, policy.daily_budget - spent), resets_at)
+            if spent + policy.epsilon > policy.daily_budget + 1e-9:
+                raise BudgetExhausted(requester, spent, policy.daily_budget, resets_at)
+            conn.execute(insert(charge_table).values(
+                requester=requester, day=day, query_hash=query_hash,
+                epsilon=policy.epsilon, at=now))
+            spent += policy.epsilon
+        return Admission(policy.epsilon, spent, max(0.0, policy.daily_budget - spent),
+                         resets_at)
+
+    def spent_today(self, requester: str) -> float:
+        day = dt.datetime.fromtimestamp(self.clock(), dt.UTC).date().isoformat()
+        with self.engine.connect() as conn:
+            return float(conn.execute(
+                select(func.coalesce(func.sum(charge_table.c.epsilon), 0.0)).where(
+                    charge_table.c.requester == requester, charge_table.c.day == day)
+            ).scalar_one())
+
+    # -- cached noise ----------------------------------------------------------------------
+
+    def noise(self, node_id: str, query_hash: str,
+              wanted: Iterable[tuple[str, str, float]]) -> dict[tuple[str, str], int]:
+        """Noise for each (dataset, statistic, scale): the cached draw, or a new one.
+
+        A cached draw is kept even if the policy's scale changed later (the scale it was
+        drawn at is stored): re-drawing would hand out a fresh sample of the same count.
+        """
+        wanted = list(wanted)
+        keys = {(d, s) for d, s, _ in wanted}
+        cached = self._cached(node_id, query_hash)
+        missing = [(d, s, scale) for d, s, scale in wanted if (d, s) not in cached]
+        if missing:
+            rows = [
+                {"node_id": node_id, "dataset_id": d, "query_hash": query_hash,
+                 "statistic": s, "scale": scale, "noise": self.sampler.sample(scale),
+                 "drawn_at": self.clock()}
+                for d, s, scale in missing
+            ]
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(noise_table), rows)
+            except IntegrityError:
+                # Another request drew some of them first; theirs stand, insert the rest.
+                for row in rows:
+                    try:
+                        with self.engine.begin() as conn:
+                            conn.execute(insert(noise_table).values(**row))
+                    except IntegrityError:
+                        pass
+            cached = self._cached(node_id, query_hash)
+        return {k: v for k, v in cached.items() if k in keys}
+
+    def _cached(self, node_id: str, query_hash: str) -> dict[tuple[str, str], int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(noise_table.c.dataset_id, noise_table.c.statistic, noise_table.c.noise)
+                .where(and_(noise_table.c.node_id == node_id,
+                            noise_table.c.query_hash == query_hash))
+            ).all()
+        return {(r[0], r[1]): int(r[2]) for r in rows}
