@@ -15,15 +15,12 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from oncofed import __version__
 from oncofed.client.hub import HubClient

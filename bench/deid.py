@@ -3,11 +3,24 @@
     python bench/deid.py [--files 2000] [--size 256] [--fsync]
 
 Writes a synthetic CT corpus with planted PHI (small CT slices, pydicom; the same files for
-every tool), then de-identifies it with each tool in the same run, each reading the source
-files and writing one output file per input. oncofed runs its whole per-file pipeline: parse,
-collect the source's identifiers, de-identify, encode, leak gate over the output, sha256 and
-an atomic write into the content-addressed folder. The plain copy reads and writes the same
-bytes the same way (temporary file + rename, fsync when asked): the I/O floor.
+every tool), then de-identifies it with each tool in the same run, one after the other, each
+reading the source files and writing one output file per input into a flat folder.
+What each row does per file (like for like: read, de-identify, write):
+
+- ``copy``: read the bytes, write them (temporary file + rename, fsync when asked): the I/O
+  floor.
+- ``oncofed``: read the bytes; the byte-level fast path (parse, collect the source's
+  identifiers, de-identify and encode in one walk; the pydicom path for files outside its
+  scope); the PHI leak gate over the encoded header (on: a file it blocks fails the run);
+  write the output like the copy. It does more than the peers (the leak gate) and nothing
+  less; it runs on one core like them.
+- ``dicognito``: ``dcmread``, ``Anonymizer.anonymize``, ``save_as``.
+- ``dicom-anonymizer``: ``anonymize_dicom_file`` (read, anonymize, write).
+- ``oncofed-ingest`` (information, not in the targets): what ingest adds per file on top of
+  ``oncofed``: sha256 of the source (the ledger key), sha256 of the output and an atomic
+  write into the content-addressed folder (two directory levels).
+
+Targets (recorded in the JSON): oncofed >= 3x dicognito's files/s and copy <= 3x oncofed's.
 Results go to bench/results/deid.json.
 """
 
@@ -15,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import platform
@@ -33,6 +47,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from oncofed.node.cas import ContentStore
 from oncofed.node.deid import DeidContext, check_output, collect_identifiers, deidentify
 from oncofed.node.deid.deidentify import encode
+from oncofed.node.deid.fastpath import process
 
 RESULTS = Path(__file__).parent / "results" / "deid.json"
 
@@ -114,22 +129,44 @@ def run_copy(files: list[Path], out: Path, fsync: bool) -> None:
         _write(out / f"{i}.dcm", f.read_bytes(), fsync)
 
 
+_fast_files = 0
+
+
+def _deidentify(data: bytes, ctx: DeidContext) -> bytes:
+    """oncofed's per-file de-identification with the leak gate on; the output bytes."""
+    global _fast_files
+    fast = process(data, ctx)
+    if fast is not None:
+        _fast_files += 1
+        ids, encoded = fast.identifiers, fast.encoded
+    else:
+        ds = dcmread(io.BytesIO(data), force=True)
+        ids = collect_identifiers(ds)
+        encoded = encode(deidentify(ds, ctx))
+    if check_output(encoded.scan, ids) is not None:
+        raise SystemExit("oncofed's leak gate blocked a file of the benchmark corpus")
+    return encoded.data
+
+
+def _ctx() -> DeidContext:
+    return DeidContext(b"bench-secret-0123456789abcdef!!", "bench")
+
+
 def run_oncofed(files: list[Path], out: Path, fsync: bool) -> None:
-    ctx = DeidContext(b"bench-secret-0123456789abcdef!!", "bench")
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = _ctx()
+    for i, f in enumerate(files):
+        _write(out / f"{i}.dcm", _deidentify(f.read_bytes(), ctx), fsync)
+
+
+def run_oncofed_ingest(files: list[Path], out: Path, fsync: bool) -> None:
+    ctx = _ctx()
     cas = ContentStore(out, fsync=fsync)
-    leaks = 0
     for f in files:
         data = f.read_bytes()
         hashlib.sha256(data).hexdigest()  # the ledger key
-        ds = dcmread(__import__("io").BytesIO(data))
-        ids = collect_identifiers(ds)
-        encoded = encode(deidentify(ds, ctx))
-        if check_output(encoded.scan, ids) is not None:
-            leaks += 1
-            continue
-        cas.put(encoded.data)
-    if leaks:
-        raise SystemExit(f"oncofed leak gate blocked {leaks} files of the benchmark corpus")
+        encoded = _deidentify(data, ctx)
+        cas.put(encoded, hashlib.sha256(encoded).hexdigest())
 
 
 def run_dicognito(files: list[Path], out: Path, fsync: bool) -> None:
@@ -194,6 +231,7 @@ def main() -> None:
             measure("oncofed", run_oncofed, files, work, args.fsync, total),
             measure("dicognito", run_dicognito, files, work, args.fsync, total),
             measure("dicom-anonymizer", run_dicom_anonymizer, files, work, args.fsync, total),
+            measure("oncofed-ingest", run_oncofed_ingest, files, work, args.fsync, total),
         ]
     finally:
         if args.work is None:
@@ -207,13 +245,21 @@ def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
         f"Python {platform.python_version()}",
         "results": results,
+        "oncofed_fast_path_share": round(_fast_files / (2 * len(files)), 3),
         "oncofed_vs_dicognito": round(by["oncofed"] / by["dicognito"], 2),
         "copy_vs_oncofed": round(by["copy"] / by["oncofed"], 2),
-        "targets": {"oncofed_vs_dicognito_min": 3.0, "copy_vs_oncofed_max": 3.0},
+        "targets": {
+            "oncofed_vs_dicognito_min": 3.0,
+            "copy_vs_oncofed_max": 3.0,
+            "oncofed_vs_dicognito_met": by["oncofed"] / by["dicognito"] >= 3.0,
+            "copy_vs_oncofed_met": by["copy"] / by["oncofed"] <= 3.0,
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({k: summary[k] for k in ("oncofed_vs_dicognito", "copy_vs_oncofed")}))
+    print(
+        json.dumps({k: summary[k] for k in ("oncofed_vs_dicognito", "copy_vs_oncofed", "targets")})
+    )
 
 
 if __name__ == "__main__":

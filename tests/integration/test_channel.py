@@ -53,7 +53,7 @@ def test_tasks_delivered_and_results_collected(
         }
         for target in view["targets"]:
             assert target["result"]["name"] == target["node_name"]
-            assert target["result"]["policy"]["allowed_tasks"] == ["node.info"]
+            assert target["result"]["policy"]["allowed_tasks"] == ["node.info", "search.count"]
         # Addressing one node reaches only that node.
         one = client.run("node.info", nodes=["node-2"], wait_time=30)
         assert statuses(one) == {"node-2": "succeeded"}

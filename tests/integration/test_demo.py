@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ def test_demo_runs_once(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "node.info from 2 nodes" in out.stdout
     assert out.stdout.count("succeeded") == 2
-    # 12 patients with images, shown as the node discloses them: rounded to a multiple of 5.
-    assert "imaging (10)" in out.stdout
+    # 12 patients with images, shown as the node discloses them (cached noise, rounded to a
+    # multiple of 5, withheld below 10): never the exact 12.
+    assert re.search(r"imaging \((10|15|<10)\)", out.stdout), out.stdout[-2000:]
     assert "admin login" in out.stdout

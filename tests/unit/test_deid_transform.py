@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
+from pydicom.uid import ImplicitVRLittleEndian
 
 from oncofed.node.deid import DeidContext, check_output, collect_identifiers, deidentify
 from oncofed.node.deid.burnedin import hold_reason
 from oncofed.node.deid.deidentify import encode
+from oncofed.node.deid.fastpath import process
 from oncofed.security.pseudonym import pseudonymise
-from tests.imaging_fixtures import PHI, PROVIDER, SECRET, independent_leaks, make_ct, make_seg, read
+from tests.imaging_fixtures import (
+    PHI,
+    PROVIDER,
+    SECRET,
+    deid_data_files,
+    independent_leaks,
+    make_ct,
+    make_seg,
+    pydicom_test_files,
+    read,
+)
 
 
 def _roundtrip(src: Dataset, ctx: DeidContext | None = None) -> Dataset:
@@ -123,3 +136,59 @@ def test_hold_rules() -> None:
     shot = make_ct()
     shot.ImageType = ["DERIVED", "SECONDARY", "SCREEN SAVE"]
     assert hold_reason(shot)
+
+
+def _slow(data: bytes, ctx: DeidContext) -> tuple[bytes, list[bytes], object, object]:
+    ds = read(DicomBytesIO(data))
+    ids = collect_identifiers(ds)
+    result = deidentify(ds, ctx)
+    encoded = encode(result)
+    facts = (result.pseudonym, result.patient_key, result.date_shift_days, result.transfer_syntax)
+    return encoded.data, encoded.scan, ids, facts
+
+
+def _file_bytes(ds: Dataset) -> bytes:
+    buffer = DicomBytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("date_mode", ["month", "shift"])
+def test_fast_path_is_the_pydicom_path(date_mode: str) -> None:
+    """Wherever the byte-level fast path answers, it gives the same output bytes, the same
+    scan chunks and the same identifiers (fragments with their labels, in order) as the
+    pydicom path; it answers for the common files."""
+    ctx = DeidContext(SECRET, PROVIDER, date_mode=date_mode)  # type: ignore[arg-type]
+    implicit = make_ct()
+    implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    planted = [make_ct(), make_seg([make_ct(), make_ct()]), implicit]
+    corpus = [_file_bytes(d) for d in planted]
+    corpus += [p.read_bytes() for p in pydicom_test_files() + deid_data_files()]
+    answered = 0
+    for data in corpus:
+        fast = process(data, ctx)
+        if fast is None:
+            continue
+        answered += 1
+        out, scan, ids, facts = _slow(data, ctx)
+        assert fast.encoded.data == out
+        assert fast.encoded.scan == scan
+        assert list(fast.identifiers.fragments.items()) == list(ids.fragments.items())
+        assert fast.identifiers.uids == ids.uids and fast.identifiers.exempt == ids.exempt
+        assert (
+            fast.pseudonym,
+            fast.patient_key,
+            fast.date_shift_days,
+            fast.transfer_syntax,
+        ) == facts
+    assert all(process(d, ctx) is not None for d in corpus[: len(planted)])
+    assert answered >= 100
+
+
+def test_fast_path_leak_gate_still_blocks() -> None:
+    src = make_ct()
+    src.SeriesDescription = f"thorax {PHI['name_family'].lower()} redo"
+    fast = process(_file_bytes(src), DeidContext(SECRET, PROVIDER))
+    assert fast is not None
+    leak = check_output(fast.encoded.scan, fast.identifiers)
+    assert leak is not None and "SeriesDescription" in leak.where

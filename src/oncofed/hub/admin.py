@@ -22,6 +22,8 @@ from oncofed.security.secrets_ import hash_password, new_password, new_token, to
 from oncofed.settings import HubSettings, load_hub_settings, save_settings
 
 ROLES = ("admin", "researcher", "data_holder", "dac")
+# Roles held *for one provider*: `dac:<node name>`, `data_holder:<node name>`.
+SCOPED_ROLES = ("data_holder", "dac")
 
 
 class AdminError(RuntimeError):
@@ -112,9 +114,7 @@ def create_api_token(
 def add_user(
     engine: sa.Engine, username: str, roles: list[str], password: str | None = None
 ) -> str:
-    unknown = sorted(set(roles) - set(ROLES))
-    if unknown:
-        raise AdminError(f"unknown role {', '.join(unknown)}; roles are {', '.join(ROLES)}")
+    roles = normalise_roles(roles)
     password = password or new_password()
     with sessions(engine).begin() as s:
         if s.scalar(sa.select(Account).where(Account.username == username)):
@@ -131,6 +131,20 @@ def add_user(
         "admin", "account.create", "info", target=username, details={"roles": roles}
     )
     return password
+
+
+def normalise_roles(roles: list[str]) -> list[str]:
+    """Check roles; a scoped role `dac:NODE` also grants the plain role `dac`."""
+    out: list[str] = []
+    for role in roles:
+        base, _, node = role.partition(":")
+        if base not in ROLES or (node and base not in SCOPED_ROLES) or role.endswith(":"):
+            raise AdminError(
+                f"unknown role {role!r}; roles are {', '.join(ROLES)}, and "
+                "dac:NODE or data_holder:NODE for one provider's node"
+            )
+        out += [base, role] if node else [role]
+    return list(dict.fromkeys(out))
 
 
 def add_node(engine: sa.Engine, name: str, hours: int) -> str:

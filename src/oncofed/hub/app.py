@@ -18,7 +18,11 @@ from oncofed.audit import AuditLog
 from oncofed.hub.channel import Channel
 from oncofed.hub.context import HubContext
 from oncofed.hub.db import make_engine, sessions, upgrade
+from oncofed.hub.identity import external as oidc_login
+from oncofed.hub.identity import issuer as oidc_issuer
 from oncofed.hub.models import UsedNonce
+from oncofed.hub.negotiation import routes as negotiation
+from oncofed.hub.negotiation.mail import mail_loop
 from oncofed.hub.notify import Notifier
 from oncofed.hub.routes import auth, channel, nodes, search, tasks
 from oncofed.hub.search import SearchAdmission
@@ -81,10 +85,11 @@ def create_app(settings: HubSettings) -> FastAPI:
             "hub", "hub.start", "info", settings.name, details={"version": __version__}
         )
         sweeper = asyncio.create_task(_housekeeping(ctx))
+        mailer = asyncio.create_task(mail_loop(ctx))
         try:
             yield
         finally:
-            for job in (sweeper,):
+            for job in (sweeper, mailer):
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
@@ -98,4 +103,6 @@ def create_app(settings: HubSettings) -> FastAPI:
 
     for module in (auth, nodes, channel, tasks, search):
         app.include_router(module.router)
+    for mine in (negotiation, oidc_issuer, oidc_login):  # issue 6: identity and access
+        app.include_router(mine.router)
     return app

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pydicom.charset import convert_encodings
-from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
@@ -201,6 +201,20 @@ def _op_for(tag: int, vr: str) -> Op:
     return op
 
 
+def peek(ds: Dataset, key: str | int) -> object:
+    """The value of an element of `ds`, or None; unlike ``ds.get`` it leaves a raw element
+    raw, so that a kept element is written with the bytes it was read with."""
+    tag = tag_for_keyword(key) if isinstance(key, str) else key
+    if tag is None:
+        return None
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement):
+        elem = convert_raw_data_element(elem, encoding=ds._character_set, ds=ds)
+    return elem.value
+
+
 def _text(value: object) -> str:
     if value is None:
         return ""
@@ -261,7 +275,7 @@ def _clean(src: Dataset, run: _Run, depth: int) -> Dataset:
             )
         elif op is Op.UID:
             if t in CLASS_UID_TAGS:
-                store[tag] = elem
+                store[tag] = raw  # kept as read
             elif elem.VM > 1:
                 out[tag] = DataElement(tag, "UI", [ctx.map_uid(str(u)) for u in elem.value])
             else:
@@ -298,12 +312,12 @@ def _patient_key(src: Dataset) -> tuple[str, str]:
     """The source identifier the pseudonym is computed from, and which field it came from."""
     for key in ("PatientID", "PatientName"):
         try:
-            value = _text(src.get(key))
+            value = _text(peek(src, key))
         except Exception:
             value = ""
         if value:
             return value, key
-    study = _text(src.get("StudyInstanceUID"))
+    study = _text(peek(src, "StudyInstanceUID"))
     if study:
         return f"study:{study}", "StudyInstanceUID"
     raise DeidError(
@@ -315,8 +329,8 @@ def _patient_key(src: Dataset) -> tuple[str, str]:
 def _age(src: Dataset) -> str | None:
     """PatientAge from birth date and study date when the source lacks it (computed before
     the dates are coarsened, as STANDARDS §6 asks)."""
-    birth = _text(src.get("PatientBirthDate"))[:8]
-    when = _text(src.get("StudyDate") or src.get("SeriesDate") or src.get("AcquisitionDate"))
+    birth = _text(peek(src, "PatientBirthDate"))[:8]
+    when = _text(peek(src, "StudyDate") or peek(src, "SeriesDate") or peek(src, "AcquisitionDate"))
     if len(birth) != 8 or len(when[:8]) != 8 or not (birth + when[:8]).isdigit():
         return None
     try:
@@ -355,7 +369,7 @@ def deidentify(src: Dataset, ctx: DeidContext) -> Deidentified:
     syntax = _transfer_syntax(src)
     source_id, patient_key = _patient_key(src)
     shift = ctx.shift_days(source_id) if ctx.date_mode == "shift" else None
-    age = None if _text(src.get("PatientAge")) else _age(src)
+    age = None if _text(peek(src, "PatientAge")) else _age(src)
     out = _clean(src, _Run(ctx, shift), 0)
     pseudonym = ctx.pseudonym(source_id)
     out.PatientID = pseudonym
@@ -374,8 +388,8 @@ def deidentify(src: Dataset, ctx: DeidContext) -> Deidentified:
     out.DeidentificationMethodCodeSequence = codes
     out.LongitudinalTemporalInformationModified = "MODIFIED"
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = out.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+    meta.MediaStorageSOPClassUID = UID(_text(peek(out, "SOPClassUID")))
+    meta.MediaStorageSOPInstanceUID = UID(_text(peek(out, "SOPInstanceUID")))
     meta.TransferSyntaxUID = syntax
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
@@ -412,11 +426,14 @@ def _write_items(fp: DicomBytesIO, ds: Dataset, encodings: list[str]) -> None:
         else:
             if elem.VR is not None and " or " in elem.VR:
                 elem = _settle(elem, ds)
+            if isinstance(elem, RawDataElement) and elem.value is None:
+                elem = elem._replace(value=b"")  # read with zero length: kept empty
             write_data_element(fp, elem, encodings)
 
 
 def _settle(elem: DataElement | RawDataElement, ds: Dataset) -> DataElement | RawDataElement:
-    vr = "OW" if int(ds.get("BitsAllocated", 8) or 8) > 8 and elem.tag == 0x7FE00010 else "OB"
+    bits = int(peek(ds, "BitsAllocated") or 8)  # type: ignore[call-overload]
+    vr = "OW" if bits > 8 and elem.tag == 0x7FE00010 else "OB"
     if elem.tag != 0x7FE00010:
         vr = "US" if "US" in str(elem.VR) else "OB"
     if isinstance(elem, RawDataElement):
@@ -437,8 +454,8 @@ def encode(result: Deidentified) -> Encoded:
     write_file_meta_info(head, ds.file_meta, enforce_standard=True)
     head.is_little_endian = syntax.is_little_endian
     head.is_implicit_VR = syntax.is_implicit_VR
-    charset = ds.get("SpecificCharacterSet")
-    encodings = convert_encodings(charset)
+    charset = peek(ds, "SpecificCharacterSet")
+    encodings = convert_encodings(charset)  # type: ignore[arg-type]
     bulk = {t: ds._dict.pop(t) for t in [t for t in ds._dict if int(t) >= 0x7FE00008]}
     try:
         _write_items(head, ds, encodings)
@@ -452,12 +469,15 @@ def encode(result: Deidentified) -> Encoded:
         tail.is_implicit_VR = syntax.is_implicit_VR
         elem = bulk[tag]
         if elem.VR is not None and " or " in elem.VR:
-            wide = not syntax.is_compressed and int(ds.get("BitsAllocated", 8) or 8) > 8
+            bits = int(peek(ds, "BitsAllocated") or 8)  # type: ignore[call-overload]
+            wide = not syntax.is_compressed and bits > 8
             vr = "OW" if wide else "OB"
             if isinstance(elem, RawDataElement):
                 elem = elem._replace(VR=vr)
             else:
                 elem.VR = vr
+        if isinstance(elem, RawDataElement) and elem.value is None:
+            elem = elem._replace(value=b"")
         write_data_element(tail, elem, encodings)
         parts.append(tail.getvalue())
         if int(tag) not in PIXEL_TAGS:

@@ -22,7 +22,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from oncofed.node.deid.deidentify import CLASS_UID_TAGS, DICOM_ROOT, vr_of
+from oncofed.node.deid.deidentify import CLASS_UID_TAGS, DICOM_ROOT, peek, vr_of
 
 OWN_UIDS = frozenset({PYDICOM_IMPLEMENTATION_UID})
 # tag -> (kind, label). Kinds: name (tokens and the whole), id (whole, also inside longer
@@ -100,6 +100,14 @@ class Identifiers:
     # Normalised values kept on purpose (Manufacturer): a site named after its scanner's
     # vendor is not identified by the vendor's name.
     exempt: tuple[str, ...] = ()
+    # fragment -> a literal every match of it contains (upper case, UTF-8): a chunk that
+    # contains none of them cannot match the pattern, so the pattern is not run on it.
+    literals: dict[str, bytes] = field(default_factory=dict)
+
+    def _add(self, fragment: str, label: str, literal: str) -> None:
+        if fragment not in self.fragments:
+            self.fragments[fragment] = label
+            self.literals[fragment] = literal.encode("utf-8").upper()
 
     def add_value(self, kind: str, label: str, value: str) -> None:
         value = value.strip().rstrip("\x00").strip()
@@ -117,17 +125,18 @@ class Identifiers:
         if kind == "date":
             if len(joined) == 8 and joined.isdigit():
                 frag = rf"(?<![0-9]){joined[:4]}[-/. ]?{joined[4:6]}[-/. ]?{joined[6:]}(?![0-9])"
-                self.fragments.setdefault(frag, label)
+                self._add(frag, label, joined[:4])
             return
+        longest = max(parts, key=len)
         if kind == "id" and len(joined) >= MIN_EMBEDDED_ID:
-            self.fragments.setdefault(whole, label)
+            self._add(whole, label, longest)
         else:
-            self.fragments.setdefault(rf"(?<![0-9A-Za-z]){whole}(?![0-9A-Za-z])", label)
+            self._add(rf"(?<![0-9A-Za-z]){whole}(?![0-9A-Za-z])", label, longest)
         if kind == "name":
             for part in parts:
                 if len(part) >= MIN_TOKEN and part.upper() not in STOPWORDS:
                     frag = rf"(?<![0-9A-Za-z]){re.escape(part)}(?![0-9A-Za-z])"
-                    self.fragments.setdefault(frag, label)
+                    self._add(frag, label, part)
 
     def pattern(self) -> re.Pattern[bytes] | None:
         return _compile(tuple(sorted(self.fragments)))
@@ -150,7 +159,7 @@ class Identifiers:
 _UIDCHAR = re.compile(rb"[0-9.]")
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def _compile(fragments: tuple[str, ...]) -> re.Pattern[bytes] | None:
     """One pattern per set of identifiers: the files of a patient share it."""
     if not fragments:
@@ -183,7 +192,7 @@ def _walk_source(ds: Dataset, ids: Identifiers) -> None:
         if known is None and vr not in ("PN", "UI"):
             continue
         try:
-            value = ds[tag].value
+            value = peek(ds, t)  # raw stays raw: kept elements are written as read
         except Exception:
             continue
         if vr == "UI":
@@ -204,16 +213,21 @@ def _walk_source(ds: Dataset, ids: Identifiers) -> None:
                 ids.add_value(known[0], known[1], v)
 
 
+def exempt_value(value: str) -> str:
+    """A kept vendor name as :attr:`Identifiers.exempt` holds it."""
+    return "".join(p for p in _SPLIT.split(value) if p).upper()
+
+
 def collect_identifiers(src: Dataset) -> Identifiers:
     """The identifying values of a source dataset, its file meta included."""
     exempt = []
     for keyword in ("Manufacturer", "ManufacturerModelName"):
         try:
-            value = str(src.get(keyword) or "")
+            value = str(peek(src, keyword) or "")
         except Exception:
             value = ""
         if value.strip():
-            exempt.append("".join(p for p in _SPLIT.split(value) if p).upper())
+            exempt.append(exempt_value(value))
     ids = Identifiers(exempt=tuple(exempt))
     _walk_source(src, ids)
     meta = getattr(src, "file_meta", None)
@@ -236,9 +250,18 @@ class Leak:
 def check_output(chunks: list[bytes], ids: Identifiers) -> Leak | None:
     """Scan the encoded output (the chunks without pixel data); the first leak or None."""
     pattern = ids.pattern()
+    literals = ids.literals if all(ids.literals.get(f) for f in ids.fragments) else None
     for chunk in chunks:
         if pattern is not None:
-            hit = pattern.search(chunk)
+            if literals is not None:
+                # Only the fragments whose literal is in the chunk can match there; in the
+                # same order, so the first match is the full pattern's first match.
+                upper = chunk.upper()
+                present = tuple(sorted(f for f in ids.fragments if literals[f] in upper))
+                search = _compile(present)
+            else:
+                search = pattern
+            hit = search.search(chunk) if search is not None else None
             if hit is not None:
                 return locate(chunks, ids, hit.group(0))
         uid = ids.uid_hit(chunk)

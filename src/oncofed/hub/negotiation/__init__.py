@@ -1,0 +1,1 @@
+"""Access negotiation (BBMRI-ERIC Negotiator v3 lifecycle): requests, DAC decisions, grants."""
