@@ -206,7 +206,9 @@ def hub_node_revoke(name: str, directory: HubDir = DEFAULT_HUB_DIR) -> None:
 @hub_user_app.command("add")
 def hub_user_add(
     username: str,
-    role: Annotated[list[str], typer.Option(help="admin, researcher, data_holder, dac")],
+    role: Annotated[
+        list[str], typer.Option(help="admin, researcher, or per node: data_holder:NODE, dac:NODE")
+    ],
     directory: HubDir = DEFAULT_HUB_DIR,
 ) -> None:
     """Create a local account with a generated password."""
@@ -218,6 +220,29 @@ def hub_user_add(
     except AdminError as exc:
         raise fail(str(exc)) from exc
     console.print(f"account {username} created; password: [bold]{password}[/] (shown once)")
+
+
+@hub_app.command("oidc-client")
+def hub_oidc_client(
+    client_id: str,
+    redirect_uri: Annotated[list[str], typer.Option("--redirect-uri")],
+    public: Annotated[bool, typer.Option(help="PKCE-only client, no secret")] = False,
+    directory: HubDir = DEFAULT_HUB_DIR,
+) -> None:
+    """Register a client of the hub's embedded OIDC issuer (its secret is shown once)."""
+    from oncofed.hub.admin import AdminError
+    from oncofed.hub.identity.issuer import add_oidc_client
+
+    _, engine = _open_hub(directory)
+    try:
+        secret = add_oidc_client(engine, client_id, redirect_uri, confidential=not public)
+    except AdminError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    console.print(
+        f"client {client_id} registered" + (f"; secret (shown once): {secret}" if secret else "")
+    )
 
 
 # -- node -----------------------------------------------------------------------------------
@@ -305,6 +330,21 @@ def node_info(directory: NodeDir = DEFAULT_NODE_DIR) -> None:
         ctx.close()
 
 
+def _after_ingest(directory: Path) -> None:
+    """Ask the hub to refresh this node's catalogue entry (best effort)."""
+    from oncofed.node.publish import request_refresh
+    from oncofed.security.keys import SigningKey
+
+    settings = _node_settings(directory)
+    if settings.enrolled and not request_refresh(
+        settings, SigningKey.load(settings.resolve(settings.key_file))
+    ):
+        err.print(
+            "[yellow]note:[/] the hub could not be told to refresh the catalogue now; "
+            "its schedule will catch up"
+        )
+
+
 @ingest_app.command("images")
 def ingest_images(
     paths: Annotated[list[Path], typer.Argument(help="DICOM folders, files or zip archives")],
@@ -323,6 +363,7 @@ def ingest_images(
         images_command(paths, directory, progress=progress)
     except StoreBusyError as exc:
         raise fail(str(exc)) from exc
+    _after_ingest(directory)
 
 
 @node_app.command("pull")
@@ -666,3 +707,86 @@ def demo(
     from oncofed.demo import run_demo
 
     raise typer.Exit(run_demo(directory, nodes_, patients, once, fresh, console))
+
+
+catalogue_app = typer.Typer(help="The public dataset catalogue (Tier 1).", no_args_is_help=True)
+app.add_typer(catalogue_app, name="catalogue")
+
+
+@catalogue_app.command("refresh")
+def catalogue_refresh(
+    node: Annotated[list[str] | None, typer.Option(help="node name; all if none")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the nodes")] = 30.0,
+    hub: Annotated[str | None, typer.Option(help="hub URL")] = None,
+) -> None:
+    """Ask the nodes to describe their datasets now (admin)."""
+    from oncofed.client.hub import HubError
+
+    try:
+        result = (
+            _client(hub)
+            ._call(
+                "POST",
+                "/api/catalogue/refresh",
+                json={"nodes": node, "timeout_seconds": timeout},
+            )
+            .json()
+        )
+    except HubError as exc:
+        raise fail(exc.message) from exc
+    table = Table("node", "status", "added", "updated", "withdrawn", "error")
+    for name, e in result["nodes"].items():
+        table.add_row(
+            name,
+            e["status"],
+            *(str(e.get(k, "")) for k in ("added", "updated", "withdrawn")),
+            e.get("error") or "",
+        )
+    console.print(table)
+
+
+@catalogue_app.command("export")
+def catalogue_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file; stdout if none")
+    ] = None,
+    format_: Annotated[str, typer.Option("--format", help="ttl, jsonld or json")] = "ttl",
+    hub: Annotated[str | None, typer.Option(help="hub URL")] = None,
+) -> None:
+    """Write the whole catalogue (EUCAIM DCAT-AP) as Turtle, JSON-LD or JSON."""
+    from oncofed.client.hub import HubError
+
+    try:
+        text = _client(hub)._call("GET", "/api/catalogue/export", params={"format": format_}).text
+    except HubError as exc:
+        raise fail(exc.message) from exc
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"catalogue written to {output}")
+
+
+@catalogue_app.command("harvest")
+def catalogue_harvest(
+    url: Annotated[str, typer.Argument(help="a FAIR Data Point (or DCAT catalogue) URL")],
+    hub: Annotated[str | None, typer.Option(help="hub URL")] = None,
+) -> None:
+    """Import another FAIR Data Point's catalogue into this hub's (admin)."""
+    from oncofed.client.hub import HubError
+
+    try:
+        result = (
+            _client(hub)
+            ._call("POST", "/api/catalogue/harvest", json={"url": url}, timeout=300)
+            .json()
+        )
+    except HubError as exc:
+        raise fail(exc.message) from exc
+    for origin, counts in result["catalogues"].items():
+        console.print(
+            f"{origin}: {counts['added']} added, {counts['updated']} updated, "
+            f"{counts['removed']} removed"
+        )
+    for problem in result["problems"]:
+        console.print(f"[yellow]warning[/] {problem}")

@@ -104,8 +104,15 @@ def run_demo(
                 f"[green]node {name}[/] running and connected to the hub "
                 f"(local API {fed.nodes[name].url})"
             )
+        client = fed.admin()
+        with console.status("publishing the nodes' datasets in the catalogue ..."):
+            client.refresh_catalogue()
+            listed = client.catalogue()
+        console.print(
+            f"[green]catalogue[/]: {listed.get('total', 0)} datasets published "
+            f"({fed.hub.url}/api/catalogue/datasets, DCAT at {fed.hub.url}/fdp)"
+        )
         with console.status("asking every node for node.info over the task channel ..."):
-            client = fed.admin()
             started = time.perf_counter()
             view = client.run("node.info", wait_time=30)
             elapsed = time.perf_counter() - started

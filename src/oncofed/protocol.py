@@ -27,9 +27,16 @@ class SearchBody(TaskBody):
     ast: dict[str, Any]
 
 
+class CatalogueDescribeBody(TaskBody):
+    """`catalogue.describe` takes no parameters: the node's datasets and their figures."""
+
+
+CATALOGUE_KIND = "catalogue.describe"
+
 TASK_KINDS: dict[str, type[TaskBody]] = {
     "node.info": NodeInfoBody,
     "search.count": SearchBody,
+    CATALOGUE_KIND: CatalogueDescribeBody,
 }
 
 

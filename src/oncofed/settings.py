@@ -41,6 +41,8 @@ class HubSettings(BaseModel):
     # The hub's own limits per researcher, in front of each node's budget.
     search_rate_per_minute: int = Field(30, ge=1)
     search_daily_limit: int = Field(1000, ge=1)
+    # How often the hub asks every node to describe its datasets (catalogue figures).
+    catalogue_refresh_seconds: float = Field(900.0, ge=10, le=7 * 24 * 3600)
     # Access negotiation and grants (issue 6).
     visa_lifetime_days: int = Field(365, ge=1, le=3650)
     negotiation_reminder_seconds: int = Field(3 * 24 * 3600, ge=1)
@@ -101,6 +103,8 @@ class NodeSettings(BaseModel):
     # when the last good refresh is older than grant_max_stale_seconds (fail closed).
     grant_refresh_seconds: float = Field(15.0, gt=0, le=30)
     grant_max_stale_seconds: float = Field(60.0, gt=0, le=600)
+    # DuckDB worker threads for the store; 0: DuckDB's default (one per core).
+    store_threads: int = Field(0, ge=0, le=256)
 
     directory: Path = Field(Path("."), exclude=True)
 

@@ -211,6 +211,42 @@ HUB_MATRIX = [
     ),
     Row("POST", "/oidc/token", public(400), kwargs={"data": {}}),
     Row("GET", "/oidc/userinfo", public(401)),
+    # The public catalogue (Tier 1): reading is open (a stale token is still told it is
+    # stale); editing needs a log-in, and the catalogue is public, so an unknown dataset is a
+    # 404 for everyone (tests/integration/test_catalogue.py checks who may edit what);
+    # refresh and harvest are the admin's; a node's refresh request must be signed.
+    Row("GET", "/api/catalogue/datasets", {**public(200), "expired": 401}),
+    Row(
+        "GET",
+        "/api/catalogue/datasets/{key}",
+        {**public(404), "expired": 401},
+        p("/api/catalogue/datasets/node-1:nosuch"),
+    ),
+    Row(
+        "PATCH",
+        "/api/catalogue/datasets/{key}",
+        auth(404),
+        p("/api/catalogue/datasets/node-1:nosuch"),
+        {"json": {"title": "new title"}},
+    ),
+    Row(
+        "POST",
+        "/api/catalogue/refresh",
+        auth(403, admin=frozenset({200, 206, 409})),
+        kwargs={"json": {"timeout_seconds": 1}},
+    ),
+    Row("POST", "/api/catalogue/nodes/refresh", public(401)),
+    Row(
+        "POST",
+        "/api/catalogue/harvest",
+        auth(403, admin=422),
+        kwargs={"json": {"url": "ftp://example.org/fdp"}},
+    ),
+    Row("GET", "/api/catalogue/export", public(200)),
+    Row("GET", "/fdp", public(200)),
+    Row("GET", "/fdp/catalog", public(200)),
+    Row("GET", "/fdp/dataset/{key}", public(404), p("/fdp/dataset/node-1:nosuch")),
+    Row("GET", "/fdp/distribution/{key}", public(404), p("/fdp/distribution/node-1:nosuch")),
     # External OIDC log-in is off unless configured.
     Row("GET", "/api/auth/oidc/login", public(404)),
     Row("GET", "/api/auth/oidc/callback", public(404)),

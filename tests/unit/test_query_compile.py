@@ -299,3 +299,41 @@ def test_canonical_form_ignores_order_and_is_stable(raw: dict[str, Any], rnd: An
     assert parse_query(shuffled(raw)) == op
     assert parse_query(op.model_dump(mode="json", exclude_none=True)) == op  # idempotent
     assert parse_query({"operand": "OR", "children": [raw]}) == op
+
+
+def test_search_index_follows_every_store_change(tmp_path: Path) -> None:
+    """Counts come from the derived search index, which is never used stale."""
+    path = tmp_path / "node.duckdb"
+    store = NodeStore(path, threads=1)
+    ct = parse_query({"operand": "AND", "children": [cond("RID10311", "EQUALS", "RID10321")]})
+    rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
+    rows["dataset"] = [("ds0", "Dataset 0", "about it")]
+    rows["patient"] = [("p1", "ds0", "female", 1970), ("p2", "ds0", "male", 1950)]
+    rows["imaging_series"] = [("se1", "st1", "p1", "ct", "CHEST", "GE")]
+    load(store, rows)
+
+    def subjects() -> int:
+        with store.reading() as con:
+            counts = count_matches(con, ct)
+            assert counts == evaluate_counts(ct, load_cohort(con))
+            return counts[0].subjects
+
+    assert subjects() == 1
+    with store.transaction() as cur:  # a write through the store: the index follows
+        cur.execute("UPDATE imaging_series SET modality = 'MR' WHERE uid = 'se1'")
+    assert subjects() == 0
+    cur = store.cursor()  # a write outside store.transaction() must invalidate explicitly
+    cur.execute(
+        "INSERT INTO imaging_series (uid, study_uid, patient_id, modality) "
+        "VALUES ('se2', 'st2', 'p2', 'CT')"
+    )
+    cur.close()
+    store.invalidate_search_index()
+    assert subjects() == 1
+    store.close()
+    reopened = NodeStore(path)  # the index persists with the store and is still fresh
+    assert reopened.refresh_search_index() is False
+    store = reopened
+    assert subjects() == 1
+    assert store.refresh_search_index(force=True) is True
+    store.close()

@@ -162,5 +162,23 @@ class HubClient:
             self._call("POST", "/api/search", json=payload, timeout=timeout_seconds + 30).json()
         )
 
+    def catalogue(self, q: str = "", **facets: str) -> dict[str, Any]:
+        """Search the public catalogue (full text and facets)."""
+        params = {"q": q, **facets}
+        return dict(self._call("GET", "/api/catalogue/datasets", params=params).json())
+
+    def refresh_catalogue(
+        self, nodes: list[str] | None = None, timeout_seconds: float = 30
+    ) -> dict[str, Any]:
+        """Ask the nodes to describe their datasets now (admin)."""
+        return dict(
+            self._call(
+                "POST",
+                "/api/catalogue/refresh",
+                json={"nodes": nodes, "timeout_seconds": timeout_seconds},
+                timeout=timeout_seconds + 30,
+            ).json()
+        )
+
     def task(self, task_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/tasks/{task_id}").json())

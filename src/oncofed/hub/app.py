@@ -15,6 +15,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from oncofed import __version__
 from oncofed.audit import AuditLog
+from oncofed.hub.catalogue import routes as catalogue
+from oncofed.hub.catalogue.service import refresh_loop as catalogue_refresh_loop
 from oncofed.hub.channel import Channel
 from oncofed.hub.context import HubContext
 from oncofed.hub.db import make_engine, sessions, upgrade
@@ -86,10 +88,11 @@ def create_app(settings: HubSettings) -> FastAPI:
         )
         sweeper = asyncio.create_task(_housekeeping(ctx))
         mailer = asyncio.create_task(mail_loop(ctx))
+        cataloguer = asyncio.create_task(catalogue_refresh_loop(ctx))  # issue 7
         try:
             yield
         finally:
-            for job in (sweeper, mailer):
+            for job in (sweeper, mailer, cataloguer):
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
@@ -105,4 +108,5 @@ def create_app(settings: HubSettings) -> FastAPI:
         app.include_router(module.router)
     for mine in (negotiation, oidc_issuer, oidc_login):  # issue 6: identity and access
         app.include_router(mine.router)
+    app.include_router(catalogue.router)  # issue 7: catalogue, FAIR Data Point
     return app

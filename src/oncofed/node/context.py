@@ -35,7 +35,7 @@ class NodeContext:
         return cls(
             settings=settings,
             key=SigningKey.load(settings.resolve(settings.key_file)),
-            store=NodeStore(settings.resolve(settings.store_file)),
+            store=NodeStore(settings.resolve(settings.store_file), threads=settings.store_threads),
             state=state,
             audit=AuditLog(state),
             policy=load_policy(settings.resolve(settings.policy_file)),

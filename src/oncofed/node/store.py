@@ -165,7 +165,18 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS call_variant ON variant_call(variant_id)",
     "CREATE INDEX IF NOT EXISTS call_patient ON variant_call(patient_id)",
     "CREATE INDEX IF NOT EXISTS variant_pos ON variant(chrom, pos)",
+    # Change tracking for the derived search index (oncofed.query.compile.SEARCH_INDEX):
+    # every write transaction appends a row here (appends never conflict), and the index
+    # records how many rows it was built from; a difference means it must be rebuilt.
+    """CREATE TABLE IF NOT EXISTS store_change (
+        changed_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    )""",
+    """CREATE TABLE IF NOT EXISTS search_index_state (
+        built_changes BIGINT NOT NULL        -- rows of store_change the index reflects
+    )""",
 )
+
+_RECORD_CHANGE = "INSERT INTO store_change DEFAULT VALUES"
 
 
 class StoreBusyError(RuntimeError):
@@ -181,8 +192,11 @@ class NodeStore:
     ingest talks to that service when it is up (see :mod:`oncofed.node.ingest`).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int = 0) -> None:
         self.path = path
+        # DuckDB worker threads; 0: DuckDB's default (one per core). Nodes sharing few cores
+        # answer faster with 1: one small query gains nothing from parallel operators.
+        self.threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -197,6 +211,7 @@ class NodeStore:
                         config={
                             "autoload_known_extensions": False,
                             "autoinstall_known_extensions": False,
+                            **({"threads": self.threads} if self.threads > 0 else {}),
                         },
                     )
                 except duckdb.IOException as exc:
@@ -233,17 +248,40 @@ class NodeStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All-or-nothing writes: a batch or file is stored completely or not at all."""
+        """All-or-nothing writes: a batch or file is stored completely or not at all.
+
+        Each transaction is recorded as a store change, which marks the search index stale
+        (rebuilt on the next search, see :func:`oncofed.query.counts.count_matches`).
+        """
         cur = self.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
             yield cur
+            cur.execute(_RECORD_CHANGE)
         except BaseException:
             cur.execute("ROLLBACK")
             cur.close()
             raise
         cur.execute("COMMIT")
         cur.close()
+
+    def invalidate_search_index(self) -> None:
+        """Mark the search index stale; for writers that commit outside :meth:`transaction`."""
+        cur = self.cursor()
+        try:
+            cur.execute(_RECORD_CHANGE)
+        finally:
+            cur.close()
+
+    def refresh_search_index(self, *, force: bool = False) -> bool:
+        """Rebuild the search index now if the store changed (else the next search does)."""
+        from oncofed.query.counts import rebuild_search_index
+
+        cur = self.cursor()
+        try:
+            return rebuild_search_index(cur, force=force)
+        finally:
+            cur.close()
 
     def close(self) -> None:
         with self._lock:

@@ -113,3 +113,7 @@ def search_count(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict
     except (DisclosureRefused, QueryValidationError) as exc:
         raise TaskRefused(str(exc)) from exc
     return response.model_dump(mode="json")
+
+
+# Capabilities whose handlers live in their own modules register on import.
+from oncofed.node import publish as _publish  # noqa: E402,F401  (issue 7: catalogue.describe)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oncofed.query.ast import Condition, Operation, Range, value_list
-from oncofed.query.vocabulary import KEYS_BY_NAME, KeySpec, group_source
+from oncofed.query.vocabulary import KEYS_BY_NAME, KeySpec
 
 
 @dataclass
@@ -45,8 +45,9 @@ def _join(parts: list[Sql], op: str, empty: str) -> Sql:
         return Sql(empty)
     if len(parts) == 1:
         return parts[0]
-    return Sql("(" + f" {op} ".join(p.text for p in parts) + ")",
-               [x for p in parts for x in p.params])
+    return Sql(
+        "(" + f" {op} ".join(p.text for p in parts) + ")", [x for p in parts for x in p.params]
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -123,10 +124,15 @@ def variant_parts(value: str) -> tuple[str | None, list[str], int, str, str]:
 
 
 def row_predicate(cond: Condition, r: str) -> Sql:
-    """SQL true when record alias ``r`` satisfies a positive condition (never NULL)."""
-    spec = KEYS_BY_NAME[cond.key]
-    sql = _row_predicate(spec, cond, r)
-    return Sql(f"coalesce({sql.text}, false)", sql.params)
+    """SQL true when search-index record alias ``r`` satisfies a positive condition.
+
+    Used only as a filter (``WHERE``), combined with ``AND``/``OR``: an unknown (NULL)
+    column makes a leaf NULL, which a filter treats as false, exactly as ``coalesce(...,
+    false)`` would (``AND``/``OR`` are monotone). The index columns hold the values already
+    normalised the way the comparison needs them (see :data:`SEARCH_INDEX`), so the
+    predicates compare plain columns and DuckDB can push them into the table scans.
+    """
+    return _row_predicate(KEYS_BY_NAME[cond.key], cond, r)
 
 
 def _row_predicate(spec: KeySpec, cond: Condition, r: str) -> Sql:
@@ -145,41 +151,49 @@ def _row_predicate(spec: KeySpec, cond: Condition, r: str) -> Sql:
     if spec.kind == "code":
         codes = [spec.code(v) for v in values]
         matches = sorted({m for c in codes if c is not None for m in c.match})
-        if spec.code_match == "like":
-            return _join([Sql(f"lower({col}) LIKE ?", [m]) for m in matches], "OR", "false")
-        if spec.code_match == "diagnosis":
+        if spec.code_match == "like":  # column holds lower(value)
+            return _join([Sql(f"{col} LIKE ?", [m]) for m in matches], "OR", "false")
+        if spec.code_match == "diagnosis":  # topography and icd10 hold upper(value)
             snomed = [m for m in matches if not m.startswith("C")]
             prefixes = [m for m in matches if m.startswith("C")]
-            parts = [Sql(f"{col} IN ({_placeholders(len(snomed))})", snomed)]
+            parts = [_in(col, snomed)]
             for prefix in prefixes:
-                parts.append(Sql(f"starts_with(upper({r}.topography), ?)", [prefix]))
-                parts.append(Sql(f"starts_with(upper({r}.icd10), ?)", [prefix]))
+                parts.append(Sql(f"starts_with({r}.topography, ?)", [prefix]))
+                parts.append(Sql(f"starts_with({r}.icd10, ?)", [prefix]))
             return _join(parts, "OR", "false")
-        upper = [m.upper() for m in matches]
-        return Sql(f"upper({col}) IN ({_placeholders(len(upper))})", upper)
-    if spec.kind == "stage":
-        return Sql(f"regexp_full_match(upper({col}), ?)", [stage_pattern(values)])
-    if spec.kind == "hierarchical":
-        stripped = f"replace(upper({col}), '{spec.separator}', '')"
-        return _join([Sql(f"starts_with({stripped}, ?)", [v.replace(spec.separator, "")])
-                      for v in values], "OR", "false")
-    if spec.kind == "variant":
+        return _in(col, sorted({m.upper() for m in matches}))  # column holds upper(value)
+    if spec.kind == "stage":  # column holds upper(value)
+        return Sql(f"regexp_full_match({col}, ?)", [stage_pattern(values)])
+    if spec.kind == "hierarchical":  # <column>_h holds replace(upper(value), separator, '')
+        return _join(
+            [Sql(f"starts_with({col}_h, ?)", [v.replace(spec.separator, "")]) for v in values],
+            "OR",
+            "false",
+        )
+    if spec.kind == "variant":  # chrom, ref, alt hold upper(value), assembly lower(value)
         parts = []
         for v in values:
             assembly, chroms, pos, ref, alt = variant_parts(v)
-            text = (f"(upper({r}.chrom) IN ({_placeholders(len(chroms))}) AND {r}.pos = ? "
-                    f"AND upper({r}.ref) = ? AND upper({r}.alt) = ?")
-            params: list[Any] = [*chroms, pos, ref, alt]
+            chrom = _in(f"{r}.chrom", chroms)
+            text = f"({chrom.text} AND {r}.pos = ? AND {r}.ref = ? AND {r}.alt = ?"
+            params: list[Any] = [*chrom.params, pos, ref, alt]
             if assembly is not None:
-                text += f" AND lower({r}.assembly) = ?"
+                text += f" AND {r}.assembly = ?"
                 params.append(assembly.lower())
             parts.append(Sql(text + ")", params))
         return _join(parts, "OR", "false")
-    # free text
-    fn = spec.case
+    # free text: the column holds spec.case(value)
     if cond.type == "CONTAINS":
-        return Sql(f"strpos({fn}({col}), ?) > 0", [values[0]])
-    return Sql(f"{fn}({col}) IN ({_placeholders(len(values))})", values)
+        return Sql(f"strpos({col}, ?) > 0", [values[0]])
+    return _in(col, values)
+
+
+def _in(col: str, values: list[str]) -> Sql:
+    if not values:
+        return Sql("false")
+    if len(values) == 1:
+        return Sql(f"{col} = ?", values)
+    return Sql(f"{col} IN ({_placeholders(len(values))})", values)
 
 
 def _node_row_predicate(node: Operation | Condition, r: str) -> Sql:
@@ -187,6 +201,120 @@ def _node_row_predicate(node: Operation | Condition, r: str) -> Sql:
         return row_predicate(node, r)
     parts = [_node_row_predicate(c, r) for c in node.children]
     return _join(parts, node.operand, "true")
+
+
+# ------------------------------------------------------------------------------------------
+# The search index: derived tables the compiled SQL reads
+# ------------------------------------------------------------------------------------------
+
+# Built from the store by :func:`oncofed.query.counts.rebuild_search_index` whenever the
+# store changed (see :class:`oncofed.node.store.NodeStore`). Patients get a dense integer key
+# ``pk`` (joins on integers instead of 64-character pseudonyms) and every compared column is
+# stored normalised (upper/lower case, separators removed) as the predicates above expect,
+# computed with the same DuckDB functions the comparisons used to apply per query.
+SEARCH_INDEX: tuple[tuple[str, str], ...] = (
+    (
+        "sx_dataset",
+        """
+        SELECT (row_number() OVER (ORDER BY id))::INTEGER AS ds, id,
+               coalesce(name, id) AS name, coalesce(description, '') AS description,
+               listed
+        FROM (SELECT id, bool_or(listed) AS listed, max(name) AS name,
+                     max(description) AS description
+              FROM (SELECT id, true AS listed, name, description FROM dataset
+                    UNION ALL
+                    SELECT DISTINCT dataset_id, false, NULL, NULL FROM patient)
+              GROUP BY id)
+        ORDER BY ds""",
+    ),
+    (
+        "sx_patient",
+        """
+        SELECT (row_number() OVER (ORDER BY x.ds, p.id))::INTEGER AS pk, p.id, x.ds,
+               p.sex AS sex_label, upper(p.sex) AS sex, a.age AS min_age
+        FROM patient p JOIN sx_dataset x ON x.id = p.dataset_id
+        LEFT JOIN (SELECT patient_id, min(age_at_diagnosis) AS age FROM disease
+                   WHERE age_at_diagnosis IS NOT NULL GROUP BY patient_id) a
+               ON a.patient_id = p.id
+        ORDER BY pk""",
+    ),
+    (
+        "sx_disease",
+        """
+        SELECT x.pk, d.site_snomed, upper(d.topography) AS topography,
+               replace(upper(d.topography), '.', '') AS topography_h,
+               upper(d.icd10) AS icd10, replace(upper(d.morphology), '/', '') AS morphology_h,
+               d.diagnosis_year, d.age_at_diagnosis, upper(d.t_stage) AS t_stage,
+               upper(d.n_stage) AS n_stage, upper(d.m_stage) AS m_stage,
+               upper(d.stage_group) AS stage_group
+        FROM disease d JOIN sx_patient x ON x.id = d.patient_id ORDER BY x.pk""",
+    ),
+    # Study uids (of studies and of series) as integers.
+    (
+        "sx_study_key",
+        """
+        SELECT uid, (row_number() OVER (ORDER BY uid))::INTEGER AS st
+        FROM (SELECT study_uid AS uid FROM imaging_series
+              UNION SELECT uid FROM imaging_study)""",
+    ),
+    # One row per distinct (patient, study, series attributes): what search reads of series.
+    (
+        "sx_series",
+        """
+        SELECT DISTINCT x.pk, x.ds, k.st, upper(s.modality) AS modality,
+               upper(s.body_part) AS body_part, lower(s.manufacturer) AS manufacturer
+        FROM imaging_series s JOIN sx_patient x ON x.id = s.patient_id
+        JOIN sx_study_key k ON k.uid = s.study_uid
+        ORDER BY x.pk""",
+    ),
+    # Every study of a patient, whether known from imaging_study or from its series.
+    (
+        "sx_study",
+        """
+        SELECT DISTINCT pk, ds, st FROM (
+            SELECT pk, ds, st FROM sx_series
+            UNION ALL
+            SELECT x.pk, x.ds, k.st FROM imaging_study i
+            JOIN sx_patient x ON x.id = i.patient_id JOIN sx_study_key k ON k.uid = i.uid)
+        ORDER BY pk""",
+    ),
+    (
+        "sx_treatment",
+        """
+        SELECT x.pk, upper(t.kind) AS kind, lower(t.agent) AS agent
+        FROM treatment t JOIN sx_patient x ON x.id = t.patient_id ORDER BY x.pk""",
+    ),
+    (
+        "sx_outcome",
+        """
+        SELECT x.pk, upper(o.vital_status) AS vital_status, o.survival_days
+        FROM outcome o JOIN sx_patient x ON x.id = o.patient_id ORDER BY x.pk""",
+    ),
+    (
+        "sx_biomarker",
+        """
+        SELECT x.pk, upper(b.name) AS name, upper(b.value_code) AS value_code, b.value_number
+        FROM biomarker b JOIN sx_patient x ON x.id = b.patient_id ORDER BY x.pk""",
+    ),
+    (
+        "sx_variant",
+        """
+        SELECT x.pk, lower(v.assembly) AS assembly, upper(v.chrom) AS chrom, v.pos,
+               upper(v.ref) AS ref, upper(v.alt) AS alt, upper(v.gene) AS gene
+        FROM variant_call c JOIN variant v ON v.id = c.variant_id
+        JOIN sx_patient x ON x.id = c.patient_id ORDER BY x.pk""",
+    ),
+)
+
+# Each record group's rows in the index.
+INDEX_SOURCES: dict[str, str] = {
+    "disease": "sx_disease",
+    "series": "sx_series",
+    "treatment": "sx_treatment",
+    "outcome": "sx_outcome",
+    "variant": "sx_variant",
+    "biomarker": "sx_biomarker",
+}
 
 
 # ------------------------------------------------------------------------------------------
@@ -200,7 +328,6 @@ class Compiler:
     def __init__(self, patient_alias: str = "p") -> None:
         self.p = patient_alias
         self.series_filters: list[Sql] = []
-        self._series_nodes: list[list[Operation | Condition]] = []
 
     def patient_predicate(self, node: Operation | Condition) -> Sql:
         group = local_group(node)
@@ -227,22 +354,30 @@ class Compiler:
                 parts.extend(self._exists(g, [m]) for m in members)
         return _join(parts, "AND", "true")
 
-    def _exists(self, group: str, nodes: list[Operation | Condition],
-                record: bool = True) -> Sql:
+    def _exists(self, group: str, nodes: list[Operation | Condition], record: bool = True) -> Sql:
         """Some record of ``group`` satisfies all ``nodes`` (the patient row for patient)."""
         if group == "patient":
             return _join([_node_row_predicate(n, self.p) for n in nodes], "AND", "true")
         pred = _join([_node_row_predicate(n, "r") for n in nodes], "AND", "true")
         if group == "series" and record:
-            self.series_filters.append(_join([_node_row_predicate(n, "s") for n in nodes],
-                                             "AND", "true"))
-        source = group_source(group).format(p=f"{self.p}.id")
+            # The series rows of criteria group i are scanned once, into the ``sf`` CTE of
+            # :func:`counts_statement` with the flag column ``c<i>``; the patient predicate
+            # and the counted series both read them from there.
+            self.series_filters.append(
+                _join([_node_row_predicate(n, "s") for n in nodes], "AND", "true")
+            )
+            return Sql(f"{self.p}.pk IN (SELECT pk FROM sf WHERE c{len(self.series_filters)})")
+        table = INDEX_SOURCES[group.split(":", 1)[0]]
         params: list[Any] = []
+        where = pred.text
         if group.startswith("biomarker:"):
-            names = list(KEYS_BY_NAME[_marker_key(group)].marker_names)
-            source += f" AND upper(r.name) IN ({_placeholders(len(names))})"
-            params.extend(names)
-        return Sql(f"EXISTS (SELECT 1 {source} AND {pred.text})", params + pred.params)
+            names = _in("r.name", list(KEYS_BY_NAME[_marker_key(group)].marker_names))
+            where = f"{names.text} AND {where}"
+            params.extend(names.params)
+        # A semi-join on the integer patient key (DuckDB plans it as a hash semi/mark join).
+        return Sql(
+            f"{self.p}.pk IN (SELECT r.pk FROM {table} r WHERE {where})", params + pred.params
+        )
 
 
 def _marker_key(group: str) -> str:
@@ -251,63 +386,92 @@ def _marker_key(group: str) -> str:
 
 @dataclass
 class CompiledQuery:
-    """The patient filter and the series filter that decides which studies are counted."""
+    """The patient filter and the series criteria groups that decide which studies count.
+
+    ``where`` reads the flags ``c1``, ``c2``, ... of the ``sf`` CTE that
+    :func:`counts_statement` builds from ``series_groups`` (one flag per group).
+    """
 
     where: Sql
-    series_filter: Sql | None
+    series_groups: list[Sql] = field(default_factory=list)
+
+    @property
+    def series_filter(self) -> Sql | None:
+        """A series satisfies one of the criteria groups (None when there are none)."""
+        return _join(self.series_groups, "OR", "false") if self.series_groups else None
 
 
 def compile_query(op: Operation, patient_alias: str = "p") -> CompiledQuery:
     """Compile a canonical query (from :func:`oncofed.query.validate.parse_query`)."""
     compiler = Compiler(patient_alias)
     where = compiler.patient_predicate(op) if op.children else Sql("true")
-    series = _join(compiler.series_filters, "OR", "false") if compiler.series_filters else None
-    return CompiledQuery(where, series)
+    return CompiledQuery(where, compiler.series_filters)
+
+
+# The statement's first row tells whether the search index reflects the store: the number of
+# store changes recorded minus the number the index was built from (0 when fresh).
+STALENESS = (
+    "(SELECT count(*) FROM store_change)"
+    " - coalesce((SELECT max(built_changes) FROM search_index_state), -1)"
+)
 
 
 def counts_statement(op: Operation) -> Sql:
-    """One statement returning ``(dataset_id, stat, label, n)`` rows for a query.
+    """One statement over the search index returning ``(ds, stat, label, n)`` rows.
 
-    ``stat`` is ``subjects``, ``studies``, ``gender`` (label: stored sex), ``age`` (label:
-    the subject's youngest age at diagnosis, in years), ``modality`` or ``body_part``
-    (label: stored value upper case; ``n`` counts distinct subjects). Studies are those of the
-    matching subjects that hold a series satisfying one of the query's series-level criteria
-    groups, or all their studies when the query has none.
+    ``ds`` is the index's dataset number. The first row is ``(NULL, 'stale', '', k)``: the
+    rows describe the store only when ``k`` is 0 (the caller rebuilds the index and runs the
+    statement again otherwise). Then per dataset ``dataset`` (label: its id, ``n``: 1 when
+    the dataset table lists it), ``name`` and ``description`` (label), and the counts:
+    ``subjects``, ``studies``, ``gender`` (label: stored sex), ``age`` (label: the subject's
+    youngest age at diagnosis, in years), ``modality`` or ``body_part`` (label: stored value
+    upper case; ``n`` counts distinct subjects). Studies are those of the matching subjects
+    that hold a series satisfying one of the query's series-level criteria groups, or all
+    their studies when the query has none.
     """
     compiled = compile_query(op)
-    if compiled.series_filter is None:
-        series_where = Sql("true")
-        studies = (
-            "SELECT DISTINCT dataset_id, study_uid FROM ("
-            " SELECT dataset_id, study_uid FROM ser UNION ALL"
-            " SELECT m.dataset_id, i.uid FROM m JOIN imaging_study i ON i.patient_id = m.id)"
-        )
+    series_filter = compiled.series_filter
+    if series_filter is None:
+        sf = Sql("")
+        ser = "SELECT s.ds, s.pk, s.st, s.modality, s.body_part FROM sx_series s"
+        studies = "sx_study WHERE pk IN (SELECT pk FROM m)"
     else:
-        series_where = compiled.series_filter
-        studies = "SELECT DISTINCT dataset_id, study_uid FROM ser"
+        flags = "".join(f", {g.text} AS c{i}" for i, g in enumerate(compiled.series_groups, 1))
+        sf = Sql(
+            f"sf AS MATERIALIZED (SELECT s.ds, s.pk, s.st, s.modality, s.body_part{flags}"
+            f" FROM sx_series s WHERE {series_filter.text}),",
+            [x for g in compiled.series_groups for x in g.params] + series_filter.params,
+        )
+        ser = "SELECT ds, pk, st, modality, body_part FROM sf s"
+        studies = "ser"
     text = f"""
-        WITH m AS MATERIALIZED (
-            SELECT p.id, p.dataset_id, p.sex FROM patient p WHERE {compiled.where.text}),
-        ser AS MATERIALIZED (
-            SELECT m.dataset_id, s.patient_id, s.study_uid, s.modality, s.body_part
-            FROM m JOIN imaging_series s ON s.patient_id = m.id WHERE {series_where.text}),
-        ages AS (
-            SELECT m.dataset_id, m.id, min(d.age_at_diagnosis) AS age
-            FROM m JOIN disease d ON d.patient_id = m.id
-            WHERE d.age_at_diagnosis IS NOT NULL GROUP BY m.dataset_id, m.id)
-        SELECT dataset_id, 'subjects', '', count(*) FROM m GROUP BY dataset_id
+        WITH {sf.text}
+        m AS MATERIALIZED (
+            SELECT p.pk, p.ds, p.sex_label, p.min_age FROM sx_patient p
+            WHERE {compiled.where.text}),
+        ser AS MATERIALIZED ({ser} WHERE s.pk IN (SELECT pk FROM m))
+        SELECT NULL::INTEGER, 'stale', '', {STALENESS}
         UNION ALL
-        SELECT dataset_id, 'studies', '', count(*) FROM ({studies}) GROUP BY dataset_id
+        SELECT ds, 'dataset', id, listed::INTEGER FROM sx_dataset
         UNION ALL
-        SELECT dataset_id, 'gender', sex, count(*) FROM m GROUP BY dataset_id, sex
+        SELECT ds, 'name', name, 0 FROM sx_dataset
         UNION ALL
-        SELECT dataset_id, 'age', CAST(age AS VARCHAR), count(*) FROM ages
-            GROUP BY dataset_id, age
+        SELECT ds, 'description', description, 0 FROM sx_dataset
         UNION ALL
-        SELECT dataset_id, 'modality', upper(modality), count(DISTINCT patient_id) FROM ser
-            WHERE modality IS NOT NULL GROUP BY dataset_id, upper(modality)
+        SELECT ds, CASE WHEN GROUPING(sex_label) = 0 THEN 'gender'
+                        WHEN GROUPING(min_age) = 0 THEN 'age' ELSE 'subjects' END,
+               coalesce(sex_label, CAST(min_age AS VARCHAR), ''), count(*)
+            FROM m GROUP BY GROUPING SETS ((ds), (ds, sex_label), (ds, min_age))
+            HAVING GROUPING(min_age) = 1 OR min_age IS NOT NULL
         UNION ALL
-        SELECT dataset_id, 'body_part', upper(body_part), count(DISTINCT patient_id) FROM ser
-            WHERE body_part IS NOT NULL GROUP BY dataset_id, upper(body_part)
+        SELECT ds, 'studies', '', count(DISTINCT st) FROM {studies} GROUP BY ds
+        UNION ALL
+        SELECT ds, 'modality', modality, count(*)
+            FROM (SELECT DISTINCT ds, pk, modality FROM ser WHERE modality IS NOT NULL)
+            GROUP BY ds, modality
+        UNION ALL
+        SELECT ds, 'body_part', body_part, count(*)
+            FROM (SELECT DISTINCT ds, pk, body_part FROM ser WHERE body_part IS NOT NULL)
+            GROUP BY ds, body_part
     """
-    return Sql(text, compiled.where.params + series_where.params)
+    return Sql(text, sf.params + compiled.where.params)

@@ -192,6 +192,7 @@ def load_records(
             new = [v for k, v in variants.items() if k not in existing]
             if new:
                 _copy(con, "variant", VARIANT_COLUMNS, new, Path(tmp))
+    store.refresh_search_index()  # now rather than on the first search
     return loaded
 
 
