@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -364,6 +365,117 @@ def ingest_images(
     except StoreBusyError as exc:
         raise fail(str(exc)) from exc
     _after_ingest(directory)
+
+
+def _import_report(directory: Path, run: Callable[[], Any]) -> None:
+    """Run a clinical/genomic importer; exit 1 when any file was rejected."""
+    from oncofed.node.ingest.common import RecordError
+    from oncofed.node.store import StoreBusyError
+
+    try:
+        report = run()
+    except (RecordError, StoreBusyError) as exc:
+        raise fail(str(exc)) from exc
+    if report.ingested:
+        _after_ingest(directory)
+    if report.rejected:
+        for outcome in report.rejected[:20]:
+            err.print(f"[red]rejected[/] {outcome.detail}")
+        raise typer.Exit(1)
+
+
+Dataset = Annotated[
+    str | None,
+    typer.Option("--dataset", help="dataset (collection) id; default <provider>-clinical/-genomic"),
+]
+AccessLevel = Annotated[
+    str | None,
+    typer.Option(
+        "--access-level", help="public | registered | controlled (Beacon granularity cap)"
+    ),
+]
+
+
+@ingest_app.command("clinical")
+def ingest_clinical(
+    paths: Annotated[list[Path], typer.Argument(help="CSV files or the folder holding them")],
+    mapping: Annotated[
+        Path | None,
+        typer.Option("--mapping", help="mapping YAML (default: mapping.yaml beside the CSVs)"),
+    ] = None,
+    directory: NodeDir = DEFAULT_NODE_DIR,
+    dataset: Dataset = None,
+    access_level: AccessLevel = None,
+) -> None:
+    """Import clinical CSV exports through a declarative mapping (one transaction per file)."""
+    from oncofed.node.ingest.clinical_csv import clinical_command
+
+    _node_settings(directory)
+    _import_report(
+        directory, lambda: clinical_command(paths, mapping, directory, dataset, access_level)
+    )
+
+
+@ingest_app.command("fhir")
+def ingest_fhir(
+    paths: Annotated[
+        list[Path], typer.Argument(help="FHIR R4 (mCODE) JSON bundles, resources or folders")
+    ],
+    directory: NodeDir = DEFAULT_NODE_DIR,
+    dataset: Dataset = None,
+    access_level: AccessLevel = None,
+) -> None:
+    """Import FHIR R4 mCODE bundles (Patient, Condition, Observation, Procedure, Medication*)."""
+    from oncofed.node.ingest.fhir import fhir_command
+
+    _node_settings(directory)
+    _import_report(directory, lambda: fhir_command(paths, directory, dataset, access_level))
+
+
+@ingest_app.command("omop")
+def ingest_omop(
+    paths: Annotated[list[Path], typer.Argument(help="folders of OMOP CDM tables (CSV/TSV)")],
+    directory: NodeDir = DEFAULT_NODE_DIR,
+    dataset: Dataset = None,
+    access_level: AccessLevel = None,
+) -> None:
+    """Import OMOP CDM exports (one all-or-nothing unit per folder)."""
+    from oncofed.node.ingest.omop import omop_command
+
+    _node_settings(directory)
+    _import_report(directory, lambda: omop_command(paths, directory, dataset, access_level))
+
+
+@ingest_app.command("vcf")
+def ingest_vcf(
+    paths: Annotated[list[Path], typer.Argument(help="VCF / VCF.gz files or folders")],
+    directory: NodeDir = DEFAULT_NODE_DIR,
+    dataset: Dataset = None,
+    sample_pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--sample-pattern", help="regex with a 'patient' group (default strips -T1/-N1)"
+        ),
+    ] = None,
+    sample_map: Annotated[
+        Path | None, typer.Option("--sample-map", help="two-column CSV: sample,patient")
+    ] = None,
+    assembly: Annotated[
+        str | None, typer.Option("--assembly", help="GRCh38 | GRCh37 when the header does not say")
+    ] = None,
+    access_level: AccessLevel = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Import variant calls; samples become pseudonymised biosamples of their patients."""
+    from oncofed.node.ingest.vcf import vcf_command
+
+    _node_settings(directory)
+    _import_report(
+        directory,
+        lambda: vcf_command(
+            paths, directory, dataset, sample_pattern, sample_map, assembly, access_level, progress
+        ),
+    )
 
 
 @node_app.command("pull")

@@ -21,6 +21,21 @@ from oncofed.synth import generate_federation
 # Steps that load data into each node, as far as the landed capabilities allow: the node
 # directory, the provider's synthetic folder -> the `oncofed` command to run.
 LOADERS: list[tuple[str, Callable[[Path, Path], list[str] | None]]] = [
+    # Clinical records first: they create the patients in one dataset per provider, which
+    # the images and variants of the same (pseudonymised) patients then join.
+    (
+        "clinical records",
+        lambda node, data: [
+            "node",
+            "ingest",
+            "clinical",
+            str(data / "clinical"),
+            "--dir",
+            str(node),
+            "--dataset",
+            f"{data.name}-oncology",
+        ],
+    ),
     (
         "images",
         lambda node, data: [
@@ -30,6 +45,20 @@ LOADERS: list[tuple[str, Callable[[Path, Path], list[str] | None]]] = [
             str(data / "dicom"),
             "--dir",
             str(node),
+            "--no-progress",
+        ],
+    ),
+    (
+        "variants",
+        lambda node, data: [
+            "node",
+            "ingest",
+            "vcf",
+            str(data / "variants"),
+            "--dir",
+            str(node),
+            "--dataset",
+            f"{data.name}-oncology",
             "--no-progress",
         ],
     ),
@@ -142,14 +171,9 @@ def run_demo(
 
 
 def _print_info(console: Console, view: dict[str, Any], elapsed: float) -> None:
-    table = Table(
-        "node",
-        "status",
-        "version",
-        "datasets",
-        "allowed tasks",
-        title=f"node.info from {len(view['targets'])} nodes in {elapsed * 1000:.0f} ms",
-    )
+    table = Table(title=f"node.info from {len(view['targets'])} nodes in {elapsed * 1000:.0f} ms")
+    for column in ("node", "status", "version", "datasets", "allowed tasks"):
+        table.add_column(column, overflow="fold")
     for t in view["targets"]:
         result = t["result"] or {}
         datasets = (

@@ -41,6 +41,8 @@ class HubSettings(BaseModel):
     # The hub's own limits per researcher, in front of each node's budget.
     search_rate_per_minute: int = Field(30, ge=1)
     search_daily_limit: int = Field(1000, ge=1)
+    # How long a Beacon network query waits for the nodes before answering with what came.
+    beacon_wait_seconds: float = Field(10.0, gt=0, le=120)
     # How often the hub asks every node to describe its datasets (catalogue figures).
     catalogue_refresh_seconds: float = Field(900.0, ge=10, le=7 * 24 * 3600)
     # Access negotiation and grants (issue 6).

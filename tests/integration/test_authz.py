@@ -38,7 +38,9 @@ Expect = dict[str, int | frozenset[int]]
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Hub]:
-    yield from start_hub(tmp_path / "hub")
+    # The test hub's nodes are enrolled but never run: Beacon network queries answer at once
+    # with every node pending instead of waiting the production 10 s.
+    yield from start_hub(tmp_path / "hub", beacon_wait_seconds=0.2)
 
 
 def public(code: int) -> Expect:
@@ -253,6 +255,50 @@ HUB_MATRIX = [
 ]
 
 
+# Beacon v2 (issue 4): the framework documents are public; every query fans out to the
+# nodes and needs a researcher (or the admin). GET and POST behave alike.
+BEACON_FRAMEWORK = ("", "/info", "/service-info", "/configuration", "/map", "/entry_types")
+BEACON_ENTRIES = (
+    "individuals",
+    "biosamples",
+    "g_variants",
+    "analyses",
+    "runs",
+    "cohorts",
+    "datasets",
+)
+BEACON_LINKED = ("individuals", "biosamples", "g_variants", "analyses", "runs")
+
+
+def beacon_paths() -> list[tuple[str, bool]]:
+    """(path, public) for every Beacon endpoint under /beacon/v2."""
+    out = [(f"/beacon/v2{p}", True) for p in BEACON_FRAMEWORK]
+    out.append(("/beacon/v2/filtering_terms", False))
+    for entry in BEACON_ENTRIES:
+        out += [(f"/beacon/v2/{entry}", False), (f"/beacon/v2/{entry}/{{entry_id}}", False)]
+        if entry not in ("cohorts", "datasets"):
+            out += [
+                (f"/beacon/v2/{entry}/{{entry_id}}/{other}", False)
+                for other in BEACON_LINKED
+                if other != entry
+            ]
+    return out
+
+
+RESEARCH = auth(403, admin=200, alice=200, bob=200)
+for _path, _public in beacon_paths():
+    for _method in ("GET", "POST"):
+        HUB_MATRIX.append(
+            Row(
+                _method,
+                _path,
+                public(200) if _public else RESEARCH,
+                p(_path.replace("{entry_id}", "nosuch")) if "{" in _path else None,
+                {"json": {}} if _method == "POST" else None,
+            )
+        )
+
+
 def expired_token(hub: Hub) -> str:
     engine = make_engine(hub.settings.db_url)
     token = create_api_token(engine, "alice", name="old", days=1)
@@ -341,6 +387,19 @@ def test_node_authorisation_matrix(hub: Hub, tmp_path: Path) -> None:
         Row("GET", "/mediator", public(403)),
         Row("POST", "/mediator", public(403), kwargs={"json": {}}),
     ]
+    # The node's own Beacon answers everyone the same way (a hub token is no grant): open
+    # framework documents, and queries capped to what each dataset allows without a visa.
+    for path, _ in beacon_paths():
+        for method in ("GET", "POST"):
+            node_matrix.append(
+                Row(
+                    method,
+                    path,
+                    public(200),
+                    p(path.replace("{entry_id}", "nosuch")) if "{" in path else None,
+                    {"json": {}} if method == "POST" else None,
+                )
+            )
     expired = expired_token(hub)
     with TestClient(create_node_app(settings, run_agent=False)) as node:
         served = {
@@ -354,7 +413,7 @@ def test_node_authorisation_matrix(hub: Hub, tmp_path: Path) -> None:
             for role in ROLES:
                 r = node.request(
                     row.method,
-                    row.template,
+                    row.path({}) if row.path else row.template,
                     headers=headers_for(hub, role, expired),
                     **(row.kwargs or {}),
                 )

@@ -34,7 +34,7 @@ def test_demo_runs_once(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "node.info from 2 nodes" in out.stdout
     assert out.stdout.count("succeeded") == 2
-    # 12 patients with images, shown as the node discloses them (cached noise, rounded to a
-    # multiple of 5, withheld below 10): never the exact 12.
-    assert re.search(r"imaging \((10|15|<10)\)", out.stdout), out.stdout[-2000:]
+    # 12 patients (clinical records, images, variants), shown as the node discloses them
+    # (cached noise, rounded to a multiple of 5, withheld below 10): never the exact 12.
+    assert re.search(r"\((10|15|<10)\)", out.stdout), out.stdout[-2000:]
     assert "admin login" in out.stdout

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from oncofed import __version__
 from oncofed.audit import AuditLog
+from oncofed.hub.beacon import create_hub_beacon_router
 from oncofed.hub.catalogue import routes as catalogue
 from oncofed.hub.catalogue.service import refresh_loop as catalogue_refresh_loop
 from oncofed.hub.channel import Channel
@@ -109,4 +110,5 @@ def create_app(settings: HubSettings) -> FastAPI:
     for mine in (negotiation, oidc_issuer, oidc_login):  # issue 6: identity and access
         app.include_router(mine.router)
     app.include_router(catalogue.router)  # issue 7: catalogue, FAIR Data Point
+    app.include_router(create_hub_beacon_router())  # issue 4: Beacon v2 network
     return app

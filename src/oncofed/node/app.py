@@ -13,8 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from oncofed import __version__
 from oncofed.node.agent import Agent
+from oncofed.node.beacon import create_beacon_router
+from oncofed.node.beacon import task as _beacon_task  # noqa: F401  (beacon.query handler)
 from oncofed.node.context import NodeContext
-from oncofed.node.grants import revocation_loop
+from oncofed.node.grants import request_grants, revocation_loop
 from oncofed.node.mediator import MediatorContext, make_mediator_router
 from oncofed.node.tasks import node_summary
 from oncofed.privacy import DisclosureDecision
@@ -103,4 +105,6 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
 
     # EUCAIM compatibility: a EUCAIM search stack's Focus agent can query this node directly.
     app.include_router(make_mediator_router(mediator_context))
+    # GA4GH Beacon v2 (record level only with a verified grant; see node/beacon).
+    app.include_router(create_beacon_router(grants=request_grants))
     return app

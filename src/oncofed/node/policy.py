@@ -21,7 +21,7 @@ class NodePolicy(BaseModel):
     # Discovery-level tasks only (aggregate, disclosure-controlled); record-level access and
     # analysis need an explicit opt-in here.
     allowed_tasks: list[str] = Field(
-        default_factory=lambda: ["node.info", "search.count", "catalogue.describe"]
+        default_factory=lambda: ["node.info", "search.count", "catalogue.describe", "beacon.query"]
     )
     allowed_algorithms: list[str] = Field(default_factory=list)
     disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)

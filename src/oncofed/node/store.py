@@ -165,6 +165,30 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS call_variant ON variant_call(variant_id)",
     "CREATE INDEX IF NOT EXISTS call_patient ON variant_call(patient_id)",
     "CREATE INDEX IF NOT EXISTS variant_pos ON variant(chrom, pos)",
+    # Issue 4 (clinical and genomic import, Beacon v2): treatment codes and intent, grade,
+    # the dataset of a biosample and of a variant call (a patient's images, clinical records
+    # and variants may sit in different datasets), every gene an annotation names, and per
+    # variant and dataset the number of calls (what Beacon boolean/count answers read).
+    "ALTER TABLE treatment ADD COLUMN IF NOT EXISTS code VARCHAR",
+    "ALTER TABLE treatment ADD COLUMN IF NOT EXISTS code_system VARCHAR",
+    "ALTER TABLE treatment ADD COLUMN IF NOT EXISTS intent VARCHAR",
+    "ALTER TABLE disease ADD COLUMN IF NOT EXISTS grade VARCHAR",
+    "ALTER TABLE biosample ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
+    "ALTER TABLE variant_call ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
+    """CREATE TABLE IF NOT EXISTS variant_gene (
+        variant_id VARCHAR NOT NULL,
+        gene VARCHAR NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS variant_dataset (
+        variant_id VARCHAR NOT NULL,
+        dataset_id VARCHAR NOT NULL,
+        calls BIGINT NOT NULL,
+        PRIMARY KEY (variant_id, dataset_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS variant_gene_gene ON variant_gene(gene)",
+    "CREATE INDEX IF NOT EXISTS variant_gene_variant ON variant_gene(variant_id)",
+    "CREATE INDEX IF NOT EXISTS biosample_patient ON biosample(patient_id)",
+    "CREATE INDEX IF NOT EXISTS treatment_patient ON treatment(patient_id)",
     # Change tracking for the derived search index (oncofed.query.compile.SEARCH_INDEX):
     # every write transaction appends a row here (appends never conflict), and the index
     # records how many rows it was built from; a difference means it must be rebuilt.

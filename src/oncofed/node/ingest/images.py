@@ -511,16 +511,26 @@ class ImageIngest:
     def _record(self, fresh: list[_Instance], decisions: list[_Decision]) -> None:
         with self.store.transaction() as cur:
             if fresh:
-                cur.execute(
-                    "INSERT INTO dataset (id, name, description) VALUES (?, ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    [
-                        self.dataset_id,
-                        f"{self.ctx.provider_id} imaging",
-                        "De-identified DICOM images ingested at the node",
-                    ],
-                )
                 patients = {(i.patient, i.sex) for i in fresh}
+                known = {
+                    r[0]
+                    for r in cur.execute(
+                        "SELECT id FROM patient WHERE id IN (SELECT unnest(?))",
+                        [sorted({p for p, _ in patients})],
+                    ).fetchall()
+                }
+                if any(p not in known for p, _ in patients):
+                    # Patients new to the node join the imaging dataset; those the clinical
+                    # import already placed keep their dataset.
+                    cur.execute(
+                        "INSERT INTO dataset (id, name, description) VALUES (?, ?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        [
+                            self.dataset_id,
+                            f"{self.ctx.provider_id} imaging",
+                            "De-identified DICOM images ingested at the node",
+                        ],
+                    )
                 cur.executemany(
                     "INSERT INTO patient (id, dataset_id, sex, source) VALUES (?, ?, ?, 'dicom') "
                     "ON CONFLICT DO NOTHING",

@@ -1,0 +1,315 @@
+"""The hub as a Beacon v2 network aggregator: the same API, answered by the nodes.
+
+Framework documents (``/info``, ``/map`` ...) are the hub's own; an entry-type request
+becomes a ``beacon.query`` task to every enrolled node (over the signed task channel, as
+any task), the hub waits up to ``wait_seconds`` for their answers and merges them:
+``exists`` if any node has a hit, counts summed over the nodes that released one, result
+sets listed per node and dataset (``<node>:<dataset>``), and each node's status in
+``info.nodes`` (answered, refused, timed out ...). Nodes refuse ``beacon.query`` unless
+their ``policy.toml`` lists it in ``allowed_tasks``. Entry queries need a signed-in
+researcher (each one costs every hospital a task); the framework documents are public.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from oncofed.beacon.wire import (
+    API_VERSION,
+    BEACON_TASK,
+    ENTRY_TYPES,
+    ORDER,
+    BeaconConfig,
+    BeaconError,
+    BeaconFramework,
+    BeaconQueryBody,
+    BeaconRequest,
+    add_get_post,
+)
+from oncofed.hub.auth import Caller, require
+from oncofed.hub.channel import ChannelError, TaskView
+from oncofed.hub.context import HubContext, hub_context
+from oncofed.protocol import register_kind
+
+register_kind(BEACON_TASK, BeaconQueryBody)
+
+RECHECK_SECONDS = 1.0
+# Module level: with postponed annotations FastAPI resolves these names in module globals.
+Researcher = Annotated[Caller, Depends(require("researcher", "admin"))]
+GET_KEYS = {
+    "requestedGranularity", "skip", "limit", "includeResultsetResponses", "filters",
+    "testMode", "requestedSchema",
+}  # fmt: skip
+
+
+def _request_from_query(params: dict[str, str]) -> BeaconRequest:
+    query: dict[str, Any] = {}
+    rp = {k: v for k, v in params.items() if k not in GET_KEYS}
+    if rp:
+        query["requestParameters"] = rp
+    if "filters" in params:
+        query["filters"] = [f for f in params["filters"].split(",") if f]
+    for key in ("requestedGranularity", "includeResultsetResponses"):
+        if key in params:
+            query[key] = params[key]
+    if "testMode" in params:
+        query["testMode"] = params["testMode"].lower() == "true"
+    page = {k: params[k] for k in ("skip", "limit") if k in params}
+    if page:
+        query["pagination"] = page
+    return BeaconRequest.parse({"query": query})
+
+
+def _error(beacon_id: str, status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status,
+        content={
+            "meta": {
+                "beaconId": beacon_id, "apiVersion": API_VERSION, "returnedSchemas": [],
+                "returnedGranularity": "boolean",
+                "receivedRequestSummary": {
+                    "apiVersion": API_VERSION, "requestedSchemas": [],
+                    "pagination": {"skip": 0, "limit": 0}, "requestedGranularity": "boolean",
+                },
+            },
+            "error": {"errorCode": status, "errorMessage": message},
+        },
+    )  # fmt: skip
+
+
+def merge(
+    framework: BeaconFramework,
+    entry: str,
+    request: BeaconRequest,
+    view: TaskView,
+) -> dict[str, Any]:
+    """One Beacon response from the nodes' answers, with each node's status in ``info``."""
+    nodes: list[dict[str, Any]] = []
+    exists = False
+    total = 0
+    counted = False
+    granularities: list[str] = []
+    result_sets: list[dict[str, Any]] = []
+    collections: list[dict[str, Any]] = []
+    for t in view.targets:
+        status: dict[str, Any] = {"node": t.node_name, "status": t.status}
+        result = t.result or {}
+        doc = result.get("document") if t.status == "succeeded" else None
+        if t.error:
+            status["error"] = t.error
+        if result.get("error"):
+            status["error"] = result["error"]
+        if isinstance(doc, dict):
+            node_summary = doc.get("responseSummary", {})
+            hit = bool(node_summary.get("exists"))
+            status["exists"] = hit
+            exists = exists or hit
+            node_granularity = doc.get("meta", {}).get("returnedGranularity", "boolean")
+            if "numTotalResults" in node_summary:
+                status["numTotalResults"] = node_summary["numTotalResults"]
+            if hit:
+                granularities.append(node_granularity)
+                if "numTotalResults" in node_summary:
+                    total += int(node_summary["numTotalResults"])
+                    counted = True
+            response = doc.get("response") or {}
+            for rs in response.get("resultSets", []):
+                info = {"node": t.node_name, "datasetId": rs["id"]}
+                result_sets.append({**rs, "id": f"{t.node_name}:{rs['id']}", "info": info})
+            for c in response.get("collections", []):
+                info = {**c.get("info", {}), "node": t.node_name}
+                collections.append({**c, "id": f"{t.node_name}:{c['id']}", "info": info})
+        nodes.append(status)
+    q = request.query
+    if collections or entry in ("cohorts", "datasets"):
+        returned = "record"
+    elif not granularities:
+        returned = "count" if q.requestedGranularity != "boolean" else "boolean"
+    else:
+        returned = min(granularities, key=ORDER.__getitem__)
+        if returned == "record" and not result_sets:
+            returned = "count"
+    summary: dict[str, Any] = {"exists": exists or bool(collections)}
+    if returned in ("count", "record"):
+        summary["numTotalResults"] = len(collections) if collections else total
+        if not counted and exists and not collections:
+            returned = "boolean"
+            del summary["numTotalResults"]
+    out: dict[str, Any] = {
+        "meta": {
+            **framework.meta(entry),
+            "returnedGranularity": returned,
+            "receivedRequestSummary": framework._received(request, entry),
+        },
+        "responseSummary": summary,
+        "info": {"nodes": nodes, "complete": view.complete},
+    }
+    if collections or entry in ("cohorts", "datasets"):
+        out["response"] = {"collections": collections}
+    elif returned == "record":
+        out["response"] = {"resultSets": result_sets}
+    return out
+
+
+def create_hub_beacon_router(
+    prefix: str = "/beacon/v2",
+    ttl_seconds: int = 60,
+    config: BeaconConfig | None = None,
+) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=["beacon"])
+
+    def framework_for(ctx: HubContext) -> BeaconFramework:
+        return BeaconFramework(
+            config
+            or BeaconConfig(
+                beacon_id="org.oncofed.hub",
+                name=f"{ctx.settings.name} Beacon network",
+                organization=ctx.settings.name,
+                description="oncofed hub: a Beacon network over the federation's nodes",
+                welcome_url=ctx.settings.url,
+            )
+        )
+
+    async def fan_out(
+        ctx: HubContext, caller: Caller, body: dict[str, Any]
+    ) -> tuple[TaskView | None, str | None]:
+        try:
+            task_id, node_ids = await run_in_threadpool(
+                ctx.channel.create, BEACON_TASK, body, None, ttl_seconds, caller.username
+            )
+        except ChannelError as exc:
+            return None, exc.message
+        for node_id in node_ids:
+            ctx.notifier.wake(f"node:{node_id}")
+        deadline = time.monotonic() + ctx.settings.beacon_wait_seconds
+        while True:
+            ev = ctx.notifier.event(f"task:{task_id}")
+            view: TaskView = await run_in_threadpool(ctx.channel.view, task_id)
+            remaining = deadline - time.monotonic()
+            if view.complete or remaining <= 0:
+                return view, None
+            await ctx.notifier.wait(ev, min(remaining, RECHECK_SECONDS))
+
+    async def framework(request: Request) -> JSONResponse:
+        ctx = hub_context(request)
+        fw = framework_for(ctx)
+        name = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        if request.url.path.rstrip("/").endswith(prefix.rstrip("/")):
+            name = "info"
+        root = str(request.base_url).rstrip("/") + prefix
+        documents = {
+            "info": fw.info,
+            "service-info": fw.service_info,
+            "configuration": fw.configuration,
+            "entry_types": lambda: {
+                "meta": fw.meta(),
+                "response": {"entryTypes": fw.entry_types()},
+            },
+            "map": lambda: fw.map(root),
+        }
+        return JSONResponse(documents[name]())
+
+    for path in ("", "/", "/info", "/service-info", "/configuration", "/map", "/entry_types"):
+        add_get_post(router, path, framework, include_in_schema=path != "/")
+
+    async def filtering_terms(
+        request: Request,
+        caller: Researcher,
+    ) -> JSONResponse:
+        ctx = hub_context(request)
+        fw = framework_for(ctx)
+        body = BeaconQueryBody(entry_type="filtering_terms").model_dump(mode="json")
+        view, problem = await fan_out(ctx, caller, body)
+        if view is None:
+            return _error(fw.config.beacon_id, 503, problem or "no nodes")
+        terms: dict[str, dict[str, Any]] = {}
+        resources: dict[str, dict[str, Any]] = {}
+        for t in view.targets:
+            doc = (t.result or {}).get("document") or {}
+            response = doc.get("response", {})
+            for term in response.get("filteringTerms", []):
+                terms.setdefault(term["id"], term)
+            for res in response.get("resources", []):
+                resources.setdefault(res["id"], res)
+        return JSONResponse({
+            "meta": fw.meta(),
+            "response": {"filteringTerms": list(terms.values()),
+                         "resources": list(resources.values())},
+        })  # fmt: skip
+
+    async def run(
+        request: Request,
+        caller: Caller,
+        entry: str,
+        entry_id: str | None = None,
+        via: str | None = None,
+    ) -> JSONResponse:
+        ctx = hub_context(request)
+        fw = framework_for(ctx)
+        try:
+            if request.method == "POST":
+                try:
+                    raw = await request.json()
+                except ValueError:
+                    raw = None
+                beacon_request = BeaconRequest.parse(raw)
+            else:
+                beacon_request = _request_from_query(dict(request.query_params))
+        except BeaconError as exc:
+            return _error(fw.config.beacon_id, exc.status, str(exc))
+        body = BeaconQueryBody(
+            entry_type=entry,
+            entry_id=entry_id,
+            via=via,
+            request=beacon_request.model_dump(mode="json", exclude_none=True),
+            passport=request.headers.get("ga4gh-passport"),
+        ).model_dump(mode="json")
+        view, problem = await fan_out(ctx, caller, body)
+        if view is None:
+            return _error(fw.config.beacon_id, 503, problem or "no nodes")
+        # A request every answering node rejected is the caller's error: pass it on.
+        errors = [t.result for t in view.targets if t.result and t.result.get("status", 200) != 200]
+        answered = [t for t in view.targets if t.result is not None]
+        if answered and len(errors) == len(answered):
+            first = errors[0] or {}
+            return _error(
+                fw.config.beacon_id, int(first.get("status", 400)), str(first.get("error"))
+            )
+        return JSONResponse(merge(fw, entry, beacon_request, view))
+
+    add_get_post(router, "/filtering_terms", filtering_terms)
+
+    def routes(entry: str) -> None:
+        async def collection(request: Request, caller: Researcher) -> JSONResponse:
+            return await run(request, caller, entry)
+
+        async def single(request: Request, entry_id: str, caller: Researcher) -> JSONResponse:
+            return await run(request, caller, entry, entry_id, entry)
+
+        add_get_post(router, f"/{entry}", collection)
+        add_get_post(router, f"/{entry}/{{entry_id}}", single)
+        if entry in ("cohorts", "datasets"):
+            return
+        for other in ("individuals", "biosamples", "g_variants", "analyses", "runs"):
+            if other != entry:
+                add_get_post(
+                    router,
+                    f"/{entry}/{{entry_id}}/{other}",
+                    linked(entry, other),
+                    name=f"{entry}_{other}",
+                )
+
+    def linked(entry: str, other: str) -> Any:
+        async def handler(request: Request, entry_id: str, caller: Researcher) -> JSONResponse:
+            return await run(request, caller, other, entry_id, entry)
+
+        return handler
+
+    for entry in ENTRY_TYPES:
+        routes(entry)
+    return router

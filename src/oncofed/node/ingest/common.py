@@ -1,0 +1,394 @@
+"""What the clinical and genomic importers share: errors, ledger, pseudonyms, report.
+
+Every importer follows the same rules (ARCHITECTURE "Data at a node"):
+
+- a file is imported completely or not at all: one :meth:`NodeStore.transaction` per file;
+- a file whose content hash is already in ``ingest_ledger`` is skipped, so a rerun changes
+  nothing;
+- a bad row, code or file raises :class:`RecordError`, which names the file, the line or
+  record, the field and the expected form; the file is then recorded in ``quarantine`` with
+  that message and nothing of it is stored;
+- source identifiers become keyed pseudonyms (:func:`oncofed.security.pseudonym.pseudonymise`,
+  the same function DICOM de-identification uses), so images, clinical records and variants
+  of one patient link and the source id is never stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from rich.console import Console
+from rich.table import Table
+
+from oncofed.node.store import NodeStore
+from oncofed.security.pseudonym import load_secret, pseudonymise
+from oncofed.settings import NodeSettings, load_node_settings
+
+ACCESS_LEVELS = ("public", "registered", "controlled")
+
+# Additions to the node store the clinical and genomic importers and the Beacon API need.
+# Idempotent, like store.SCHEMA; proposed for store.py (see the issue-4 report) and applied
+# here on first use until then.
+EXTENSION_SCHEMA: tuple[str, ...] = (
+    "ALTER TABLE treatment ADD COLUMN IF NOT EXISTS code VARCHAR",
+    "ALTER TABLE treatment ADD COLUMN IF NOT EXISTS code_system VARCHAR",
+    "ALTER TABLE treatment ADD COLUMN IF NOT EXISTS intent VARCHAR",
+    "ALTER TABLE disease ADD COLUMN IF NOT EXISTS grade VARCHAR",
+    "ALTER TABLE biosample ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
+    "ALTER TABLE variant_call ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
+    # Every gene an annotation names (ANN/CSQ list several); variant.gene keeps the first.
+    """CREATE TABLE IF NOT EXISTS variant_gene (
+        variant_id VARCHAR NOT NULL,
+        gene VARCHAR NOT NULL
+    )""",
+    # Per variant and dataset: how many calls and samples; what Beacon boolean/count answers
+    # read without touching the (large) variant_call table.
+    """CREATE TABLE IF NOT EXISTS variant_dataset (
+        variant_id VARCHAR NOT NULL,
+        dataset_id VARCHAR NOT NULL,
+        calls BIGINT NOT NULL,
+        PRIMARY KEY (variant_id, dataset_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS variant_gene_gene ON variant_gene(gene)",
+    "CREATE INDEX IF NOT EXISTS variant_gene_variant ON variant_gene(variant_id)",
+    "CREATE INDEX IF NOT EXISTS biosample_patient ON biosample(patient_id)",
+    "CREATE INDEX IF NOT EXISTS treatment_patient ON treatment(patient_id)",
+)
+
+
+def ensure_schema(store: NodeStore) -> None:
+    """Apply :data:`EXTENSION_SCHEMA` (cheap when already there)."""
+    con = store.cursor()
+    try:
+        for statement in EXTENSION_SCHEMA:
+            con.execute(statement)
+    finally:
+        con.close()
+
+
+class RecordError(ValueError):
+    """A bad row, code or file: names the file, the record, the field and the expected form."""
+
+    def __init__(
+        self,
+        file: str,
+        record: str,
+        field_name: str,
+        expected: str,
+        found: object = None,
+    ) -> None:
+        self.file = file
+        self.record = record
+        self.field = field_name
+        self.expected = expected
+        self.found = found
+        got = "" if found is None else f", found {str(found)[:80]!r}"
+        super().__init__(f"{file}: {record}: field {field_name!r}: expected {expected}{got}")
+
+
+# ------------------------------------------------------------------ pseudonyms
+
+
+@dataclass(frozen=True)
+class Pseudonyms:
+    """The node's keyed pseudonyms for each kind of source identifier."""
+
+    secret: bytes = field(repr=False)
+    provider_id: str
+
+    def patient(self, source_id: str) -> str:
+        return pseudonymise(self.secret, self.provider_id, source_id, "patient")
+
+    def of(self, kind: str, source_id: str) -> str:
+        return pseudonymise(self.secret, self.provider_id, source_id, kind)
+
+
+@dataclass
+class NodeTarget:
+    """What an importer writes into: the node's store and its pseudonym key."""
+
+    settings: NodeSettings
+    store: NodeStore
+    pseudonyms: Pseudonyms
+
+    @classmethod
+    def open(cls, node_dir: Path) -> NodeTarget:
+        settings = load_node_settings(node_dir)
+        provider = settings.provider_id or settings.name
+        secret = load_secret(settings.resolve(settings.secret_file))
+        store = NodeStore(settings.resolve(settings.store_file))
+        return cls(settings, store, Pseudonyms(secret, provider))
+
+    def default_dataset(self, kind: str) -> str:
+        return f"{self.pseudonyms.provider_id}-{kind}"
+
+    def close(self) -> None:
+        self.store.close()
+
+
+# ------------------------------------------------------------------ ledger and report
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    kind: str
+    status: str  # ingested | unchanged | rejected
+    records: int = 0
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ImportReport:
+    title: str
+    files: list[FileOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ingested(self) -> int:
+        return sum(1 for f in self.files if f.status == "ingested")
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for f in self.files if f.status == "unchanged")
+
+    @property
+    def rejected(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status == "rejected"]
+
+    @property
+    def records(self) -> int:
+        return sum(f.records for f in self.files if f.status == "ingested")
+
+    def table(self) -> Table:
+        table = Table(title=self.title)
+        table.add_column("file")
+        table.add_column("outcome")
+        table.add_column("records", justify="right")
+        table.add_column("detail")
+        for f in self.files:
+            colour = {"ingested": "green", "unchanged": "dim", "rejected": "red"}[f.status]
+            table.add_row(Path(f.path).name, f"[{colour}]{f.status}[/]", str(f.records), f.detail)
+        table.add_row(
+            "total",
+            f"{self.ingested} ingested, {self.unchanged} unchanged, {len(self.rejected)} rejected",
+            str(self.records),
+            "",
+        )
+        return table
+
+    def print(self, console: Console | None = None) -> None:
+        (console or Console()).print(self.table())
+
+
+Loader = Callable[[duckdb.DuckDBPyConnection], tuple[int, str]]
+
+
+def import_file(
+    store: NodeStore,
+    report: ImportReport,
+    path: Path,
+    kind: str,
+    load: Loader,
+    source_hash: str | None = None,
+) -> FileOutcome:
+    """Run ``load`` for one file inside one transaction, with ledger and quarantine.
+
+    ``load`` writes the file's records with the cursor it is given and returns
+    ``(records, detail)``; a :class:`RecordError` (or ``ValueError``) rolls everything back
+    and quarantines the file with the message.
+    """
+    started = time.perf_counter()
+    digest = source_hash or file_hash(path)
+    with store.reading() as con:
+        seen = con.execute(
+            "SELECT records FROM ingest_ledger WHERE source_hash = ? AND status = 'ingested'",
+            [digest],
+        ).fetchone()
+    if seen is not None:
+        outcome = FileOutcome(str(path), kind, "unchanged", int(seen[0]), "already ingested")
+        report.files.append(outcome)
+        return outcome
+    try:
+        with store.transaction() as cur:
+            records, detail = load(cur)
+            cur.execute(
+                "INSERT INTO ingest_ledger (source_hash, source_path, kind, status, records, "
+                "detail) VALUES (?, ?, ?, 'ingested', ?, ?)",
+                [digest, str(path), kind, records, detail or None],
+            )
+            cur.execute("DELETE FROM quarantine WHERE source_hash = ?", [digest])
+    except (RecordError, ValueError, OSError) as exc:
+        with store.transaction() as cur:
+            cur.execute(
+                "INSERT INTO quarantine (source_hash, source_path, reason, detail) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (source_hash) DO UPDATE SET "
+                "reason = excluded.reason, detail = excluded.detail, "
+                "recorded_at = now()",
+                [digest, str(path), f"{kind}-invalid", str(exc)],
+            )
+        outcome = FileOutcome(str(path), kind, "rejected", 0, str(exc))
+    else:
+        outcome = FileOutcome(str(path), kind, "ingested", records, detail)
+    outcome.seconds = time.perf_counter() - started
+    report.files.append(outcome)
+    return outcome
+
+
+# ------------------------------------------------------------------ writing helpers
+
+
+def ensure_dataset(
+    cur: duckdb.DuckDBPyConnection,
+    dataset_id: str,
+    name: str | None = None,
+    description: str = "",
+    access_level: str | None = None,
+) -> None:
+    if access_level is not None and access_level not in ACCESS_LEVELS:
+        raise ValueError(
+            f"dataset access level {access_level!r}: expected one of {', '.join(ACCESS_LEVELS)}"
+        )
+    cur.execute(
+        "INSERT INTO dataset (id, name, description, access_level) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        [dataset_id, name or dataset_id, description, access_level or "registered"],
+    )
+    if access_level is not None:
+        cur.execute("UPDATE dataset SET access_level = ? WHERE id = ?", [access_level, dataset_id])
+
+
+def upsert_patient(cur: duckdb.DuckDBPyConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """(pseudonym, dataset, sex or None, birth year or None, source); known values kept.
+
+    A patient first seen in images keeps its dataset; sex and birth year fill in or update.
+    """
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    cur.execute(
+        "INSERT INTO patient (id, dataset_id, sex, birth_year, source) "
+        "SELECT id, ds, coalesce(sex, 'unknown'), CAST(yr AS INTEGER), src FROM (SELECT "
+        "unnest(?) AS id, unnest(?) AS ds, unnest(CAST(? AS VARCHAR[])) AS sex, "
+        "unnest(CAST(? AS BIGINT[])) AS yr, unnest(?) AS src) "
+        "ON CONFLICT (id) DO UPDATE SET "
+        "sex = CASE WHEN excluded.sex = 'unknown' THEN patient.sex ELSE excluded.sex END, "
+        "birth_year = coalesce(excluded.birth_year, patient.birth_year)",
+        [list(c) for c in columns],
+    )
+
+
+def replace_rows(
+    cur: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    key: str = "id",
+) -> int:
+    """Insert rows, replacing any with the same key (a corrected export supersedes).
+
+    Rows go in as one statement over column lists (``executemany`` costs a round trip per
+    row in DuckDB).
+    """
+    batch = {r[list(columns).index(key)]: list(r) for r in rows}  # the last row of a key wins
+    if not batch:
+        return 0
+    cur.execute(f"DELETE FROM {table} WHERE list_contains(?, {key})", [list(batch)])
+    types = {
+        name: str(t)
+        for name, t in cur.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = ? AND table_schema = 'main'",
+            [table],
+        ).fetchall()
+    }
+    selects = ", ".join(f"unnest(CAST(? AS {types.get(c, 'VARCHAR')}[])) AS {c}" for c in columns)
+    values = [list(c) for c in zip(*batch.values(), strict=True)]
+    cur.execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} "
+        f"FROM (SELECT {selects})",
+        values,
+    )
+    return len(batch)
+
+
+class CsvSink:
+    """Rows streamed to a temporary CSV, then read by DuckDB (no pandas/arrow needed)."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path = path
+        self._fh = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._fh)
+        self._writer.writerow(columns)
+        self.write = self._writer.writerow
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def sql(self) -> str:
+        """A ``read_csv`` table expression over the file (closes it first)."""
+        self.close()
+        path = str(self.path).replace("'", "''")
+        return f"read_csv('{path}', header = true, all_varchar = true, quote = '\"')"
+
+
+@contextmanager
+def bulk_csv(*tables: Sequence[str]) -> Iterator[list[CsvSink]]:
+    """One temporary CSV sink per column list, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="oncofed-ingest-") as tmp:
+        sinks = [CsvSink(Path(tmp) / f"t{i}.csv", cols) for i, cols in enumerate(tables)]
+        try:
+            yield sinks
+        finally:
+            for s in sinks:
+                s.close()
+
+
+# ------------------------------------------------------------------ values
+
+
+SEXES = {
+    "male": "male",
+    "m": "male",
+    "female": "female",
+    "f": "female",
+    "other": "other",
+    "unknown": "unknown",
+    "u": "unknown",
+}
+
+
+def parse_date(value: str, fmt: str | None = None) -> date:
+    if fmt:
+        return datetime.strptime(value, fmt).date()
+    return date.fromisoformat(value[:10])
+
+
+def days_between(start: date | None, end: date | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return (end - start).days
+
+
+def age_at(birth: date, when: date) -> int:
+    return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))

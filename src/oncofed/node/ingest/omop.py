@@ -1,0 +1,366 @@
+"""OMOP CDM tables (CSV or TSV exports, v5.3-5.4) into the CDM.
+
+An OMOP export is a set of tables that refer to each other (PERSON, CONDITION_OCCURRENCE,
+DRUG_EXPOSURE, PROCEDURE_OCCURRENCE, DEATH, OBSERVATION_PERIOD, SPECIMEN and the vocabulary
+table CONCEPT), so a folder is imported as one unit: all of it in one transaction, its
+ledger key the hash of all the tables read. Persons become patients (identified by
+``person_source_value`` when the export has it, else by ``person_id``); cancer conditions
+(ICD-O-3 concepts, ICD-10 C codes in ``condition_source_value``, or malignant SNOMED
+disorders) become diseases with their diagnosis date as the baseline; antineoplastic drugs,
+cancer surgery and radiotherapy become treatments as days from diagnosis; DEATH and the end
+of observation give vital status and survival or follow-up days.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from rich.console import Console
+
+from oncofed.node.ingest import codes
+from oncofed.node.ingest.common import (
+    FileOutcome,
+    ImportReport,
+    NodeTarget,
+    Pseudonyms,
+    RecordError,
+    age_at,
+    ensure_dataset,
+    ensure_schema,
+    file_hash,
+    import_file,
+    replace_rows,
+    upsert_patient,
+)
+from oncofed.node.ingest.fhir import (
+    DISEASE_COLUMNS,
+    OUTCOME_COLUMNS,
+    TREATMENT_COLUMNS,
+)
+
+KIND = "omop"
+TABLES = (
+    "PERSON", "CONCEPT", "CONDITION_OCCURRENCE", "DRUG_EXPOSURE", "PROCEDURE_OCCURRENCE",
+    "DEATH", "OBSERVATION_PERIOD", "SPECIMEN",
+)  # fmt: skip
+GENDER = {"8507": "male", "8532": "female", "8521": "other", "8551": "unknown"}
+MALIGNANT = re.compile(
+    r"malignant|carcinoma|sarcoma|melanoma|lymphoma|leuka?emia|myeloma|blastoma|cancer"
+    r"|adenocarcinoma|mesothelioma|germ cell tumou?r",
+    re.IGNORECASE,
+)
+NOT_MALIGNANT = re.compile(r"benign|uncertain behavio|in situ|history of|screening", re.IGNORECASE)
+ANTINEOPLASTIC = re.compile(
+    r"platin|taxel|rubicin|fluorouracil|capecitabine|gemcitabine|pemetrexed|cyclophosphamide"
+    r"|methotrexate|etoposide|irinotecan|vincristine|vinorelbine|tamoxifen|letrozole"
+    r"|anastrozole|exemestane|leuprolide|bicalutamide|enzalutamide|abiraterone|[a-z]+tinib\b"
+    r"|[a-z]+mab\b|temozolomide|doxorubicin|bleomycin|mitomycin|trastuzumab",
+    re.IGNORECASE,
+)
+SURGERY = re.compile(r"ectomy|resection|excision|amputation", re.IGNORECASE)
+RADIOTHERAPY = re.compile(r"radiation therap|radiotherap|brachytherap|teleradiotherap", re.I)
+HORMONE = re.compile(r"tamoxifen|letrozole|anastrozole|exemestane|leuprolide|lutamide|abiraterone")
+
+
+def _delimiter(path: Path) -> str:
+    with path.open(encoding="utf-8-sig") as fh:
+        header = fh.readline()
+    return "\t" if header.count("\t") > header.count(",") else ","
+
+
+def _table_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for f in folder.iterdir():
+        stem = f.name.split(".")[0].upper()
+        if stem in TABLES and f.suffix.lower() in (".csv", ".tsv", ".txt"):
+            found[stem] = f
+    return found
+
+
+def _read(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh, delimiter=_delimiter(path))
+        reader.fieldnames = [n.strip().lower() for n in reader.fieldnames or []]
+        for row in reader:
+            yield reader.line_num, row
+
+
+def _date(
+    path: Path, line: int, name: str, value: str | None, required: bool = False
+) -> date | None:
+    value = (value or "").strip()
+    if not value:
+        if required:
+            raise RecordError(str(path), f"line {line}", name, "a date YYYY-MM-DD")
+        return None
+    try:
+        y, m, d = (int(x) for x in value[:10].split("-"))
+        return date(y, m, d)
+    except ValueError:
+        raise RecordError(str(path), f"line {line}", name, "a date YYYY-MM-DD", value) from None
+
+
+@dataclass
+class _Concept:
+    name: str
+    vocabulary: str
+    code: str
+
+
+@dataclass
+class _Export:
+    folder: Path
+    files: dict[str, Path]
+    concepts: dict[str, _Concept] = field(default_factory=dict)
+
+    def concept(self, concept_id: str | None) -> _Concept:
+        return self.concepts.get(concept_id or "", _Concept("", "", ""))
+
+
+class _OmopLoader:
+    def __init__(self, export: _Export, pseudonyms: Pseudonyms, dataset: str) -> None:
+        self.x, self.pseudonyms, self.dataset = export, pseudonyms, dataset
+
+    def _cancer(
+        self, row: dict[str, str]
+    ) -> tuple[str | None, str | None, str | None, str | None] | None:
+        """(icd10, topography, morphology, snomed) when the condition is a primary cancer."""
+        concept = self.x.concept(row.get("condition_concept_id"))
+        source = (row.get("condition_source_value") or "").strip().upper()
+        icd10 = source if source.startswith("C") and codes.check("icd10", source) is None else None
+        if concept.vocabulary.upper() == "ICDO3" and "-" in concept.code:
+            morph, topo = concept.code.split("-", 1)
+            return icd10, topo, morph, None
+        name = concept.name
+        if icd10 is None and not (MALIGNANT.search(name) and not NOT_MALIGNANT.search(name)):
+            return None
+        if "secondary" in name.lower() or "metasta" in name.lower():
+            return None
+        snomed = concept.code if concept.vocabulary.upper() == "SNOMED" else None
+        return icd10, None, None, snomed
+
+    def __call__(self, cur: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+        x = self.x
+        if "CONCEPT" in x.files:
+            for _, row in _read(x.files["CONCEPT"]):
+                x.concepts[row.get("concept_id", "")] = _Concept(
+                    row.get("concept_name", ""), row.get("vocabulary_id", ""),
+                    row.get("concept_code", ""),
+                )  # fmt: skip
+        ensure_dataset(cur, self.dataset, description="Clinical records imported from OMOP CDM")
+        person_file = x.files["PERSON"]
+        persons: dict[str, tuple[str, date | None]] = {}
+        patients = []
+        for line, row in _read(person_file):
+            pid = (row.get("person_id") or "").strip()
+            if not pid:
+                raise RecordError(str(person_file), f"line {line}", "person_id", "an identifier")
+            gender = (row.get("gender_concept_id") or "").strip()
+            if gender and gender not in GENDER and gender != "0":
+                raise RecordError(
+                    str(person_file), f"line {line}", "gender_concept_id",
+                    "an OMOP gender concept (8507, 8532, 8521, 8551 or 0)", gender,
+                )  # fmt: skip
+            year = (row.get("year_of_birth") or "").strip()
+            if year and not year.isdigit():
+                raise RecordError(str(person_file), f"line {line}", "year_of_birth", "a year", year)
+            source = (row.get("person_source_value") or "").strip() or f"omop:{pid}"
+            pseudonym = self.pseudonyms.patient(source)
+            born = None
+            if year:
+                born = date(
+                    int(year),
+                    int(row.get("month_of_birth") or 7),
+                    int(row.get("day_of_birth") or 1),
+                )
+            persons[pid] = (pseudonym, born)
+            patients.append(
+                (
+                    pseudonym,
+                    self.dataset,
+                    GENDER.get(gender, "unknown"),
+                    int(year) if year else None,
+                    KIND,
+                )
+            )
+        upsert_patient(cur, patients)
+
+        def person(path: Path, line: int, row: dict[str, str]) -> tuple[str, date | None]:
+            pid = (row.get("person_id") or "").strip()
+            if pid not in persons:
+                raise RecordError(str(path), f"line {line}", "person_id", "a person in PERSON", pid)
+            return persons[pid]
+
+        diseases: dict[str, tuple[Any, ...]] = {}
+        baseline: dict[str, date] = {}
+        if "CONDITION_OCCURRENCE" in x.files:
+            path = x.files["CONDITION_OCCURRENCE"]
+            for line, row in _read(path):
+                pseudonym, born = person(path, line, row)
+                when = _date(
+                    path, line, "condition_start_date", row.get("condition_start_date"), True
+                )
+                found = self._cancer(row)
+                if found is None or when is None:
+                    continue
+                icd10, topo, morph, snomed = found
+                key = f"{pseudonym}:{icd10 or topo or snomed}"
+                if key in diseases and baseline.get(pseudonym, when) <= when:
+                    continue
+                site = codes.site_from_icd10(icd10 or topo) or snomed
+                diseases[key] = (
+                    self.pseudonyms.of("disease", f"omop:{row.get('condition_occurrence_id')}"),
+                    pseudonym, icd10, topo, morph, site, when.year,
+                    age_at(born, when) if born else None, None, None, None, None, None,
+                )  # fmt: skip
+                if pseudonym not in baseline or when < baseline[pseudonym]:
+                    baseline[pseudonym] = when
+        treatments = self._treatments(person, baseline)
+        outcomes = self._outcomes(person, baseline)
+        samples = self._specimens(person, baseline)
+        replace_rows(cur, "disease", DISEASE_COLUMNS, diseases.values())
+        replace_rows(cur, "treatment", TREATMENT_COLUMNS, treatments)
+        replace_rows(cur, "outcome", OUTCOME_COLUMNS, outcomes.values(), "patient_id")
+        replace_rows(
+            cur,
+            "biosample",
+            ("id", "patient_id", "sample_type", "collection_day", "dataset_id"),
+            samples,
+        )
+        count = len(patients) + len(diseases) + len(treatments) + len(outcomes) + len(samples)
+        return count, (
+            f"{len(patients)} persons, {len(diseases)} cancers, {len(treatments)} treatments, "
+            f"{len(outcomes)} outcomes, {len(samples)} specimens"
+        )
+
+    def _treatments(self, person: Any, baseline: dict[str, date]) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        for table, prefix in (("DRUG_EXPOSURE", "drug"), ("PROCEDURE_OCCURRENCE", "procedure")):
+            path = self.x.files.get(table)
+            if path is None:
+                continue
+            for line, row in _read(path):
+                pseudonym, _ = person(path, line, row)
+                if pseudonym not in baseline:
+                    continue
+                concept = self.x.concept(row.get(f"{prefix}_concept_id"))
+                name = concept.name or row.get(f"{prefix}_source_value") or ""
+                if prefix == "drug":
+                    if not ANTINEOPLASTIC.search(name):
+                        continue
+                    kind = "hormone" if HORMONE.search(name.lower()) else "systemic"
+                    start_col, end_col = "drug_exposure_start_date", "drug_exposure_end_date"
+                else:
+                    if RADIOTHERAPY.search(name):
+                        kind = "radiotherapy"
+                    elif SURGERY.search(name):
+                        kind = "surgery"
+                    else:
+                        continue
+                    start_col, end_col = "procedure_date", "procedure_end_date"
+                start = _date(path, line, start_col, row.get(start_col), True)
+                end = _date(path, line, end_col, row.get(end_col))
+                base = baseline[pseudonym]
+                if start is None or start < base:
+                    continue
+                out.append((
+                    self.pseudonyms.of("treatment", f"omop:{prefix}:{line}"),
+                    pseudonym, None, kind, name, (start - base).days,
+                    (end - base).days if end else None, concept.code or None,
+                    concept.vocabulary or None, None,
+                ))  # fmt: skip
+        return out
+
+    def _outcomes(self, person: Any, baseline: dict[str, date]) -> dict[str, tuple[Any, ...]]:
+        out: dict[str, tuple[Any, ...]] = {}
+        last: dict[str, date] = {}
+        path = self.x.files.get("OBSERVATION_PERIOD")
+        if path is not None:
+            for line, row in _read(path):
+                pseudonym, _ = person(path, line, row)
+                end = _date(
+                    path,
+                    line,
+                    "observation_period_end_date",
+                    row.get("observation_period_end_date"),
+                )
+                if end and (pseudonym not in last or end > last[pseudonym]):
+                    last[pseudonym] = end
+        for pseudonym, base in baseline.items():
+            if pseudonym in last:
+                out[pseudonym] = (pseudonym, "alive", (last[pseudonym] - base).days, False)
+        path = self.x.files.get("DEATH")
+        if path is not None:
+            for line, row in _read(path):
+                pseudonym, _ = person(path, line, row)
+                died = _date(path, line, "death_date", row.get("death_date"), True)
+                start = baseline.get(pseudonym)
+                days = (died - start).days if start and died else None
+                out[pseudonym] = (pseudonym, "deceased", days, True)
+        return out
+
+    def _specimens(self, person: Any, baseline: dict[str, date]) -> list[tuple[Any, ...]]:
+        path = self.x.files.get("SPECIMEN")
+        out: list[tuple[Any, ...]] = []
+        if path is None:
+            return out
+        for line, row in _read(path):
+            pseudonym, _ = person(path, line, row)
+            when = _date(path, line, "specimen_date", row.get("specimen_date"))
+            base = baseline.get(pseudonym)
+            concept = self.x.concept(row.get("specimen_concept_id"))
+            out.append((
+                self.pseudonyms.of("sample", f"omop:{row.get('specimen_id')}"), pseudonym,
+                concept.name or None, (when - base).days if when and base else None, self.dataset,
+            ))  # fmt: skip
+        return out
+
+
+def ingest_omop(
+    folders: list[Path],
+    target: NodeTarget,
+    dataset: str | None = None,
+    access_level: str | None = None,
+) -> ImportReport:
+    """Import OMOP export folders; each folder is one all-or-nothing unit."""
+    ensure_schema(target.store)
+    dataset_id = dataset or target.default_dataset("clinical")
+    with target.store.transaction() as cur:
+        ensure_dataset(cur, dataset_id, access_level=access_level)
+    report = ImportReport(f"OMOP import into {dataset_id}")
+    for folder in folders:
+        files = _table_files(folder) if folder.is_dir() else {}
+        if "PERSON" not in files:
+            report.files.append(FileOutcome(
+                str(folder), KIND, "rejected", 0,
+                f"{folder}: expected a folder of OMOP tables with PERSON.csv",
+            ))  # fmt: skip
+            continue
+        digest = hashlib.sha256(
+            "".join(f"{k}:{file_hash(files[k])};" for k in sorted(files)).encode()
+            + dataset_id.encode()
+        ).hexdigest()
+        loader = _OmopLoader(_Export(folder, files), target.pseudonyms, dataset_id)
+        import_file(target.store, report, folder, KIND, loader, digest)
+    return report
+
+
+def omop_command(
+    paths: list[Path], node_dir: Path, dataset: str | None = None, access_level: str | None = None
+) -> ImportReport:
+    """`oncofed node ingest omop FOLDERS`: OMOP CDM CSV/TSV exports (one folder per export)."""
+    target = NodeTarget.open(node_dir)
+    try:
+        report = ingest_omop(paths, target, dataset, access_level)
+    finally:
+        target.close()
+    report.print(Console())
+    return report

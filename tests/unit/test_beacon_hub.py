@@ -1,0 +1,103 @@
+"""The Beacon network pieces that need no processes: the node's `beacon.query` handler,
+the task body both sides register, and the hub's merge of node answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oncofed.beacon.wire import BeaconConfig, BeaconFramework, BeaconRequest
+from oncofed.hub.beacon import merge
+from oncofed.hub.channel import TargetView, TaskView
+from oncofed.node.beacon.schemas import BeaconSchemas, default_root
+from oncofed.node.beacon.task import beacon_query
+from oncofed.node.context import NodeContext
+from oncofed.node.ingest.common import NodeTarget
+from oncofed.node.ingest.vcf import ingest_vcf
+from oncofed.node.tasks import HANDLERS, TaskMeta
+from oncofed.protocol import TaskBodyError, validate_body
+from oncofed.settings import load_node_settings
+from tests.clinical_fixtures import make_node, make_synth
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory: pytest.TempPathFactory) -> NodeContext:
+    base = tmp_path_factory.mktemp("hub")
+    synth = make_synth(base / "synth", patients=40)
+    node = make_node(base / "node")
+    target = NodeTarget.open(node)
+    ingest_vcf([synth / "variants"], target, access_level="registered")
+    target.close()
+    context = NodeContext.open(load_node_settings(node))
+    yield context  # type: ignore[misc]
+    context.close()
+
+
+def _view(results: dict[str, dict | None]) -> TaskView:  # type: ignore[type-arg]
+    targets = [
+        TargetView(name, name, "succeeded" if r is not None else "expired", 1, None, r,
+                   None if r is not None else "no answer in time")
+        for name, r in results.items()
+    ]  # fmt: skip
+    return TaskView("t1", "beacon.query", {}, "alice", "", "", targets)
+
+
+def test_task_body_is_registered_and_checked() -> None:
+    assert "beacon.query" in HANDLERS
+    body = validate_body("beacon.query", {"entry_type": "g_variants", "request": {}})
+    assert body["entry_type"] == "g_variants"
+    with pytest.raises(TaskBodyError):
+        validate_body("beacon.query", {"entry_type": "patients"})
+    with pytest.raises(TaskBodyError):
+        validate_body("beacon.query", {"entry_type": "g_variants", "sql": "DROP TABLE"})
+
+
+def test_node_handler_and_hub_merge_are_schema_valid(ctx: NodeContext) -> None:
+    meta = TaskMeta("t1", "beacon.query", "alice")
+    request = {"query": {"requestParameters": {"geneId": "KRAS"},
+                         "requestedGranularity": "count"}}  # fmt: skip
+    answer = beacon_query(ctx, {"entry_type": "g_variants", "request": request}, meta)
+    assert answer["status"] == 200
+    doc = answer["document"]
+    assert doc["responseSummary"]["exists"] is True
+    # record level is never granted through the hub by default
+    rec = {"query": {"requestedGranularity": "record"}}
+    answer_rec = beacon_query(ctx, {"entry_type": "individuals", "request": rec}, meta)
+    assert "response" not in answer_rec["document"]
+    bad = beacon_query(ctx, {"entry_type": "individuals",
+                             "request": {"query": {"filters": ["XYZ:1"]}}}, meta)  # fmt: skip
+    assert bad["status"] == 400 and "XYZ:1" in bad["error"]
+
+    framework = BeaconFramework(BeaconConfig("org.oncofed.hub", "hub", "hub"))
+    merged = merge(
+        framework, "g_variants", BeaconRequest.parse(request),
+        _view({"node-1": answer, "node-2": answer, "node-3": None}),
+    )  # fmt: skip
+    nodes = {n["node"]: n for n in merged["info"]["nodes"]}
+    assert nodes["node-3"]["status"] == "expired" and "error" in nodes["node-3"]
+    assert merged["responseSummary"]["exists"] is True
+    if doc["meta"]["returnedGranularity"] == "count":
+        assert merged["responseSummary"]["numTotalResults"] == 2 * doc["responseSummary"][
+            "numTotalResults"]  # fmt: skip
+    root = default_root()
+    if root is not None:
+        schemas = BeaconSchemas(root)
+        schemas.check_response("/g_variants", doc)
+        schemas.check_response("/g_variants", merged)
+        datasets = beacon_query(ctx, {"entry_type": "datasets", "request": {}}, meta)
+        merged_ds = merge(framework, "datasets", BeaconRequest.parse({}),
+                          _view({"node-1": datasets}))  # fmt: skip
+        schemas.check_response("/datasets", merged_ds)
+        assert merged_ds["response"]["collections"][0]["id"].startswith("node-1:")
+
+
+def test_no_hits_anywhere(tmp_path: Path) -> None:
+    framework = BeaconFramework(BeaconConfig("org.oncofed.hub", "hub", "hub"))
+    miss = {"status": 200, "document": {"meta": {"returnedGranularity": "count"},
+                                        "responseSummary": {"exists": False,
+                                                            "numTotalResults": 0}}}  # fmt: skip
+    merged = merge(framework, "individuals",
+                   BeaconRequest.parse({"query": {"requestedGranularity": "count"}}),
+                   _view({"a": miss, "b": miss}))  # fmt: skip
+    assert merged["responseSummary"] == {"exists": False, "numTotalResults": 0}

@@ -1,0 +1,154 @@
+"""VCF import (oncofed.node.ingest.vcf): genotypes to pseudonyms, annotations, ledger."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from oncofed.node.ingest.common import NodeTarget
+from oncofed.node.ingest.vcf import SampleMap, ingest_vcf, normalise_chrom
+from tests.clinical_fixtures import bff_assets, make_node, make_synth
+
+ZYGOSITY = {"GENO:GENO_0000458": "heterozygous", "GENO:GENO_0000136": "homozygous"}
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> NodeTarget:
+    t = NodeTarget.open(make_node(tmp_path / "node"))
+    yield t  # type: ignore[misc]
+    t.close()
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synth(tmp_path_factory.mktemp("synth"))
+
+
+def test_1000_genomes_slice_matches_beacon_reference(target: NodeTarget) -> None:
+    assets = bff_assets()
+    vcf = assets / "test_1000G.norm.ann.dbnsfp.clinvar.cosmic.vcf.gz"
+    with gzip.open(assets / "genomicVariationsVcf.json.gz") as fh:
+        expected = json.loads(fh.read())
+    report = ingest_vcf(
+        [vcf], target, "g1k", SampleMap.from_options(r"^(?P<patient>.+)$"), "GRCh37"
+    )
+    assert report.files[0].status == "ingested", report.files[0].detail
+    sample = {}
+    with target.store.reading() as con:
+        variants = {
+            (r[0], r[1], r[2], r[3]): r
+            for r in con.execute(
+                "SELECT chrom, pos, ref, alt, variant_type, id FROM variant"
+            ).fetchall()
+        }
+        calls: dict[str, set[tuple[str, str, str]]] = {}
+        for vid, bs, gt, zyg in con.execute(
+            "SELECT variant_id, biosample_id, genotype, zygosity FROM variant_call"
+        ).fetchall():
+            calls.setdefault(vid, set()).add((bs, gt, zyg))
+        genes: dict[str, set[str]] = {}
+        for vid, gene in con.execute("SELECT variant_id, gene FROM variant_gene").fetchall():
+            genes.setdefault(vid, set()).add(gene)
+    assert len(variants) == len(expected)
+    for v in expected:
+        pos = v["_position"]
+        key = (
+            normalise_chrom(pos["refseqId"]),
+            pos["startInteger"] + 1,
+            v["variation"]["referenceBases"],
+            v["variation"]["alternateBases"],
+        )
+        row = variants[key]
+        assert row[4] == v["variation"]["variantType"]
+        vid = row[5]
+        want = set()
+        for c in v.get("caseLevelData", []):
+            bs = sample.setdefault(
+                c["biosampleId"], target.pseudonyms.of("sample", c["biosampleId"])
+            )
+            want.add((bs, c["zygosity"]["label"], ZYGOSITY[c["zygosity"]["id"]]))
+        assert calls.get(vid, set()) == want, key
+        assert genes.get(vid, set()) == {g for g in v["molecularAttributes"]["geneIds"] if g}, key
+
+
+def test_synth_samples_link_to_patient_pseudonyms(synth: Path, target: NodeTarget) -> None:
+    report = ingest_vcf([synth / "variants"], target)
+    assert report.ingested == 1 and report.records > 0
+    with target.store.reading() as con:
+        rows = con.execute(
+            "SELECT DISTINCT c.patient_id, b.sample_type FROM variant_call c "
+            "JOIN biosample b ON b.id = c.biosample_id"
+        ).fetchall()
+        genes = {r[0] for r in con.execute("SELECT gene FROM variant").fetchall()}
+    with gzip.open(next((synth / "variants").glob("*.vcf.gz")), "rt") as fh:
+        header = next(line for line in fh if line.startswith("#CHROM"))
+    names = header.strip().split("\t")[9:]
+    pseudonyms = {target.pseudonyms.patient(n.rsplit("-T", 1)[0]) for n in names}
+    assert rows and {r[0] for r in rows} <= pseudonyms
+    assert {r[1] for r in rows} == {"tumour"}
+    assert genes & {"KRAS", "EGFR", "BRAF", "TP53", "PIK3CA", "IDH1"}
+
+
+def test_rerun_and_plain_vcf(synth: Path, target: NodeTarget, tmp_path: Path) -> None:
+    gz = next((synth / "variants").glob("*.vcf.gz"))
+    plain = tmp_path / "plain.vcf"
+    with gzip.open(gz) as fh:
+        plain.write_bytes(fh.read())
+    first = ingest_vcf([plain], target)
+    assert first.ingested == 1
+    with target.store.reading() as con:
+        before = con.execute("SELECT count(*) FROM variant_call").fetchone()
+    again = ingest_vcf([plain], target)
+    assert again.unchanged == 1
+    with target.store.reading() as con:
+        assert con.execute("SELECT count(*) FROM variant_call").fetchone() == before
+
+
+def test_bad_record_rejects_file_atomically(target: NodeTarget, tmp_path: Path) -> None:
+    vcf = tmp_path / "bad.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##reference=GRCh38\n##contig=<ID=chr1,length=1000>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tP1-T1\n"
+        "chr1\t100\t.\tA\tG\t.\tPASS\t.\tGT\t0/1\n"
+        "chr1\t200\t.\tA\tQQ\t.\tPASS\t.\tGT\t0/1\n"
+    )
+    report = ingest_vcf([vcf], target)
+    outcome = report.files[0]
+    assert outcome.status == "rejected"
+    assert "record 2" in outcome.detail and "ALT" in outcome.detail
+    with target.store.reading() as con:
+        assert con.execute("SELECT count(*) FROM variant").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM variant_call").fetchone() == (0,)
+
+
+def test_sample_map_csv(target: NodeTarget, tmp_path: Path) -> None:
+    vcf = tmp_path / "s.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=7,length=1000>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tLIB001\tLIB002\n"
+        "7\t100\t.\tA\tG,T\t.\tPASS\t.\tGT\t1/2\t1|1\n"
+    )
+    table = tmp_path / "samples.csv"
+    table.write_text("sample,patient\nLIB001,MRN-1\nLIB002,MRN-2\n")
+    report = ingest_vcf(
+        [vcf], target, samples=SampleMap.from_options(table=table), assembly="GRCh38"
+    )
+    assert report.files[0].status == "ingested", report.files[0].detail
+    with target.store.reading() as con:
+        rows = set(
+            con.execute(
+                "SELECT v.alt, c.patient_id, c.genotype, c.zygosity FROM variant_call c "
+                "JOIN variant v ON v.id = c.variant_id"
+            ).fetchall()
+        )
+    p1, p2 = target.pseudonyms.patient("MRN-1"), target.pseudonyms.patient("MRN-2")
+    assert rows == {
+        ("G", p1, "1/2", "heterozygous"),
+        ("T", p1, "1/2", "heterozygous"),
+        ("G", p2, "1|1", "homozygous"),
+    }
