@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,6 +25,8 @@ class NodeContext:
     audit: AuditLog
     policy: NodePolicy
     privacy_ledger: PrivacyLedger
+    # (store generation, disclosed dataset sizes): see oncofed.node.tasks.node_summary.
+    dataset_sizes: tuple[int, list[dict[str, Any]]] | None = None
 
     @property
     def hub_key(self) -> PublicKey:

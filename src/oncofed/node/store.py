@@ -224,6 +224,9 @@ class NodeStore:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        # Bumped by every write this process commits. The process holding the store is its
+        # only writer, so summaries derived from the data can be cached per generation.
+        self.generation = 0
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -288,6 +291,7 @@ class NodeStore:
             raise
         cur.execute("COMMIT")
         cur.close()
+        self.generation += 1
 
     def invalidate_search_index(self) -> None:
         """Mark the search index stale; for writers that commit outside :meth:`transaction`."""

@@ -41,7 +41,24 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
 
 
 def node_summary(ctx: NodeContext) -> dict[str, Any]:
-    """Version, policy and datasets, with sizes as the node's disclosure rules allow."""
+    """Version, policy and datasets, with sizes as the node's disclosure rules allow.
+
+    The dataset part is recomputed only when the store changed: it is asked for on every
+    `node.info` and catalogue refresh, and its noise is cached anyway.
+    """
+    cached = ctx.dataset_sizes
+    if cached is None or cached[0] != ctx.store.generation:
+        cached = ctx.dataset_sizes = (ctx.store.generation, _dataset_sizes(ctx))
+    return {
+        "name": ctx.settings.name,
+        "provider_id": ctx.settings.provider_id,
+        "version": __version__,
+        "policy": ctx.policy.summary(),
+        "datasets": cached[1],
+    }
+
+
+def _dataset_sizes(ctx: NodeContext) -> list[dict[str, Any]]:
     datasets = []
     policy = ctx.policy.disclosure
     rows = ctx.store.datasets()
@@ -68,13 +85,7 @@ def node_summary(ctx: NodeContext) -> dict[str, Any]:
                 ),
             }
         )
-    return {
-        "name": ctx.settings.name,
-        "provider_id": ctx.settings.provider_id,
-        "version": __version__,
-        "policy": ctx.policy.summary(),
-        "datasets": datasets,
-    }
+    return datasets
 
 
 @handler("node.info")

@@ -58,10 +58,7 @@ def node_engine(request: Request) -> BeaconEngine:
 
 def engine_for(ctx: Any) -> BeaconEngine:
     """A Beacon engine over a :class:`~oncofed.node.context.NodeContext`."""
-    from oncofed.node.ingest.common import ensure_schema
-
     settings = ctx.settings
-    ensure_schema(ctx.store)
     provider = settings.provider_id or settings.name
     config = BeaconConfig(
         beacon_id=f"org.oncofed.{provider}",

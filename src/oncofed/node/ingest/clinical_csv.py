@@ -50,7 +50,6 @@ from oncofed.node.ingest.common import (
     Pseudonyms,
     RecordError,
     ensure_dataset,
-    ensure_schema,
     file_hash,
     import_file,
     parse_date,
@@ -600,7 +599,6 @@ def ingest_clinical(
     access_level: str | None = None,
 ) -> ImportReport:
     """Import the CSV files of a mapping; each file in one transaction, reruns skipped."""
-    ensure_schema(target.store)
     mapping = load_mapping(mapping_path)
     files = _resolve_files(paths, mapping, mapping_path)
     dataset_id = dataset or (mapping.dataset.id if mapping.dataset else None)

@@ -37,45 +37,6 @@ from oncofed.settings import NodeSettings, load_node_settings
 ACCESS_LEVELS = ("public", "registered", "controlled")
 
 # Additions to the node store the clinical and genomic importers and the Beacon API need.
-# Idempotent, like store.SCHEMA; proposed for store.py (see the issue-4 report) and applied
-# here on first use until then.
-EXTENSION_SCHEMA: tuple[str, ...] = (
-    "ALTER TABLE treatment ADD COLUMN IF NOT EXISTS code VARCHAR",
-    "ALTER TABLE treatment ADD COLUMN IF NOT EXISTS code_system VARCHAR",
-    "ALTER TABLE treatment ADD COLUMN IF NOT EXISTS intent VARCHAR",
-    "ALTER TABLE disease ADD COLUMN IF NOT EXISTS grade VARCHAR",
-    "ALTER TABLE biosample ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
-    "ALTER TABLE variant_call ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
-    # Every gene an annotation names (ANN/CSQ list several); variant.gene keeps the first.
-    """CREATE TABLE IF NOT EXISTS variant_gene (
-        variant_id VARCHAR NOT NULL,
-        gene VARCHAR NOT NULL
-    )""",
-    # Per variant and dataset: how many calls and samples; what Beacon boolean/count answers
-    # read without touching the (large) variant_call table.
-    """CREATE TABLE IF NOT EXISTS variant_dataset (
-        variant_id VARCHAR NOT NULL,
-        dataset_id VARCHAR NOT NULL,
-        calls BIGINT NOT NULL,
-        PRIMARY KEY (variant_id, dataset_id)
-    )""",
-    "CREATE INDEX IF NOT EXISTS variant_gene_gene ON variant_gene(gene)",
-    "CREATE INDEX IF NOT EXISTS variant_gene_variant ON variant_gene(variant_id)",
-    "CREATE INDEX IF NOT EXISTS biosample_patient ON biosample(patient_id)",
-    "CREATE INDEX IF NOT EXISTS treatment_patient ON treatment(patient_id)",
-)
-
-
-def ensure_schema(store: NodeStore) -> None:
-    """Apply :data:`EXTENSION_SCHEMA` (cheap when already there)."""
-    con = store.cursor()
-    try:
-        for statement in EXTENSION_SCHEMA:
-            con.execute(statement)
-    finally:
-        con.close()
-
-
 class RecordError(ValueError):
     """A bad row, code or file: names the file, the record, the field and the expected form."""
 

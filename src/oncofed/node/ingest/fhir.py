@@ -31,7 +31,6 @@ from oncofed.node.ingest.common import (
     RecordError,
     age_at,
     ensure_dataset,
-    ensure_schema,
     import_file,
     replace_rows,
     upsert_patient,
@@ -566,7 +565,6 @@ def ingest_fhir(
     access_level: str | None = None,
 ) -> ImportReport:
     """Import FHIR JSON files (bundles or resources); each file in one transaction."""
-    ensure_schema(target.store)
     dataset_id = dataset or target.default_dataset("clinical")
     with target.store.transaction() as cur:
         ensure_dataset(cur, dataset_id, access_level=access_level)

@@ -34,7 +34,6 @@ from oncofed.node.ingest.common import (
     RecordError,
     age_at,
     ensure_dataset,
-    ensure_schema,
     file_hash,
     import_file,
     replace_rows,
@@ -331,7 +330,6 @@ def ingest_omop(
     access_level: str | None = None,
 ) -> ImportReport:
     """Import OMOP export folders; each folder is one all-or-nothing unit."""
-    ensure_schema(target.store)
     dataset_id = dataset or target.default_dataset("clinical")
     with target.store.transaction() as cur:
         ensure_dataset(cur, dataset_id, access_level=access_level)

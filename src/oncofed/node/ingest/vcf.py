@@ -35,7 +35,6 @@ from oncofed.node.ingest.common import (
     RecordError,
     bulk_csv,
     ensure_dataset,
-    ensure_schema,
     import_file,
 )
 
@@ -417,7 +416,6 @@ def ingest_vcf(
     console: Console | None = None,
 ) -> ImportReport:
     """Import VCF files; each in one transaction, a file already in the ledger skipped."""
-    ensure_schema(target.store)
     dataset_id = dataset or target.default_dataset("genomic")
     with target.store.transaction() as cur:
         ensure_dataset(cur, dataset_id, access_level=access_level)
