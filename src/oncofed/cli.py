@@ -545,6 +545,37 @@ def login(
     console.print(f"[green]logged in[/] to {hub} as {username}; token saved in {path}")
 
 
+@app.command()
+def logout(hub: Annotated[str | None, typer.Option(help="hub URL")] = None) -> None:
+    """Revoke the saved API token at the hub and forget it here."""
+    from oncofed.client.hub import HubError, credentials_path
+
+    client = _client(hub)
+    try:
+        client.logout()
+    except HubError as exc:
+        raise fail(exc.message) from exc
+    path = credentials_path()
+    if path.exists():
+        saved = json.loads(path.read_text())
+        saved.get("hubs", {}).pop(client.url, None)
+        path.write_text(json.dumps(saved, indent=2))
+    console.print(f"logged out of {client.url}; the token is revoked")
+
+
+@hub_user_app.command("revoke-tokens")
+def hub_user_revoke_tokens(username: str, directory: HubDir = DEFAULT_HUB_DIR) -> None:
+    """Revoke every API token of an account (a lost laptop, a departed user)."""
+    from oncofed.hub.admin import AdminError, revoke_tokens
+
+    _, engine = _open_hub(directory)
+    try:
+        count = revoke_tokens(engine, username)
+    except AdminError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"{count} token(s) of {username} revoked")
+
+
 def _print_nodes(rows: list[dict[str, Any]]) -> None:
     table = Table("name", "id", "status", "version", "last seen")
     for n in rows:

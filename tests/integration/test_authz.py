@@ -299,6 +299,10 @@ for _path, _public in beacon_paths():
         )
 
 
+# Log-out revokes the presented token: last, so that no later row runs with a revoked one.
+HUB_MATRIX.append(Row("DELETE", "/api/auth/token", auth(200)))
+
+
 def expired_token(hub: Hub) -> str:
     engine = make_engine(hub.settings.db_url)
     token = create_api_token(engine, "alice", name="old", days=1)

@@ -330,6 +330,16 @@ def test_malformed_requests_get_clear_errors(make_federation: FederationFactory)
         anonymous.login("admin", "not-the-password")
     token = anonymous.login("admin", fed.admin_password)
     assert HubClient(fed.hub.url, token).me()["roles"] == ["admin"]
+    # Logging out revokes that token only; the admin CLI can revoke all of an account's.
+    assert HubClient(fed.hub.url, token).logout() == 1
+    with pytest.raises(HubError, match="expired or revoked"):
+        HubClient(fed.hub.url, token).me()
+    from oncofed.hub.admin import open_hub, revoke_tokens
+
+    _, engine = open_hub(fed.hub.directory)
+    assert revoke_tokens(engine, "admin") >= 1
+    with pytest.raises(HubError, match="expired or revoked"):
+        fed.admin().me()
 
 
 def test_node_ledger_records_each_task_once(make_federation: FederationFactory) -> None:

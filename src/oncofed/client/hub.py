@@ -103,6 +103,12 @@ class HubClient:
         tmp.replace(path)
         return path
 
+    def logout(self) -> int:
+        """Revoke the token this client uses (and forget it)."""
+        count = int(self._call("DELETE", "/api/auth/token").json()["revoked"])
+        self.http.headers.pop("authorization", None)
+        return count
+
     def me(self) -> dict[str, Any]:
         return dict(self._call("GET", "/api/me").json())
 

@@ -203,3 +203,26 @@ def revoke_node(engine: sa.Engine, name: str) -> None:
 def list_nodes(engine: sa.Engine) -> list[Node]:
     with sessions(engine)() as s:
         return list(s.scalars(sa.select(Node).order_by(Node.name)))
+
+
+def revoke_tokens(engine: sa.Engine, username: str, token: str | None = None) -> int:
+    """Revoke one API token (by its value) or every token of an account; returns how many."""
+    now = utcnow()
+    with sessions(engine).begin() as s:
+        account = s.scalar(sa.select(Account).where(Account.username == username))
+        if account is None:
+            raise AdminError(f"no account {username!r}")
+        query = sa.update(ApiToken).where(
+            ApiToken.account_id == account.id, ApiToken.revoked_at.is_(None)
+        )
+        if token is not None:
+            query = query.where(ApiToken.token_hash == token_hash(token))
+        count = int(getattr(s.execute(query.values(revoked_at=now)), "rowcount", 0) or 0)
+    AuditLog(engine).append(
+        username,
+        "token.revoke",
+        "info",
+        target=username,
+        details={"tokens": count, "one": token is not None},
+    )
+    return count

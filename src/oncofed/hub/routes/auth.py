@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
-from oncofed.hub.admin import create_api_token
+from oncofed.hub.admin import create_api_token, revoke_tokens
 from oncofed.hub.auth import Caller, current_caller
 from oncofed.hub.context import HubContext, hub_context
 from oncofed.hub.models import Account
@@ -92,3 +92,15 @@ async def login(
 @router.get("/api/me", tags=["auth"])
 async def me(caller: Annotated[Caller, Depends(current_caller)]) -> dict[str, Any]:
     return {"username": caller.username, "roles": sorted(caller.roles)}
+
+
+@router.delete("/api/auth/token", tags=["auth"])
+async def logout(
+    request: Request,
+    ctx: Annotated[HubContext, Depends(hub_context)],
+    caller: Annotated[Caller, Depends(current_caller)],
+) -> dict[str, Any]:
+    """Revoke the token this request presents (log out of this CLI or session)."""
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    count = await run_in_threadpool(revoke_tokens, ctx.engine, caller.username, token)
+    return {"revoked": count}
