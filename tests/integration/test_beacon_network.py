@@ -43,8 +43,7 @@ def test_hub_fans_out_and_merges(tmp_path: Path) -> None:
             fed.start_node(f"node-{i}")
         headers = {"authorization": f"Bearer {fed.admin_token}"}
         with httpx.Client(base_url=fed.hub.url, headers=headers, timeout=60) as http:
-            if http.get("/beacon/v2/info").status_code == 404:
-                pytest.skip("the hub does not mount the Beacon router yet (issue-4 report)")
+            assert http.get("/beacon/v2/info").status_code == 200
             r = http.get("/beacon/v2/g_variants",
                          params={"geneId": "KRAS", "requestedGranularity": "count"})  # fmt: skip
             assert r.status_code == 200, r.text

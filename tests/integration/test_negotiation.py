@@ -34,7 +34,7 @@ FORM = {
     "objectives": "AUC on three external sites.",
     "methods": "Federated evaluation; no data leaves the sites.",
     "team": "A. Researcher (PI), B. Analyst",
-    "funding": "Horizon Europe grant 101057XXX",
+    "funding": "Horizon Europe grant 101057123",
     "ethics_approval": "EC-2024-117, approved 2024-03-02",
 }
 USERS = {
