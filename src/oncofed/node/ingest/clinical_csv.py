@@ -44,6 +44,7 @@ from rich.console import Console
 
 from oncofed.node.ingest import codes
 from oncofed.node.ingest.common import (
+    COLUMNS,
     SEXES,
     ImportReport,
     NodeTarget,
@@ -510,41 +511,6 @@ class _TableLoader:
         if status is None:
             raise r.error("vital_status", "alive, dead or unknown (map local codes)", raw)
         return (pseudonym, status, self._days(r, "survival_days", source), status == "deceased")
-
-
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "disease": (
-        "id",
-        "patient_id",
-        "icd10",
-        "topography",
-        "morphology",
-        "site_snomed",
-        "diagnosis_year",
-        "age_at_diagnosis",
-        "t_stage",
-        "n_stage",
-        "m_stage",
-        "stage_group",
-        "grade",
-    ),
-    "tumour": ("id", "patient_id", "disease_id", "body_site", "laterality", "size_mm"),
-    "biomarker": ("id", "patient_id", "disease_id", "name", "value_code", "value_number", "day"),
-    "biosample": ("id", "patient_id", "sample_type", "collection_day", "dataset_id"),
-    "treatment": (
-        "id",
-        "patient_id",
-        "disease_id",
-        "kind",
-        "agent",
-        "start_day",
-        "end_day",
-        "code",
-        "code_system",
-        "intent",
-    ),
-    "outcome": ("patient_id", "vital_status", "survival_days", "event"),
-}
 
 
 def _str(value: Any) -> str | None:

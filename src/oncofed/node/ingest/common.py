@@ -36,6 +36,7 @@ from oncofed.settings import NodeSettings, load_node_settings
 
 ACCESS_LEVELS = ("public", "registered", "controlled")
 
+
 # Additions to the node store the clinical and genomic importers and the Beacon API need.
 class RecordError(ValueError):
     """A bad row, code or file: names the file, the record, the field and the expected form."""
@@ -353,3 +354,50 @@ def days_between(start: date | None, end: date | None) -> int | None:
 
 def age_at(birth: date, when: date) -> int:
     return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
+
+
+# The CDM columns each importer writes, per table (the node store's schema, in insert order).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "disease": (
+        "id",
+        "patient_id",
+        "icd10",
+        "topography",
+        "morphology",
+        "site_snomed",
+        "diagnosis_year",
+        "age_at_diagnosis",
+        "t_stage",
+        "n_stage",
+        "m_stage",
+        "stage_group",
+        "grade",
+    ),
+    "tumour": ("id", "patient_id", "disease_id", "body_site", "laterality", "size_mm"),
+    "biomarker": ("id", "patient_id", "disease_id", "name", "value_code", "value_number", "day"),
+    "biosample": ("id", "patient_id", "sample_type", "collection_day", "dataset_id"),
+    "treatment": (
+        "id",
+        "patient_id",
+        "disease_id",
+        "kind",
+        "agent",
+        "start_day",
+        "end_day",
+        "code",
+        "code_system",
+        "intent",
+    ),
+    "outcome": ("patient_id", "vital_status", "survival_days", "event"),
+}
+
+
+def run_import(node_dir: Path, ingest: Callable[[NodeTarget], ImportReport]) -> ImportReport:
+    """Open the node's store, run one importer, close the store, print the report."""
+    target = NodeTarget.open(node_dir)
+    try:
+        report = ingest(target)
+    finally:
+        target.close()
+    report.print(Console())
+    return report

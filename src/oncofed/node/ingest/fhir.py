@@ -21,10 +21,10 @@ from typing import Any
 
 import duckdb
 from pydantic import ValidationError
-from rich.console import Console
 
 from oncofed.node.ingest import codes
 from oncofed.node.ingest.common import (
+    COLUMNS,
     ImportReport,
     NodeTarget,
     Pseudonyms,
@@ -33,6 +33,7 @@ from oncofed.node.ingest.common import (
     ensure_dataset,
     import_file,
     replace_rows,
+    run_import,
     upsert_patient,
 )
 
@@ -520,35 +521,10 @@ def _intent(r: dict[str, Any]) -> str | None:
     return None
 
 
-DISEASE_COLUMNS = (
-    "id",
-    "patient_id",
-    "icd10",
-    "topography",
-    "morphology",
-    "site_snomed",
-    "diagnosis_year",
-    "age_at_diagnosis",
-    "t_stage",
-    "n_stage",
-    "m_stage",
-    "stage_group",
-    "grade",
-)
-BIOMARKER_COLUMNS = ("id", "patient_id", "disease_id", "name", "value_code", "value_number", "day")
-TREATMENT_COLUMNS = (
-    "id",
-    "patient_id",
-    "disease_id",
-    "kind",
-    "agent",
-    "start_day",
-    "end_day",
-    "code",
-    "code_system",
-    "intent",
-)
-OUTCOME_COLUMNS = ("patient_id", "vital_status", "survival_days", "event")
+DISEASE_COLUMNS = COLUMNS["disease"]
+BIOMARKER_COLUMNS = COLUMNS["biomarker"]
+TREATMENT_COLUMNS = COLUMNS["treatment"]
+OUTCOME_COLUMNS = COLUMNS["outcome"]
 
 
 def _files(paths: list[Path]) -> list[Path]:
@@ -587,10 +563,4 @@ def fhir_command(
     paths: list[Path], node_dir: Path, dataset: str | None = None, access_level: str | None = None
 ) -> ImportReport:
     """`oncofed node ingest fhir PATHS`: FHIR R4 (mCODE) JSON bundles, resources or folders."""
-    target = NodeTarget.open(node_dir)
-    try:
-        report = ingest_fhir(paths, target, dataset, access_level)
-    finally:
-        target.close()
-    report.print(Console())
-    return report
+    return run_import(node_dir, lambda target: ingest_fhir(paths, target, dataset, access_level))

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from rich.console import Console
 
 from oncofed.node.ingest import codes
 from oncofed.node.ingest.common import (
@@ -37,6 +36,7 @@ from oncofed.node.ingest.common import (
     file_hash,
     import_file,
     replace_rows,
+    run_import,
     upsert_patient,
 )
 from oncofed.node.ingest.fhir import (
@@ -355,10 +355,4 @@ def omop_command(
     paths: list[Path], node_dir: Path, dataset: str | None = None, access_level: str | None = None
 ) -> ImportReport:
     """`oncofed node ingest omop FOLDERS`: OMOP CDM CSV/TSV exports (one folder per export)."""
-    target = NodeTarget.open(node_dir)
-    try:
-        report = ingest_omop(paths, target, dataset, access_level)
-    finally:
-        target.close()
-    report.print(Console())
-    return report
+    return run_import(node_dir, lambda target: ingest_omop(paths, target, dataset, access_level))
