@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from oncofed.hub.admin import add_user, open_hub
 from oncofed.local import LocalFederation
 from oncofed.synth import generate_federation
 
@@ -91,6 +92,22 @@ def load_data(fed: LocalFederation, data: dict[str, Path], console: Console) -> 
         )
 
 
+def demo_users(fed: LocalFederation, nodes: list[str]) -> dict[str, tuple[str, str]]:
+    """A researcher, a DAC member of every node and a data holder, to try the portal with."""
+    _, engine = open_hub(fed.hub.directory)
+    people = {
+        "researcher": (["researcher"], "researcher"),
+        "dac": ([f"dac:{n}" for n in nodes], "DAC member"),
+        "holder": ([f"data_holder:{n}" for n in nodes], "data holder"),
+    }
+    try:
+        return {
+            name: (add_user(engine, name, roles), what) for name, (roles, what) in people.items()
+        }
+    finally:
+        engine.dispose()
+
+
 def run_demo(
     directory: Path, nodes: int, patients: int, once: bool, fresh: bool, console: Console
 ) -> int:
@@ -146,11 +163,14 @@ def run_demo(
             view = client.run("node.info", wait_time=30)
             elapsed = time.perf_counter() - started
         _print_info(console, view, elapsed)
+        people = demo_users(fed, list(data))
         console.print()
-        console.print(f"portal / API:  {fed.hub.url}/docs")
+        console.print(f"portal:        [bold]{fed.hub.url}/[/]   (API docs: {fed.hub.url}/docs)")
         console.print(
             f"admin login:   admin / [bold]{fed.admin_password}[/] (generated for this demo)"
         )
+        for username, (password, what) in people.items():
+            console.print(f"{what + ':':<15}{username} / [bold]{password}[/]")
         console.print(f"CLI:           oncofed login --hub {fed.hub.url} --username admin")
         console.print(f"logs:          {directory / 'logs'}")
         if once:

@@ -27,6 +27,7 @@ from oncofed.hub.models import UsedNonce
 from oncofed.hub.negotiation import routes as negotiation
 from oncofed.hub.negotiation.mail import mail_loop
 from oncofed.hub.notify import Notifier
+from oncofed.hub.portal import router as portal
 from oncofed.hub.routes import auth, channel, nodes, search, tasks
 from oncofed.hub.search import SearchAdmission
 from oncofed.security.envelope import utcnow
@@ -111,4 +112,5 @@ def create_app(settings: HubSettings) -> FastAPI:
         app.include_router(mine.router)
     app.include_router(catalogue.router)  # issue 7: catalogue, FAIR Data Point
     app.include_router(create_hub_beacon_router())  # issue 4: Beacon v2 network
+    portal.install(app)  # issue 7: the researcher portal
     return app

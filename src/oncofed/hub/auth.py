@@ -35,7 +35,7 @@ class Caller:
         return bool(self.roles & set(roles)) or "admin" in self.roles
 
 
-def _lookup_token(ctx: HubContext, token: str) -> Caller | None:
+def lookup_token(ctx: HubContext, token: str) -> Caller | None:
     now = utcnow()
     with ctx.sessions.begin() as s:
         row = s.execute(
@@ -65,7 +65,7 @@ async def current_caller(
             "log in first: `oncofed login --hub URL` (Bearer token missing)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    caller = await run_in_threadpool(_lookup_token, ctx, token.strip())
+    caller = await run_in_threadpool(lookup_token, ctx, token.strip())
     if caller is None:
         raise HTTPException(
             401,

@@ -31,6 +31,7 @@ from oncofed.hub.identity.issuer import s256
 from oncofed.hub.identity.models import ExternalIdentity, OidcLogin
 from oncofed.hub.models import Account
 from oncofed.hub.negotiation.models import Contact
+from oncofed.hub.portal.session import set_session
 from oncofed.security.envelope import utcnow
 from oncofed.security.secrets_ import same_secret, token_hash
 
@@ -279,8 +280,9 @@ def _finish(
 @router.get("/callback")
 async def callback(
     request: Request, ctx: Ctx, code: str = "", state: str = "", error: str = ""
-) -> dict[str, Any]:
-    """The provider sends the browser back here; answers with an oncofed API token."""
+) -> Any:
+    """The provider sends the browser back here. A browser (Accept: text/html) is logged in
+    to the portal with a session cookie; a CLI or script gets the API token as JSON."""
     if error:
         raise HTTPException(401, f"the OIDC provider refused the log-in: {error[:200]}")
     browser = request.cookies.get(BROWSER_COOKIE, "")
@@ -293,4 +295,8 @@ async def callback(
             ctx.audit.append, "?", "auth.oidc_login", "deny", ctx.settings.oidc_issuer, str(exc)
         )
         raise HTTPException(401, f"OIDC log-in failed: {exc}") from exc
+    if "text/html" in request.headers.get("accept", ""):
+        response = RedirectResponse("/", status_code=303)
+        set_session(response, result["access_token"], ctx.settings.url.startswith("https://"))
+        return response
     return result

@@ -132,7 +132,7 @@ def send_reminders(ctx: HubContext) -> int:
                     f"[oncofed] reminder: access request {neg.id} awaits your decision",
                     f"The request '{neg.title}' by {neg.owner} for dataset {res.resource_id} "
                     f"at {res.node_name} has been {res.state} since {iso(res.updated_at)}.\n"
-                    f"Please decide: {ctx.settings.url}/api/negotiations/{neg.id}\n",
+                    f"Please decide: {ctx.settings.url}/requests/{neg.id}\n",
                 )
             res.reminded_at = now
             ctx.audit.append(

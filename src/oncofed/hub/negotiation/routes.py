@@ -150,7 +150,7 @@ async def handover(req: HandoverRequest, ctx: Ctx, caller: Researcher) -> dict[s
         "resources": [
             {"id": r["id"], "name": r["name"], "provider": r["provider"]} for r in view["resources"]
         ],
-        "redirectUrl": f"{ctx.settings.url}/api/negotiations/{view['id']}",
+        "redirectUrl": f"{ctx.settings.url}/requests/{view['id']}",
     }
 
 

@@ -344,7 +344,7 @@ def _after_negotiation_event(
     ev: lc.NegotiationEvent,
     who: Who,
 ) -> None:
-    link = f"{ctx.settings.url}/api/negotiations/{neg.id}"
+    link = f"{ctx.settings.url}/requests/{neg.id}"
     if ev == lc.NegotiationEvent.SUBMIT:
         for admin in _admins(s):
             enqueue(s, admin, f"[oncofed] new access request {neg.id}", f"Review it: {link}\n")
@@ -457,7 +457,7 @@ def resource_fire(
                     user,
                     f"[oncofed] {res.node_name}/{res.resource_id}: {res.state}",
                     f"{who.username}: {ev.value} on '{neg.title}'.\n{req.note}\n"
-                    f"{ctx.settings.url}/api/negotiations/{nid}\n",
+                    f"{ctx.settings.url}/requests/{nid}\n",
                 )
             neg.updated_at = utcnow()
             s.flush()
@@ -635,8 +635,7 @@ def add_comment(ctx: HubContext, who: Who, nid: str, req: CommentRequest) -> dic
                 s,
                 user,
                 f"[oncofed] new comment on access request {nid}",
-                f"{who.username} wrote:\n\n{req.body}\n\n"
-                f"{ctx.settings.url}/api/negotiations/{nid}\n",
+                f"{who.username} wrote:\n\n{req.body}\n\n{ctx.settings.url}/requests/{nid}\n",
             )
         s.flush()
         return {"id": comment.id, "author": who.username, "at": iso(comment.at)}

@@ -22,6 +22,8 @@ router = APIRouter()
 
 LOGIN_ATTEMPTS = 10
 LOGIN_WINDOW = 60.0
+TOKEN_DAYS = 30
+PORTAL_TOKEN_DAYS = 1  # a browser session: one working day
 
 
 class LoginLimiter:
@@ -53,7 +55,7 @@ def _dummy_hash() -> str:
     return hash_password(secrets.token_hex(16))
 
 
-def _login(ctx: HubContext, username: str, password: str) -> str | None:
+def _login(ctx: HubContext, username: str, password: str, name: str) -> str | None:
     with ctx.sessions() as s:
         account = s.scalar(sa.select(Account).where(Account.username == username))
     if account is None or account.disabled or not account.password_hash:
@@ -61,7 +63,30 @@ def _login(ctx: HubContext, username: str, password: str) -> str | None:
         return None
     if not verify_password(account.password_hash, password):
         return None
-    return create_api_token(ctx.engine, username, name="login", days=30)
+    days = PORTAL_TOKEN_DAYS if name == "portal" else TOKEN_DAYS
+    return create_api_token(ctx.engine, username, name=name, days=days)
+
+
+async def password_login(
+    request: Request, ctx: HubContext, username: str, password: str, name: str = "login"
+) -> str:
+    """A new API token for a right username and password; limited, audited either way."""
+    address = request.client.host if request.client else "?"
+    keys = (f"user:{username}", f"addr:{address}")
+    if limiter.blocked(*keys):
+        await run_in_threadpool(
+            ctx.audit.append, username, "auth.login", "deny", name, "rate limited"
+        )
+        raise HTTPException(429, "too many failed log-ins; wait a minute and try again")
+    token = await run_in_threadpool(_login, ctx, username, password, name)
+    if token is None:
+        limiter.fail(*keys)
+        await run_in_threadpool(
+            ctx.audit.append, username, "auth.login", "deny", name, "wrong username or password"
+        )
+        raise HTTPException(401, "wrong username or password")
+    await run_in_threadpool(ctx.audit.append, username, "auth.login", "allow", name)
+    return token
 
 
 @router.post("/api/auth/token", tags=["auth"])
@@ -71,22 +96,8 @@ async def login(
     username: Annotated[str, Form(max_length=200)],
     password: Annotated[str, Form(max_length=1000)],
 ) -> dict[str, Any]:
-    address = request.client.host if request.client else "?"
-    keys = (f"user:{username}", f"addr:{address}")
-    if limiter.blocked(*keys):
-        await run_in_threadpool(
-            ctx.audit.append, username, "auth.login", "deny", "", "rate limited"
-        )
-        raise HTTPException(429, "too many failed log-ins; wait a minute and try again")
-    token = await run_in_threadpool(_login, ctx, username, password)
-    if token is None:
-        limiter.fail(*keys)
-        await run_in_threadpool(
-            ctx.audit.append, username, "auth.login", "deny", "", "wrong username or password"
-        )
-        raise HTTPException(401, "wrong username or password")
-    await run_in_threadpool(ctx.audit.append, username, "auth.login", "allow")
-    return {"access_token": token, "token_type": "bearer", "expires_in": 30 * 24 * 3600}
+    token = await password_login(request, ctx, username, password)
+    return {"access_token": token, "token_type": "bearer", "expires_in": TOKEN_DAYS * 24 * 3600}
 
 
 @router.get("/api/me", tags=["auth"])

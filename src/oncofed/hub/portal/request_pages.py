@@ -1,0 +1,417 @@
+"""Access requests in the portal: the researcher's requests, a request's page with the
+actions this viewer may take, and the DAC inbox. Every action goes through the negotiation
+service, so the lifecycle, the role checks and the audit are the API's own."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from oncofed.hub.auth import Caller
+from oncofed.hub.catalogue import service as catalogue
+from oncofed.hub.channel import ChannelError
+from oncofed.hub.context import HubContext, hub_context
+from oncofed.hub.negotiation import lifecycle as lc
+from oncofed.hub.negotiation import service
+from oncofed.hub.negotiation.forms import (
+    DUO_TERMS,
+    PRIMARY_DUO,
+    TEXT_FIELDS,
+    AccessForm,
+    CommentRequest,
+    NegotiationCreate,
+    ResourceEventRequest,
+    ResourceRef,
+)
+from oncofed.hub.negotiation.service import NegotiationError, Who
+from oncofed.hub.portal.session import check_csrf, user_with
+from oncofed.hub.portal.templating import render
+from oncofed.hub.search import combine
+from oncofed.hub.search_runs import search_view
+
+router = APIRouter(include_in_schema=False)
+Ctx = Annotated[HubContext, Depends(hub_context)]
+AnyUser = Annotated[Caller, Depends(user_with())]
+Csrf = Annotated[None, Depends(check_csrf)]
+
+FIELD_LABELS = {
+    "purpose": "Purpose",
+    "hypothesis": "Hypothesis",
+    "objectives": "Objectives",
+    "methods": "Methods",
+    "team": "Team",
+    "funding": "Funding",
+    "ethics_approval": "Ethics approval (committee, number, date)",
+}
+EVENT_LABELS = {
+    "SUBMIT": "Submit for review",
+    "APPROVE": "Approve",
+    "DECLINE": "Decline",
+    "START": "Start: contact the providers",
+    "PAUSE": "Pause",
+    "UNPAUSE": "Resume",
+    "ABANDON": "Abandon",
+    "CONCLUDE": "Conclude",
+    "RETURN_FOR_RESUBMISSION": "Return for resubmission",
+    "RESUBMIT": "Resubmit",
+    "MARK_AS_CHECKING_AVAILABILITY": "Checking availability",
+    "MARK_AS_AVAILABLE": "Available",
+    "MARK_AS_UNAVAILABLE": "Unavailable",
+    "MARK_AS_CURRENTLY_UNAVAILABLE_BUT_WILLING_TO_COLLECT": "Unavailable, willing to collect",
+    "INDICATE_ACCESS_CONDITIONS": "Set access conditions",
+    "ACCEPT_ACCESS_CONDITIONS": "Accept the conditions",
+    "DECLINE_ACCESS_CONDITIONS": "Decline the conditions",
+    "MARK_AS_NOT_MADE_AVAILABLE": "Do not make available",
+    "GRANT_ACCESS_TO_RESOURCE": "Grant access",
+}
+# Events that end something: their buttons look different and ask for a note.
+# The step that moves a request forward: drawn as the main button.
+PRIMARY = {
+    "SUBMIT",
+    "APPROVE",
+    "START",
+    "RESUBMIT",
+    "MARK_AS_AVAILABLE",
+    "GRANT_ACCESS_TO_RESOURCE",
+    "ACCEPT_ACCESS_CONDITIONS",
+    "UNPAUSE",
+}
+GRAVE = {
+    "DECLINE",
+    "ABANDON",
+    "MARK_AS_UNAVAILABLE",
+    "MARK_AS_NOT_MADE_AVAILABLE",
+    "DECLINE_ACCESS_CONDITIONS",
+}
+
+
+def who(user: Caller) -> Who:
+    return Who(user.username, user.roles)
+
+
+def negotiation_actions(user: Caller, neg: dict[str, Any]) -> list[str]:
+    out = []
+    for event in neg["allowed_events"]:
+        roles = lc.NEGOTIATION_ACTORS[lc.NegotiationEvent(event)]
+        if ("owner" in roles and neg["owner"] == user.username) or (
+            "admin" in roles and "admin" in user.roles
+        ):
+            out.append(event)
+    return out
+
+
+def resource_actions(user: Caller, neg: dict[str, Any], res: dict[str, Any]) -> list[str]:
+    if neg["state"] != lc.NegotiationState.IN_PROGRESS:
+        return []
+    out = []
+    for event in res["allowed_events"]:
+        roles = lc.RESOURCE_ACTORS[lc.ResourceEvent(event)]
+        if ("dac" in roles and f"dac:{res['provider']}" in user.roles) or (
+            "owner" in roles and neg["owner"] == user.username
+        ):
+            out.append(event)
+    return out
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    return await run_in_threadpool(fn, *args)
+
+
+@router.get("/requests", response_class=HTMLResponse)
+async def my_requests(request: Request, ctx: Ctx, user: AnyUser) -> Response:
+    rows = await _call(service.list_for, ctx, who(user))
+    mine = [r for r in rows if r["owner"] == user.username]
+    others = [r for r in rows if r["owner"] != user.username]
+    return render(
+        request, ctx, "requests.html", user, title="Access requests", mine=mine, others=others
+    )
+
+
+def _form_from(form: Any) -> AccessForm:
+    names = (*TEXT_FIELDS, "ethics_approval")
+    data: dict[str, Any] = {f: str(form.get(f, "")).strip() for f in names}
+    data["duo_codes"] = [str(c) for c in form.getlist("duo_codes")]
+    return AccessForm.model_validate(data)
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{FIELD_LABELS.get(str(e['loc'][-1]), str(e['loc'][-1]))}: {e['msg']}"
+        for e in exc.errors()
+    )
+
+
+async def _candidates(request: Request, ctx: HubContext, user: Caller) -> list[dict[str, Any]]:
+    """The datasets a new request is about: from a cohort result, a dataset page, or all."""
+    params = request.query_params
+    out: list[dict[str, Any]] = []
+    run_id = params.get("run", "")
+    if run_id:
+        try:
+            if await _call(ctx.channel.owner, run_id) == user.username:
+                result = combine(await search_view(ctx, run_id))
+                for c in result["collections"]:
+                    out.append(
+                        {
+                            "provider": c["provider"],
+                            "id": c["id"],
+                            "name": c["name"],
+                            "checked": True,
+                        }
+                    )
+        except ChannelError:
+            pass
+    for ref in params.getlist("resource"):
+        provider, _, dataset = ref.partition(":")
+        if provider and dataset:
+            out.append({"provider": provider, "id": dataset, "name": dataset, "checked": True})
+    chosen = {(c["provider"], c["id"]) for c in out}
+    for r in await _call(catalogue.list_records, ctx):
+        if not r.origin and (r.provider, r.identifier) not in chosen:
+            out.append(
+                {"provider": r.provider, "id": r.identifier, "name": r.title, "checked": False}
+            )
+    for c in out:
+        c["value"] = f"{c['provider']}:{c['id']}"
+    return out
+
+
+def _new_page(
+    request: Request,
+    ctx: HubContext,
+    user: Caller,
+    candidates: list[dict[str, Any]],
+    status_code: int = 200,
+    error: str = "",
+    title: str = "",
+    form: AccessForm | None = None,
+) -> Response:
+    return render(
+        request,
+        ctx,
+        "request_new.html",
+        user,
+        status_code,
+        title="New access request",
+        error=error,
+        candidates=candidates,
+        req_title=title or request.query_params.get("title", ""),
+        form=form or AccessForm(),
+        labels=FIELD_LABELS,
+        duo_terms=DUO_TERMS,
+        primary_duo=PRIMARY_DUO,
+    )
+
+
+@router.get("/requests/new", response_class=HTMLResponse)
+async def new_request(
+    request: Request, ctx: Ctx, user: Annotated[Caller, Depends(user_with("researcher"))]
+) -> Response:
+    return _new_page(request, ctx, user, await _candidates(request, ctx, user))
+
+
+@router.post("/requests", response_class=HTMLResponse)
+async def create_request(
+    request: Request,
+    ctx: Ctx,
+    user: Annotated[Caller, Depends(user_with("researcher"))],
+    _: Csrf,
+) -> Response:
+    form = await request.form()
+    chosen = [str(v) for v in form.getlist("resource")]
+    title = str(form.get("title", "")).strip()
+    candidates = [
+        {
+            "provider": p,
+            "id": d,
+            "name": str(form.get(f"name:{p}:{d}", d)),
+            "checked": True,
+            "value": f"{p}:{d}",
+        }
+        for p, _, d in (v.partition(":") for v in chosen)
+    ]
+    try:
+        access = _form_from(form)
+    except ValidationError as exc:
+        return _new_page(request, ctx, user, candidates, 422, _errors(exc), title)
+    if not chosen:
+        return _new_page(
+            request, ctx, user, candidates, 422, "choose at least one dataset", title, access
+        )
+    try:
+        req = NegotiationCreate(
+            title=title or "Access request",
+            resources=[
+                ResourceRef(id=c["id"], name=c["name"], provider=c["provider"]) for c in candidates
+            ],
+            form=access,
+        )
+        neg = await _call(service.create, ctx, who(user), req)
+    except ValidationError as exc:
+        return _new_page(request, ctx, user, candidates, 422, _errors(exc), title, access)
+    except NegotiationError as exc:
+        return _new_page(request, ctx, user, candidates, exc.status, exc.message, title, access)
+    if form.get("action") == "submit":
+        try:
+            await _call(service.fire, ctx, who(user), neg["id"], "SUBMIT", "")
+        except NegotiationError as exc:
+            return await _detail(request, ctx, user, neg["id"], exc.status, exc.message)
+        return RedirectResponse(f"/requests/{neg['id']}?done=updated", status_code=303)
+    return RedirectResponse(f"/requests/{neg['id']}?done=created", status_code=303)
+
+
+async def _detail(
+    request: Request,
+    ctx: HubContext,
+    user: Caller,
+    nid: str,
+    status_code: int = 200,
+    error: str = "",
+) -> Response:
+    try:
+        neg = await _call(service.get, ctx, who(user), nid)
+        comments = await _call(service.comments, ctx, who(user), nid)
+    except NegotiationError as exc:
+        return render(
+            request, ctx, "error.html", user, exc.status, title="Not found", message=exc.message
+        )
+    for res in neg["resources"]:
+        res["actions"] = resource_actions(user, neg, res)
+    return render(
+        request,
+        ctx,
+        "request.html",
+        user,
+        status_code,
+        title=neg["title"],
+        error=error,
+        neg=neg,
+        actions=negotiation_actions(user, neg),
+        comments=comments,
+        editable=neg["owner"] == user.username and neg["state"] == lc.NegotiationState.DRAFT,
+        form=AccessForm.model_validate(neg["form"]),
+        labels=FIELD_LABELS,
+        event_labels=EVENT_LABELS,
+        grave=GRAVE,
+        primary=PRIMARY,
+        duo_terms=DUO_TERMS,
+        primary_duo=PRIMARY_DUO,
+    )
+
+
+@router.get("/requests/{nid}", response_class=HTMLResponse)
+async def request_page(request: Request, nid: str, ctx: Ctx, user: AnyUser) -> Response:
+    return await _detail(request, ctx, user, nid)
+
+
+@router.post("/requests/{nid}/form", response_class=HTMLResponse)
+async def edit_form(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) -> Response:
+    form = await request.form()
+    try:
+        access = _form_from(form)
+        await _call(service.update_form, ctx, who(user), nid, access)
+        if form.get("action") == "submit":
+            await _call(service.fire, ctx, who(user), nid, "SUBMIT", "")
+    except ValidationError as exc:
+        return await _detail(request, ctx, user, nid, 422, _errors(exc))
+    except NegotiationError as exc:
+        return await _detail(request, ctx, user, nid, exc.status, exc.message)
+    return RedirectResponse(f"/requests/{nid}?done=updated", status_code=303)
+
+
+@router.post("/requests/{nid}/event", response_class=HTMLResponse)
+async def event(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) -> Response:
+    form = await request.form()
+    try:
+        await _call(
+            service.fire,
+            ctx,
+            who(user),
+            nid,
+            str(form.get("event", "")),
+            str(form.get("note", ""))[:10_000],
+        )
+    except NegotiationError as exc:
+        return await _detail(request, ctx, user, nid, exc.status, exc.message)
+    return RedirectResponse(f"/requests/{nid}?done=updated", status_code=303)
+
+
+@router.post("/requests/{nid}/resources/{row}/event", response_class=HTMLResponse)
+async def resource_event(
+    request: Request, nid: str, row: int, ctx: Ctx, user: AnyUser, _: Csrf
+) -> Response:
+    form = await request.form()
+    days = str(form.get("grant_days", "")).strip()
+    try:
+        req = ResourceEventRequest(
+            event=str(form.get("event", "")),
+            note=str(form.get("note", "")),
+            conditions=str(form.get("conditions", "")),
+            grant_days=int(days) if days.isdigit() else None,
+        )
+        await _call(service.resource_fire, ctx, who(user), nid, row, req)
+    except ValidationError as exc:
+        return await _detail(request, ctx, user, nid, 422, _errors(exc))
+    except NegotiationError as exc:
+        return await _detail(request, ctx, user, nid, exc.status, exc.message)
+    back = str(form.get("back", ""))
+    target = "/inbox?done=updated" if back == "inbox" else f"/requests/{nid}?done=updated"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/requests/{nid}/comments", response_class=HTMLResponse)
+async def comment(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) -> Response:
+    form = await request.form()
+    try:
+        req = CommentRequest(
+            body=str(form.get("body", "")), provider=str(form.get("provider", "")) or None
+        )
+        await _call(service.add_comment, ctx, who(user), nid, req)
+    except ValidationError as exc:
+        return await _detail(request, ctx, user, nid, 422, _errors(exc))
+    except NegotiationError as exc:
+        return await _detail(request, ctx, user, nid, exc.status, exc.message)
+    return RedirectResponse(f"/requests/{nid}?done=commented#comments", status_code=303)
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+async def inbox(
+    request: Request,
+    ctx: Ctx,
+    user: Annotated[Caller, Depends(user_with())],
+) -> Response:
+    """What waits for this user's decision: providers' DAC steps, and (admins) reviews."""
+    rows = await _call(service.list_for, ctx, who(user))
+    waiting: list[dict[str, Any]] = []
+    reviews: list[dict[str, Any]] = []
+    decided: list[dict[str, Any]] = []
+    for row in rows:
+        if row["owner"] == user.username:
+            continue
+        neg = await _call(service.get, ctx, who(user), row["id"])
+        acts = negotiation_actions(user, neg)
+        if acts:
+            reviews.append({"neg": neg, "actions": acts})
+        for res in neg["resources"]:
+            if f"dac:{res['provider']}" not in user.roles:
+                continue
+            res["actions"] = resource_actions(user, neg, res)
+            item = {"neg": neg, "res": res}
+            (waiting if res["actions"] else decided).append(item)
+    return render(
+        request,
+        ctx,
+        "inbox.html",
+        user,
+        title="DAC inbox",
+        waiting=waiting,
+        reviews=reviews,
+        decided=decided[:50],
+        event_labels=EVENT_LABELS,
+        grave=GRAVE,
+        primary=PRIMARY,
+    )

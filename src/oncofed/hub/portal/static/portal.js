@@ -1,0 +1,76 @@
+// oncofed portal: progressive enhancement only. Every page works without this file.
+"use strict";
+document.documentElement.classList.add("js");
+
+// Catalogue facets: apply a filter as soon as it is ticked.
+document.addEventListener("change", (e) => {
+  const t = e.target;
+  if (t instanceof HTMLInputElement && t.hasAttribute("data-autosubmit") && t.form) {
+    t.form.requestSubmit();
+  }
+});
+
+// Cohort explorer: show the value fields of the chosen criterion without a round trip.
+const TYPE_WORDS = { EQUALS: "is", NOT_EQUALS: "is not", IN: "is any of", BETWEEN: "between",
+  LOWER_THAN: "below", GREATER_THAN: "above", CONTAINS: "contains" };
+
+function el(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function field(id, labelText, control) {
+  control.id = id;
+  return el("div", {}, [el("label", { for: id }, [labelText]), control]);
+}
+
+function valueFields(spec) {
+  const box = document.getElementById("c-value");
+  box.replaceChildren();
+  if (!spec) return;
+  const type = el("select", { name: "type" });
+  for (const t of [...spec.types].sort()) type.append(el("option", { value: t }, [TYPE_WORDS[t] || t]));
+  box.append(field("c-type", "Condition", type));
+  const unit = spec.unit ? ` (${spec.unit})` : "";
+  if (spec.value_type === "number") {
+    box.append(field("c-min", `From / value${unit}`, el("input", { name: "min", inputmode: "decimal" })));
+    box.append(field("c-max", `To${unit}`, el("input", { name: "max", inputmode: "decimal" })));
+  } else if (spec.values) {
+    const sel = el("select", { name: "value", multiple: "", size: String(Math.min(6, spec.values.length)) });
+    for (const v of spec.values) sel.append(el("option", { value: v.code }, [v.label]));
+    box.append(field("c-values", "Value (Ctrl/⌘ for several)", sel));
+  } else {
+    const hint = spec.examples ? ` (e.g. ${spec.examples.join(", ")})` : "";
+    box.append(field("c-text", `Value${hint}`, el("input", { name: "value" })));
+  }
+}
+
+const keySelect = document.querySelector("[data-vocab-select]");
+if (keySelect) {
+  const vocab = JSON.parse(document.getElementById("vocabulary").textContent);
+  const byKey = Object.fromEntries(vocab.keys.map((k) => [k.key, k]));
+  keySelect.addEventListener("change", () => valueFields(byKey[keySelect.value]));
+}
+
+// Cohort results: follow the search's server-sent events and redraw the results panel
+// (rendered by the server, charts included) as each provider's answer arrives.
+const results = document.querySelector("#results[data-run]");
+if (results && results.dataset.complete !== "true" && "EventSource" in window) {
+  const source = new EventSource(`/cohort/runs/${encodeURIComponent(results.dataset.run)}/events`);
+  let pending = Promise.resolve();
+  const refresh = () => {
+    pending = pending.then(async () => {
+      const response = await fetch(location.href, { headers: { accept: "text/html" } });
+      if (!response.ok) return;
+      const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = doc.getElementById("results");
+      const current = document.getElementById("results");
+      if (fresh && current) current.replaceWith(fresh);
+    });
+  };
+  source.addEventListener("node", refresh);
+  source.addEventListener("done", () => { source.close(); refresh(); });
+  source.addEventListener("error", () => { source.close(); refresh(); });
+}

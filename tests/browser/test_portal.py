@@ -1,0 +1,240 @@
+"""The portal in a real browser, as its users go through it: a visitor searches the catalogue,
+a researcher builds a cohort query and sees counts from three nodes, saves it and requests
+access from the result; the hub admin approves and starts the request; the providers' DAC
+member grants access from the inbox; the researcher sees the state change."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import PASSWORDS, Portal, Shots
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def new_page(browser: Any, portal: Portal) -> Any:
+    context = browser.new_context(base_url=portal.url, viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.js_errors = errors
+    return page
+
+
+def log_in(page: Any, username: str, password: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def log_out(page: Any) -> None:
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("link", name="Log in").wait_for()
+
+
+def unlabelled_controls(page: Any) -> list[str]:
+    """Form controls a screen reader could not name (no label, no aria-label)."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+          .filter(e => e.type !== 'hidden' && !e.closest('[hidden]'))
+          .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+          .map(e => e.outerHTML.slice(0, 120))"""
+    )
+    return found
+
+
+def test_catalogue_search_and_dataset_page(browser: Any, portal: Portal, shots: Shots) -> None:
+    from playwright.sync_api import expect
+
+    page = new_page(browser, portal)
+    page.goto("/")
+    expect(
+        page.get_by_role("heading", name="Find cancer data across the federation")
+    ).to_be_visible()
+    expect(page.locator("svg.chart")).to_have_count(1)
+    shots(page, "home")
+    page.get_by_label("Search the catalogue").fill("cohort")
+    page.get_by_role("button", name="Search the catalogue").click()
+    expect(page.locator("#result-count")).to_contain_text("3 datasets")
+    shots(page, "catalogue search")
+    # A facet narrows the results (JavaScript submits the form on tick).
+    page.get_by_role("group", name="Provider").get_by_label("node-2").check()
+    expect(page.locator("#result-count")).to_contain_text("1 dataset")
+    assert "provider=node-2" in page.url
+    page.get_by_role("link", name="node-2 cohort").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("node-2 cohort")
+    expect(page.get_by_role("row", name="Individuals")).to_contain_text(re.compile(r"\d"))
+    shots(page, "dataset page")
+    assert unlabelled_controls(page) == []
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    page.keyboard.press("Tab")
+    expect(page.locator(":focus")).to_have_text("Skip to content")
+    assert page.js_errors == []
+
+
+def test_data_holder_edits_the_description(browser: Any, portal: Portal, shots: Shots) -> None:
+    from playwright.sync_api import expect
+
+    page = new_page(browser, portal)
+    log_in(page, "hana", PASSWORDS["hana"])
+    page.goto("/catalogue/node-1:p1-cohort")
+    page.get_by_label("Description", exact=True).fill("Lung and breast CT from our oncology unit.")
+    page.get_by_label("Keywords (comma-separated)").fill("lung, CT, screening")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    expect(page.locator(".prose").first).to_have_text("Lung and breast CT from our oncology unit.")
+    shots(page, "dataset edited")
+    # Another provider's dataset offers no edit form to this holder.
+    page.goto("/catalogue/node-2:p2-cohort")
+    expect(page.get_by_role("heading", name="Edit the description")).to_have_count(0)
+
+
+def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots) -> None:
+    from playwright.sync_api import expect
+
+    # -- the researcher builds a query and sees each provider's count ----------------------
+    page = new_page(browser, portal)
+    page.goto("/cohort")
+    assert "/login" in page.url  # the explorer needs an account
+    page.get_by_label("Username").fill("rita")
+    page.get_by_label("Password").fill(PASSWORDS["rita"])
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/cohort")
+    shots(page, "cohort explorer empty")
+    page.get_by_label("Criterion").select_option(label="Sex")
+    page.get_by_label("Value (Ctrl/⌘ for several)").select_option(label="female")
+    page.get_by_role("button", name="Add criterion").click()
+    expect(page.locator(".chip.criterion")).to_have_text([re.compile(r"Sex is female\s*\u00d7")])
+    page.get_by_label("Criterion").select_option(label="Age at diagnosis")
+    page.get_by_label("In", exact=True).select_option(label="group 1 (AND)")
+    page.get_by_label("Condition").select_option(label="between")
+    page.get_by_label("From / value (years)").fill("30")
+    page.get_by_label("To (years)").fill("90")
+    page.get_by_role("button", name="Add criterion").click()
+    expect(page.locator(".chip.criterion")).to_have_count(2)
+    expect(page.locator(".describe")).to_contain_text(
+        "Sex is female and Age at diagnosis between 30 and 90 years"
+    )
+    assert unlabelled_controls(page) == []
+    page.get_by_role("button", name="Count patients at every provider").click()
+    results = page.locator("#results")
+    expect(results).to_contain_text("3 of 3 providers answered")
+    for node in ("node-1", "node-2", "node-3"):
+        row = results.get_by_role("row", name=node)
+        expect(row).to_contain_text("succeeded")
+        count = row.locator("td.num").first.inner_text()
+        assert count.replace(",", "").isdigit() and int(count.replace(",", "")) > 0, count
+    expect(results.locator("svg.chart rect.bar")).to_have_count(3)
+    shots(page, "cohort counts from three nodes")
+
+    # -- save and share -------------------------------------------------------------------
+    page.get_by_label("Name").fill("Women 30-90")
+    page.get_by_role("button", name="Save query").click()
+    share = page.get_by_label("Share link").input_value()
+    assert "/cohort?saved=" in share
+    page.goto(share)
+    expect(page.get_by_role("status")).to_contain_text("Women 30-90")
+    expect(page.locator(".chip.criterion")).to_have_count(2)
+
+    # -- access request from the result -----------------------------------------------------
+    page.get_by_role("button", name="Count patients at every provider").click()
+    expect(page.locator("#results")).to_contain_text("3 of 3 providers answered")
+    page.get_by_role("link", name="Request access to these datasets").click()
+    page.get_by_label("Title").fill("Female lung cancer imaging study")
+    for field, text in {
+        "Purpose": "Train a nodule detector on female patients.",
+        "Hypothesis": "Sex-specific models detect nodules earlier.",
+        "Objectives": "Compare detection AUC across sexes.",
+        "Methods": "Federated training at the providers; only model updates leave.",
+        "Team": "Rita (PI), two PhD students.",
+        "Funding": "Horizon Europe grant 101000000.",
+        "Ethics approval (committee, number, date)": "CEIm Valencia, 2026/042, 2026-10-01",
+    }.items():
+        page.get_by_label(field, exact=True).fill(text)
+    page.get_by_label("health or medical or biomedical research (HMB)").check()
+    shots(page, "access request form")
+    page.get_by_role("button", name="Submit request").click()
+    expect(page.locator("#request-state")).to_have_text("submitted")
+    request_url = page.url.split("?")[0]
+    shots(page, "request submitted")
+    log_out(page)
+
+    # -- the hub admin approves and starts it ------------------------------------------------
+    log_in(page, "admin", portal.admin_password)
+    page.goto(request_url)
+    page.get_by_role("button", name="Approve").click()
+    expect(page.locator("#request-state")).to_have_text("approved")
+    page.get_by_role("button", name="Start: contact the providers").click()
+    expect(page.locator("#request-state")).to_have_text("in progress")
+    page.goto("/dashboard")
+    expect(page.get_by_role("row", name="node-1")).to_contain_text("online")
+    shots(page, "federation dashboard")
+    page.goto("/admin/audit?action=negotiation.")
+    expect(page.locator("table.audit")).to_contain_text("negotiation.approve")
+    page.get_by_role("link", name="Verify the chain").click()
+    expect(page.get_by_role("status")).to_contain_text("The chain is intact")
+    shots(page, "audit log")
+    log_out(page)
+
+    # -- the DAC member decides from the inbox ----------------------------------------------
+    log_in(page, "dora", PASSWORDS["dora"])
+    page.goto("/inbox")
+    expect(page.get_by_role("heading", name="Awaiting your decision (3)")).to_be_visible()
+    shots(page, "dac inbox")
+    item = page.locator(".inbox-item").filter(has_text="node-1").first
+    item.get_by_role("button", name="Available", exact=True).click()
+    item = page.locator(".inbox-item").filter(has_text="node-1").first
+    item.get_by_label("Note to the researcher (optional)").fill(
+        "Approved by the DAC on 2026-11-22."
+    )
+    item.get_by_role("button", name="Grant access").click()
+    expect(page.get_by_role("heading", name="Awaiting your decision (2)")).to_be_visible()
+    shots(page, "dac decided")
+    log_out(page)
+
+    # -- the researcher sees the change ------------------------------------------------------
+    log_in(page, "rita", PASSWORDS["rita"])
+    page.goto(request_url)
+    expect(page.locator('[data-resource-state="node-1"]')).to_have_text("resource made available")
+    expect(page.locator(".history")).to_contain_text("Approved by the DAC on 2026-11-22.")
+    shots(page, "researcher sees the grant")
+    page.goto("/requests")
+    expect(page.get_by_role("row", name="Female lung cancer imaging study")).to_contain_text(
+        "in progress"
+    )
+    assert page.js_errors == []
+
+
+def test_roles_and_sessions(browser: Any, portal: Portal) -> None:
+    from playwright.sync_api import expect
+
+    page = new_page(browser, portal)
+    log_in(page, "hana", PASSWORDS["hana"])
+    # A data holder is not a researcher: the explorer says which role is missing.
+    response = page.goto("/cohort")
+    assert response is not None and response.status == 403
+    expect(page.locator("main")).to_contain_text("needs the role researcher")
+    response = page.goto("/admin/audit")
+    assert response is not None and response.status == 403
+    # A wrong password is refused on the page, with the reason.
+    log_out(page)
+    page.goto("/login")
+    page.get_by_label("Username").fill("hana")
+    page.get_by_label("Password").fill("wrong")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("wrong username or password")
+    # After log-out the old session cookie no longer works (the token was revoked).
+    log_in(page, "rita", PASSWORDS["rita"])
+    cookie = next(c for c in page.context.cookies() if c["name"] == "oncofed_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    log_out(page)
+    page.context.add_cookies([cookie])
+    page.goto("/requests")
+    assert "/login" in page.url
