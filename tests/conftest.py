@@ -81,24 +81,9 @@ FederationFactory = Callable[..., LocalFederation]
 
 def load_synthetic(node_dir: Path, provider_index: int, patients: int) -> None:
     """Fill a (stopped) node's store with synthetic patients of provider `provider_index`."""
-    from oncofed.node.store import NodeStore
-    from oncofed.security.pseudonym import load_secret
-    from oncofed.settings import load_node_settings
-    from oncofed.synth import iter_patients
-    from oncofed.synth.load import load_records
+    from oncofed.synth.load import fill_node
 
-    settings = load_node_settings(node_dir)
-    store = NodeStore(settings.resolve(settings.store_file))
-    try:
-        load_records(
-            store,
-            iter_patients(provider_index, patients, seed=7),
-            load_secret(settings.resolve(settings.secret_file)),
-            f"{settings.provider_id}-cohort",
-            f"{settings.name} cohort",
-        )
-    finally:
-        store.close()
+    fill_node(node_dir, provider_index, patients)
 
 
 @pytest.fixture

@@ -215,3 +215,24 @@ def _copy(
     with path.open("w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows(rows)
     con.execute(f"COPY {table} ({', '.join(columns)}) FROM '{path}' (HEADER false, NULL '')")
+
+
+def fill_node(node_dir: Path, provider_index: int, patients: int, seed: int = 7) -> int:
+    """Fill a stopped node's store with the synthetic patients of one provider; returns the
+    number of patients loaded. Used by the tests and the benchmarks."""
+    from oncofed.security.pseudonym import load_secret
+    from oncofed.settings import load_node_settings
+    from oncofed.synth.generate import iter_patients
+
+    settings = load_node_settings(node_dir)
+    store = NodeStore(settings.resolve(settings.store_file))
+    try:
+        return load_records(
+            store,
+            iter_patients(provider_index, patients, seed=seed),
+            load_secret(settings.resolve(settings.secret_file)),
+            f"{settings.provider_id}-cohort",
+            f"{settings.name} cohort",
+        )
+    finally:
+        store.close()

@@ -69,6 +69,8 @@ EVENT_LABELS = {
     "GRANT_ACCESS_TO_RESOURCE": "Grant access",
 }
 # Events that end something: their buttons look different and ask for a note.
+# Where a request waits for the hub's reviewer (an admin): approve or decline, then start.
+REVIEW_STATES = {lc.NegotiationState.SUBMITTED, lc.NegotiationState.APPROVED}
 # The step that moves a request forward: drawn as the main button.
 PRIMARY = {
     "SUBMIT",
@@ -389,13 +391,14 @@ async def inbox(
     waiting: list[dict[str, Any]] = []
     reviews: list[dict[str, Any]] = []
     decided: list[dict[str, Any]] = []
+    mine = {r.split(":", 1)[1] for r in user.roles if r.startswith("dac:")}
     for row in rows:
-        if row["owner"] == user.username:
-            continue
+        review = "admin" in user.roles and row["state"] in REVIEW_STATES
+        if row["owner"] == user.username or not (review or mine & set(row["providers"])):
+            continue  # nothing for this user to decide: skip loading it
         neg = await _call(service.get, ctx, who(user), row["id"])
-        acts = negotiation_actions(user, neg)
-        if acts:
-            reviews.append({"neg": neg, "actions": acts})
+        if review:
+            reviews.append({"neg": neg, "actions": negotiation_actions(user, neg)})
         for res in neg["resources"]:
             if f"dac:{res['provider']}" not in user.roles:
                 continue

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oncofed.hub.context import hub_context
 from oncofed.hub.portal import (
@@ -18,10 +22,35 @@ from oncofed.hub.portal.session import LoginRequired, PortalDenied, optional_use
 from oncofed.hub.portal.templating import HERE, render
 
 
+class ServerTiming:
+    """Adds `Server-Timing: app;dur=<ms>` (time to the response's start) to every answer:
+    what browsers' developer tools and bench/portal.py read as the hub's own time. A plain
+    ASGI wrapper, so streamed answers (server-sent events) pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                took = (time.perf_counter() - started) * 1000
+                MutableHeaders(scope=message).append("Server-Timing", f"app;dur={took:.1f}")
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 def install(app: FastAPI) -> None:
     for module in (login_pages, catalogue_pages, cohort_pages, request_pages, federation_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    app.add_middleware(ServerTiming)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
