@@ -18,7 +18,7 @@ from oncofed.hub.catalogue import service as catalogue
 from oncofed.hub.context import HubContext, hub_context
 from oncofed.hub.models import FINAL_STATUSES, Node, Task, TaskTarget
 from oncofed.hub.portal.catalogue_pages import by_provider
-from oncofed.hub.portal.charts import Bar, bar_chart
+from oncofed.hub.portal.charts import Bar, bar_chart, range_chart
 from oncofed.hub.portal.session import user_with
 from oncofed.hub.portal.templating import render
 from oncofed.security.envelope import utcnow
@@ -92,6 +92,11 @@ async def dashboard(
     datasets = Counter(r.provider for r in records if not r.origin)
     for n in nodes:
         n["datasets"] = datasets.get(n["name"], 0)
+    ranges = [
+        (f"{r.provider}: {r.title}", r.figures.age_range.min, r.figures.age_range.max)
+        for r in records
+        if r.figures.age_range is not None
+    ][:20]
     modalities: Counter[str] = Counter()
     for r in records:
         modalities.update({m.label for m in r.figures.modalities})
@@ -108,6 +113,12 @@ async def dashboard(
         modality_chart=bar_chart(
             "Datasets per imaging modality",
             [Bar(m, n) for m, n in sorted(modalities.items(), key=lambda x: (-x[1], x[0]))],
+        ),
+        age_chart=range_chart(
+            "Age at diagnosis per dataset (released ranges)",
+            ranges,
+            min((a for _, a, _ in ranges), default=0) // 10 * 10,
+            (max((b for _, _, b in ranges), default=0) + 9) // 10 * 10,
         ),
         harvested=sum(1 for r in records if r.origin),
     )
