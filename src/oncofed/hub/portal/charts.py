@@ -15,9 +15,9 @@ from markupsafe import Markup, escape
 
 BAR_HEIGHT = 22
 GAP = 6
-LABEL_WIDTH = 150
+LABEL_WIDTH = 175
 VALUE_WIDTH = 70
-WIDTH = 560
+WIDTH = 580
 
 
 @dataclass(frozen=True)
