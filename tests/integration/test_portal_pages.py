@@ -233,6 +233,8 @@ def test_access_request_through_forms(hub: Hub) -> None:
     # The researcher sees the grant; a comment reaches the request page.
     page = alice.get(f"/requests/{nid}").text
     assert 'data-resource-state="node-1">resource made available' in page
+    grants = alice.get("/requests").text
+    assert "Your access grants" in grants and "ds-a" in grants and "eyJ" in grants  # a JWT
     r = alice.post(f"/requests/{nid}/comments", data={"csrf": token, "body": "Thank you!"})
     assert r.status_code == 303
     assert "Thank you!" in alice.get(f"/requests/{nid}").text

@@ -128,8 +128,16 @@ async def my_requests(request: Request, ctx: Ctx, user: AnyUser) -> Response:
     rows = await _call(service.list_for, ctx, who(user))
     mine = [r for r in rows if r["owner"] == user.username]
     others = [r for r in rows if r["owner"] != user.username]
+    grants = await _call(service.my_visas, ctx, who(user))
     return render(
-        request, ctx, "requests.html", user, title="Access requests", mine=mine, others=others
+        request,
+        ctx,
+        "requests.html",
+        user,
+        title="Access requests",
+        mine=mine,
+        others=others,
+        grants=grants,
     )
 
 
