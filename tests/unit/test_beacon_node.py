@@ -238,3 +238,47 @@ def test_filters(node: Any, schemas: BeaconSchemas) -> None:
     # individuals who carry a KRAS variant
     carriers = count({"requestParameters": {"geneId": "KRAS"}})
     assert 0 < carriers < 40
+
+
+def test_beacon_counts_charge_the_requesters_budget(tmp_path: Any) -> None:
+    """A count released by Beacon costs budget like a search count: without it, Beacon
+    would be a way around the node's per-researcher limit on distinct noisy answers."""
+    synth = make_synth(tmp_path / "synth", patients=40)
+    node_dir = make_node(tmp_path / "node")
+    (node_dir / "policy.toml").write_text(
+        'allowed_tasks = ["beacon.query"]\n[disclosure]\nepsilon = 1.0\ndaily_budget = 2.0\n'
+        "rate_limit_per_minute = 1000\n"
+    )
+    target = NodeTarget.open(node_dir)
+    ingest_clinical([synth / "clinical"], synth / "clinical" / "mapping.yaml", target,
+                    access_level="public")  # fmt: skip
+    target.close()
+    ctx = NodeContext.open(load_node_settings(node_dir))
+    app = FastAPI()
+    app.state.node = ctx
+    app.include_router(create_beacon_router())
+    queries = ["NCIT:C16576", "NCIT:C20197", "ICD10:C34"]  # female, male, lung
+    try:
+        with TestClient(app) as client:
+
+            def count(term: str) -> dict[str, Any]:
+                path = f"{ROOT}/individuals?filters={term}&requestedGranularity=count"
+                out: dict[str, Any] = client.get(path).json()
+                return out
+
+            first, second = count(queries[0]), count(queries[1])
+            assert first["meta"]["returnedGranularity"] == "count"
+            assert second["meta"]["returnedGranularity"] == "count"
+            # The same question again is free: its answer is the cached one.
+            assert count(queries[0])["responseSummary"] == first["responseSummary"]
+            # A third distinct question exceeds the day's budget: a yes/no answer only.
+            third = count(queries[2])
+            assert third["meta"]["returnedGranularity"] == "boolean"
+            assert "numTotalResults" not in third["responseSummary"]
+            assert "budget" in third["info"]["disclosure"]
+        decisions = [e for e in ctx.audit.entries() if e["action"] == "beacon.count"]
+        assert [e["decision"] for e in decisions] == ["allow", "allow", "allow", "deny"]
+        assert json.loads(decisions[2]["details"])["epsilon"] == 0.0  # the repeat was free
+        assert all(e["actor"].startswith("beacon@") for e in decisions)
+    finally:
+        ctx.close()

@@ -34,6 +34,7 @@ from oncofed.beacon.wire import (
 from oncofed.node.ingest.codes import ICD10_SITE, SITE_SNOMED
 from oncofed.node.store import NodeStore
 from oncofed.privacy.disclose import release_count
+from oncofed.privacy.errors import BudgetExhausted, RateLimited
 from oncofed.privacy.policy import DisclosurePolicy
 
 SEX_BY_TERM = {
@@ -114,6 +115,9 @@ class _Scope:
 
 NoiseSource = Callable[[str, list[tuple[str, str, float]]], dict[tuple[str, str], int]]
 """(query hash, [(dataset, statistic, scale)]) → cached noise per (dataset, statistic)."""
+Admitter = Callable[[str, str], None]
+"""(requester, query hash): records the request and charges the requester's privacy budget
+as a search would, or raises RateLimited / BudgetExhausted (:mod:`oncofed.privacy`)."""
 
 
 class BeaconEngine(BeaconFramework):
@@ -130,11 +134,13 @@ class BeaconEngine(BeaconFramework):
         limits: DisclosurePolicy,
         config: BeaconConfig,
         noise: NoiseSource | None = None,
+        admit: Admitter | None = None,
     ) -> None:
         super().__init__(config)
         self.store = store
         self.limits = limits
         self.noise = noise
+        self.admit = admit
         self._datasets: tuple[float, list[dict[str, Any]]] | None = None
 
     def release(self, query_hash: str, label: str, true: int) -> int | None:
@@ -144,6 +150,21 @@ class BeaconEngine(BeaconFramework):
             scale = 1.0 / self.limits.epsilon
             draw = self.noise(query_hash, [(label, "beacon", scale)])[(label, "beacon")]
         return release_count(true, draw, self.limits)
+
+    def charge(self, requester: str, query_hash: str) -> str | None:
+        """Charge a count's release to the requester's budget, as a search count is: without
+        it, Beacon count queries would be a way around the node's per-researcher budget.
+        Returns why the count is withheld (budget spent), None when it may be released;
+        a rate-limited requester gets a 429."""
+        if self.admit is None:
+            return None
+        try:
+            self.admit(requester, query_hash)
+        except BudgetExhausted as exc:
+            return str(exc)
+        except RateLimited as exc:
+            raise BeaconError(str(exc), 429) from exc
+        return None
 
     # ------------------------------------------------------------------ framework
 
@@ -221,9 +242,11 @@ class BeaconEngine(BeaconFramework):
         granted: set[str],
         entry_id: str | None = None,
         via: str | None = None,
+        requester: str = "anonymous",
     ) -> dict[str, Any]:
         """Answer one entry-type request; ``via`` is the entry type of ``entry_id``
-        for cross-links (``/individuals/{id}/g_variants``)."""
+        for cross-links (``/individuals/{id}/g_variants``). ``requester`` is who pays for
+        a released count (the researcher of a hub task, or the caller's address)."""
         if entry not in ENTRY_TYPES:
             raise BeaconError(f"unknown entry type {entry!r}", 404)
         started = time.perf_counter()
@@ -253,6 +276,7 @@ class BeaconEngine(BeaconFramework):
         summary: dict[str, Any] = {"exists": bool(hits)}
         response: dict[str, Any] | None = None
         granted_hits = [s for s in scopes if s.cap == "record"]
+        withheld: str | None = None
         if requested == "record" and any(s.count for s in granted_hits):
             returned: Granularity = "record"
             result_sets = []
@@ -270,7 +294,8 @@ class BeaconEngine(BeaconFramework):
                 result_sets.append({"id": s.dataset, "setType": "dataset", "exists": s.count > 0,
                                     "resultsCount": s.count, "results": results})  # fmt: skip
             others = sum(s.count for s in hits if s.cap != "record" and s.cap != "boolean")
-            shown = self.release(key, "others", others) if others else 0
+            withheld = self.charge(requester, key) if others else None
+            shown = self.release(key, "others", others) if others and not withheld else 0
             summary["numTotalResults"] = sum(s.count for s in granted_hits) + (shown or 0)
             response = {"resultSets": result_sets}
         else:
@@ -278,7 +303,8 @@ class BeaconEngine(BeaconFramework):
             returned = _granularity_min(_granularity_min(requested, "count"), cap)
             if returned == "count":
                 total = sum(s.count for s in hits)
-                shown = self.release(key, "total", total) if total else 0
+                withheld = self.charge(requester, key) if total else None
+                shown = None if withheld else self.release(key, "total", total) if total else 0
                 if shown is None:
                     returned = "boolean"
                 else:
@@ -293,6 +319,8 @@ class BeaconEngine(BeaconFramework):
             "responseSummary": summary,
             "info": {"queryMilliseconds": round((time.perf_counter() - started) * 1000, 2)},
         }
+        if withheld:
+            out["info"]["disclosure"] = f"count withheld: {withheld}"
         if response is not None:
             out["response"] = response
         return out

@@ -26,6 +26,7 @@ from oncofed.beacon.wire import (
     add_get_post,
 )
 from oncofed.node.beacon.engine import BeaconEngine
+from oncofed.privacy.errors import DisclosureRefused
 
 GrantChecker = Callable[[Request], set[str]]
 """Request → ids of the datasets the caller holds a *verified* grant for (record level).
@@ -74,7 +75,22 @@ def engine_for(ctx: Any) -> BeaconEngine:
             result: dict[tuple[str, str], int] = ledger.noise(node_id, query, wanted)
             return result
 
-    return BeaconEngine(ctx.store, ctx.policy.disclosure, config, noise)
+    def admit(requester: str, query: str) -> None:
+        """The search budget and rate limit, applied to Beacon counts; every decision is
+        written to the node's audit log."""
+        if ledger is None:
+            return
+        try:
+            admission = ledger.admit(requester, query, ctx.policy.disclosure)
+        except DisclosureRefused as exc:
+            ctx.audit.append(requester, "beacon.count", "deny", query, str(exc),
+                             {"reason": exc.reason})  # fmt: skip
+            raise
+        ctx.audit.append(requester, "beacon.count", "allow", query, "",
+                         {"epsilon": admission.epsilon_charged,
+                          "remaining": round(admission.remaining, 6)})  # fmt: skip
+
+    return BeaconEngine(ctx.store, ctx.policy.disclosure, config, noise, admit)
 
 
 def request_from_query(params: dict[str, str]) -> BeaconRequest:
@@ -173,7 +189,10 @@ def create_beacon_router(
         try:
             beacon_request = await _request(request)
             granted = grants(request)
-            result = await run_in_threadpool(e.query, entry, beacon_request, granted, entry_id, via)
+            requester = f"beacon@{request.client.host if request.client else '?'}"
+            result = await run_in_threadpool(
+                e.query, entry, beacon_request, granted, entry_id, via, requester
+            )
         except BeaconError as exc:
             return error_response(e.config.beacon_id, exc.status, str(exc))
         return JSONResponse(result)

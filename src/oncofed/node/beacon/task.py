@@ -51,7 +51,9 @@ def beacon_query(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict
         if task.entry_type == "filtering_terms":
             return {"status": 200, "document": engine.filtering_terms()}
         request = BeaconRequest.parse(task.request)
-        document = engine.query(task.entry_type, request, granted, task.entry_id, task.via)
+        document = engine.query(
+            task.entry_type, request, granted, task.entry_id, task.via, meta.requester
+        )
     except BeaconError as exc:
         return {"status": exc.status, "error": str(exc)}
     return {"status": 200, "document": document}
