@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -322,11 +323,20 @@ def node_info(directory: NodeDir = DEFAULT_NODE_DIR) -> None:
     from oncofed.node.store import StoreBusyError
     from oncofed.node.tasks import node_summary
 
-    ctx = NodeContext.open(_node_settings(directory))
+    settings = _node_settings(directory)
+    ctx = NodeContext.open(settings)
     try:
         console.print_json(json.dumps(node_summary(ctx)))
     except StoreBusyError as exc:
-        raise fail(str(exc)) from exc
+        import httpx
+
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        try:  # the running service holds the store: ask it
+            answer = httpx.get(f"http://{host}:{settings.port}/info", timeout=30)
+            answer.raise_for_status()
+        except httpx.HTTPError:
+            raise fail(str(exc)) from exc
+        console.print_json(answer.text)
     finally:
         ctx.close()
 
@@ -363,21 +373,77 @@ def ingest_images(
     try:
         images_command(paths, directory, progress=progress)
     except StoreBusyError as exc:
-        raise fail(str(exc)) from exc
+        report = _through_service(directory, {"kind": "images", "paths": paths}, exc)
+        if report.rejections:
+            raise typer.Exit(1) from None
+        return
     _after_ingest(directory)
 
 
-def _import_report(directory: Path, run: Callable[[], Any]) -> None:
-    """Run a clinical/genomic importer; exit 1 when any file was rejected."""
+def _through_service(directory: Path, job: dict[str, Any], busy: Exception) -> Any:
+    """The store is held by the running node: hand the ingest to it and wait for its report.
+
+    Uses the node's local admin API (loopback, `keys/admin.token`); without a running
+    service that answers, the original "store is busy" error stands.
+    """
+    import httpx
+
+    from oncofed.node.ingest.jobs import IngestJob, admin_token, report_from_json
+
+    settings = _node_settings(directory)
+    token = admin_token(settings)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://{host}:{settings.port}/api/admin/ingest"
+    body = IngestJob.model_validate(
+        {
+            **{k: v for k, v in job.items() if v is not None},
+            "paths": [str(Path(p).resolve()) for p in job["paths"]],
+            **{
+                k: str(Path(job[k]).resolve())
+                for k in ("mapping", "sample_map")
+                if job.get(k) is not None
+            },
+        }
+    ).model_dump(mode="json")
+    if token is None:
+        raise fail(str(busy))
+    headers = {"authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(timeout=30, headers=headers) as client:
+            r = client.post(base, json=body)
+            if r.status_code != 202:
+                raise fail(f"the running node refused the ingest: {r.status_code} {r.text[:300]}")
+            state = r.json()
+            err.print(f"the node service holds the store: it runs this ingest (job {state['id']})")
+            with console.status("the running node is ingesting ...") as status:
+                while state["state"] in ("queued", "running"):
+                    time.sleep(0.5)
+                    state = client.get(f"{base}/{state['id']}").json()
+                    status.update(f"the running node is ingesting ... {state['seconds']:.0f} s")
+    except httpx.HTTPError as exc:
+        raise fail(f"{busy} (and the node service at {base} did not answer: {exc})") from exc
+    if state["state"] != "done":
+        raise fail(f"the ingest failed in the node service: {state.get('error')}")
+    report = report_from_json(state["report"])
+    console.print(report.table())
+    return report
+
+
+def _import_report(directory: Path, run: Callable[[], Any], job: dict[str, Any]) -> None:
+    """Run a clinical/genomic importer (through the running node when it holds the store);
+    exit 1 when any file was rejected."""
     from oncofed.node.ingest.common import RecordError
     from oncofed.node.store import StoreBusyError
 
     try:
         report = run()
-    except (RecordError, StoreBusyError) as exc:
+    except RecordError as exc:
         raise fail(str(exc)) from exc
-    if report.ingested:
-        _after_ingest(directory)
+    except StoreBusyError as exc:
+        report = _through_service(directory, job, exc)
+    else:
+        if report.ingested:
+            _after_ingest(directory)
     if report.rejected:
         for outcome in report.rejected[:20]:
             err.print(f"[red]rejected[/] {outcome.detail}")
@@ -412,8 +478,11 @@ def ingest_clinical(
 
     _node_settings(directory)
     _import_report(
-        directory, lambda: clinical_command(paths, mapping, directory, dataset, access_level)
-    )
+        directory,
+        lambda: clinical_command(paths, mapping, directory, dataset, access_level),
+        {"kind": "clinical", "paths": paths, "mapping": mapping, "dataset": dataset,
+         "access_level": access_level},
+    )  # fmt: skip
 
 
 @ingest_app.command("fhir")
@@ -429,7 +498,11 @@ def ingest_fhir(
     from oncofed.node.ingest.fhir import fhir_command
 
     _node_settings(directory)
-    _import_report(directory, lambda: fhir_command(paths, directory, dataset, access_level))
+    _import_report(
+        directory,
+        lambda: fhir_command(paths, directory, dataset, access_level),
+        {"kind": "fhir", "paths": paths, "dataset": dataset, "access_level": access_level},
+    )
 
 
 @ingest_app.command("omop")
@@ -443,7 +516,11 @@ def ingest_omop(
     from oncofed.node.ingest.omop import omop_command
 
     _node_settings(directory)
-    _import_report(directory, lambda: omop_command(paths, directory, dataset, access_level))
+    _import_report(
+        directory,
+        lambda: omop_command(paths, directory, dataset, access_level),
+        {"kind": "omop", "paths": paths, "dataset": dataset, "access_level": access_level},
+    )
 
 
 @ingest_app.command("vcf")
@@ -475,7 +552,9 @@ def ingest_vcf(
         lambda: vcf_command(
             paths, directory, dataset, sample_pattern, sample_map, assembly, access_level, progress
         ),
-    )
+        {"kind": "vcf", "paths": paths, "dataset": dataset, "sample_pattern": sample_pattern,
+         "sample_map": sample_map, "assembly": assembly, "access_level": access_level},
+    )  # fmt: skip
 
 
 @node_app.command("pull")

@@ -390,7 +390,12 @@ def test_node_authorisation_matrix(hub: Hub, tmp_path: Path) -> None:
         Row("GET", "/info", public(200)),
         Row("GET", "/mediator", public(403)),
         Row("POST", "/mediator", public(403), kwargs={"json": {}}),
-    ]
+        # The local admin API takes only the node's own admin token (a file on the node's
+        # machine): every hub token, valid or not, is refused.
+        Row("POST", "/api/admin/ingest", public(401),
+            kwargs={"json": {"kind": "fhir", "paths": ["x"]}}),
+        Row("GET", "/api/admin/ingest/{job_id}", public(401), p("/api/admin/ingest/none")),
+    ]  # fmt: skip
     # The node's own Beacon answers everyone the same way (a hub token is no grant): open
     # framework documents, and queries capped to what each dataset allows without a visa.
     for path, _ in beacon_paths():

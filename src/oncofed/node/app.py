@@ -12,11 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from oncofed import __version__
+from oncofed.node import admin_routes
 from oncofed.node.agent import Agent
 from oncofed.node.beacon import create_beacon_router
 from oncofed.node.beacon import task as _beacon_task  # noqa: F401  (beacon.query handler)
 from oncofed.node.context import NodeContext
 from oncofed.node.grants import request_grants, revocation_loop
+from oncofed.node.ingest.jobs import IngestJobs, JobState, admin_token
 from oncofed.node.mediator import MediatorContext, make_mediator_router
 from oncofed.node.tasks import node_summary
 from oncofed.privacy import DisclosureDecision
@@ -36,6 +38,15 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
         ctx = NodeContext.open(settings)
         ctx.store.migrate()
         app.state.node = ctx
+        admin_token(settings, create=True)
+
+        def published(state: JobState) -> None:
+            """After an ingest through the service, the catalogue shows the new figures."""
+            from oncofed.node.publish import request_refresh
+
+            request_refresh(settings, ctx.key)
+
+        app.state.ingest_jobs = IngestJobs(ctx, after=published)
         ctx.audit.append(
             "node",
             "node.start",
@@ -107,4 +118,6 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
     app.include_router(make_mediator_router(mediator_context))
     # GA4GH Beacon v2 (record level only with a verified grant; see node/beacon).
     app.include_router(create_beacon_router(grants=request_grants))
+    # Ingest through the running service (local, admin token): `oncofed node ingest ...`.
+    app.include_router(admin_routes.router)
     return app

@@ -40,7 +40,6 @@ from typing import Any, Literal
 import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from rich.console import Console
 
 from oncofed.node.ingest import codes
 from oncofed.node.ingest.common import (
@@ -55,6 +54,7 @@ from oncofed.node.ingest.common import (
     import_file,
     parse_date,
     replace_rows,
+    run_import,
     upsert_patient,
 )
 
@@ -607,22 +607,23 @@ def clinical_command(
     dataset: str | None = None,
     access_level: str | None = None,
 ) -> ImportReport:
-    """`oncofed node ingest clinical PATHS --mapping mapping.yaml`: CSV exports via a mapping.
+    """`oncofed node ingest clinical PATHS --mapping mapping.yaml`: CSV exports via a mapping."""
+    mapping = resolve_mapping(paths, mapping)
+    return run_import(
+        node_dir, lambda target: ingest_clinical(paths, mapping, target, dataset, access_level)
+    )
 
-    Without ``--mapping`` the ``mapping.yaml`` beside the first path (or inside it) is used.
-    """
-    if mapping is None:
-        first = paths[0] if paths else Path(".")
-        folder = first if first.is_dir() else first.parent
-        mapping = folder / "mapping.yaml"
-        if not mapping.is_file():
-            raise RecordError(
-                str(mapping), "file", "--mapping", "a mapping file (give it with --mapping)"
-            )
-    target = NodeTarget.open(node_dir)
-    try:
-        report = ingest_clinical(paths, mapping, target, dataset, access_level)
-    finally:
-        target.close()
-    report.print(Console())
-    return report
+
+def resolve_mapping(paths: list[Path], mapping: Path | None) -> Path:
+    """The mapping to use: the one given, else ``mapping.yaml`` beside (or inside) the first
+    path; a clear error naming the option when there is none."""
+    if mapping is not None:
+        return mapping
+    first = paths[0] if paths else Path(".")
+    folder = first if first.is_dir() else first.parent
+    found = folder / "mapping.yaml"
+    if not found.is_file():
+        raise RecordError(
+            str(found), "file", "--mapping", "a mapping file (give it with --mapping)"
+        )
+    return found
