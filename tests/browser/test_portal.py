@@ -68,6 +68,8 @@ def test_catalogue_search_and_dataset_page(browser: Any, portal: Portal, shots: 
     page.get_by_role("group", name="Provider").get_by_label("node-2").check()
     expect(page.locator("#result-count")).to_contain_text("1 dataset")
     assert "provider=node-2" in page.url
+    # The reloaded page gives the keyboard focus back to the box just ticked.
+    expect(page.get_by_role("group", name="Provider").get_by_label("node-2")).to_be_focused()
     page.get_by_role("link", name="node-2 cohort").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("node-2 cohort")
     expect(page.get_by_role("row", name="Individuals")).to_contain_text(re.compile(r"\d"))

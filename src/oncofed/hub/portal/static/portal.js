@@ -2,13 +2,23 @@
 "use strict";
 document.documentElement.classList.add("js");
 
-// Catalogue facets: apply a filter as soon as it is ticked.
+// Catalogue facets: apply a filter as soon as it is ticked, and give the keyboard focus
+// back to the same box on the reloaded page (a keyboard user keeps their place).
 document.addEventListener("change", (e) => {
   const t = e.target;
   if (t instanceof HTMLInputElement && t.hasAttribute("data-autosubmit") && t.form) {
+    sessionStorage.setItem("oncofed-focus", `${t.name}=${t.value}`);
     t.form.requestSubmit();
   }
 });
+const refocus = sessionStorage.getItem("oncofed-focus");
+if (refocus) {
+  sessionStorage.removeItem("oncofed-focus");
+  const [name, value] = refocus.split(/=(.*)/s);
+  for (const box of document.querySelectorAll("input[data-autosubmit]")) {
+    if (box.name === name && box.value === value) box.focus();
+  }
+}
 
 // Cohort explorer: show the value fields of the chosen criterion without a round trip.
 const TYPE_WORDS = { EQUALS: "is", NOT_EQUALS: "is not", IN: "is any of", BETWEEN: "between",
