@@ -386,6 +386,8 @@ def _through_service(directory: Path, job: dict[str, Any], busy: Exception) -> A
     Uses the node's local admin API (loopback, `keys/admin.token`); without a running
     service that answers, the original "store is busy" error stands.
     """
+    from dataclasses import asdict
+
     import httpx
 
     from oncofed.node.ingest.jobs import IngestJob, admin_token, report_from_json
@@ -396,8 +398,9 @@ def _through_service(directory: Path, job: dict[str, Any], busy: Exception) -> A
     base = f"http://{host}:{settings.port}/api/admin/ingest"
     body = IngestJob.model_validate(
         {
-            **{k: v for k, v in job.items() if v is not None},
-            "paths": [str(Path(p).resolve()) for p in job["paths"]],
+            **{k: v for k, v in job.items() if v is not None and k != "pull"},
+            **({"pull": asdict(job["pull"])} if "pull" in job else {}),
+            "paths": [p if p == "-" else str(Path(p).resolve()) for p in job["paths"]],
             **{
                 k: str(Path(job[k]).resolve())
                 for k in ("mapping", "sample_map")
@@ -571,26 +574,22 @@ def node_pull(
     study_uid: Annotated[str | None, typer.Option(help="only this StudyInstanceUID")] = None,
     progress: bool = True,
 ) -> None:
-    """Pull studies from a PACS, de-identify and index them."""
-    from oncofed.node.ingest.commands import pull_command
+    """Pull studies from a PACS, de-identify and index them (through the running node
+    service when it holds the store)."""
+    from oncofed.node.ingest.commands import PullRequest, pull_command
     from oncofed.node.store import StoreBusyError
 
     _node_settings(directory)
+    pull = PullRequest(
+        dicomweb, dimse, aet, called_aet, receive_port, patient_id, study_date, modality, study_uid
+    )
     try:
-        pull_command(
-            directory,
-            dicomweb,
-            dimse,
-            aet,
-            called_aet,
-            receive_port,
-            patient_id,
-            study_date,
-            modality,
-            study_uid,
-            progress,
-        )
-    except (ValueError, StoreBusyError, ConnectionError, OSError) as exc:
+        pull_command(directory, pull, progress)
+    except StoreBusyError as exc:
+        report = _through_service(directory, {"kind": "pull", "paths": ["-"], "pull": pull}, exc)
+        if report.rejections:
+            raise typer.Exit(1) from None
+    except (ValueError, ConnectionError, OSError) as exc:
         raise fail(str(exc)) from exc
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -185,3 +186,23 @@ def test_pull_over_dimse(orthanc: Orthanc, tmp_path: Path) -> None:
     )
     assert report.ingested == 4, report.rejections
     _check(node, sources)
+
+
+def test_pull_through_the_running_node(orthanc: Orthanc, make_federation) -> None:  # type: ignore[no-untyped-def]
+    """`oncofed node pull` while the node serves: the service pulls into its own store."""
+    import sys
+
+    sources = _study("LIVE-" + PHI["patient_id"])
+    _upload(orthanc, sources)
+    fed = make_federation(nodes=1)
+    node_dir = fed.nodes["node-1"].directory
+    out = subprocess.run(
+        [sys.executable, "-m", "oncofed", "node", "pull", "--dir", str(node_dir),
+         "--dicomweb", f"{orthanc.http}/dicom-web", "--patient-id", str(sources[0].PatientID)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "the node service holds the store" in out.stderr
+    assert re.search(r"ingested\s+│\s+4", out.stdout), out.stdout
+    info = httpx.get(f"{fed.nodes['node-1'].url}/info", timeout=30).json()
+    assert any(d["id"].endswith("-imaging") for d in info["datasets"]), info

@@ -6,6 +6,7 @@ de-identification context from the node's secret and prints a Rich report.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -65,44 +66,57 @@ def images_command(paths: list[Path], node_dir: Path, progress: bool = True) -> 
     return report
 
 
-def pull_command(
-    node_dir: Path,
-    dicomweb: str | None = None,
-    dimse: str | None = None,
-    aet: str = "ONCOFED",
-    called_aet: str = "ORTHANC",
-    receive_port: int = 0,
-    patient_id: str | None = None,
-    study_date: str | None = None,
-    modality: str | None = None,
-    study_uid: str | None = None,
+@dataclass(frozen=True)
+class PullRequest:
+    """What `oncofed node pull` asks a PACS for (one of dicomweb / dimse)."""
+
+    dicomweb: str | None = None
+    dimse: str | None = None
+    aet: str = "ONCOFED"
+    called_aet: str = "ORTHANC"
+    receive_port: int = 0
+    patient_id: str | None = None
+    study_date: str | None = None
+    modality: str | None = None
+    study_uid: str | None = None
+
+
+def pull_into(
+    store: NodeStore,
+    settings: NodeSettings,
+    pull: PullRequest,
     progress: bool = True,
+    console: Console | None = None,
 ) -> IngestReport:
-    """Pull studies from a PACS (DICOMweb URL, or DIMSE HOST:PORT) and ingest them."""
+    """Pull studies from a PACS (DICOMweb URL, or DIMSE HOST:PORT) into `store`."""
     from oncofed.node import pacs
 
-    if bool(dicomweb) == bool(dimse):
+    if bool(pull.dicomweb) == bool(pull.dimse):
         raise ValueError("give exactly one of --dicomweb URL or --dimse HOST:PORT")
-    settings = load_node_settings(node_dir)
-    console = Console()
     query = pacs.StudyQuery(
-        patient_id=patient_id, study_date=study_date, modality=modality, study_uid=study_uid
+        patient_id=pull.patient_id,
+        study_date=pull.study_date,
+        modality=pull.modality,
+        study_uid=pull.study_uid,
     )
-    if dicomweb:
-        client: pacs.PacsClient = pacs.DicomWebClient(dicomweb)
+    if pull.dicomweb:
+        client: pacs.PacsClient = pacs.DicomWebClient(pull.dicomweb)
     else:
-        assert dimse is not None
-        host, _, port = dimse.rpartition(":")
+        assert pull.dimse is not None
+        host, _, port = pull.dimse.rpartition(":")
         if not host or not port.isdigit():
-            raise ValueError(f"--dimse {dimse!r}: expected HOST:PORT, e.g. pacs.local:104")
+            raise ValueError(f"--dimse {pull.dimse!r}: expected HOST:PORT, e.g. pacs.local:104")
         client = pacs.DimseClient(
-            host, int(port), aet=aet, called_aet=called_aet, receive_port=receive_port
+            host,
+            int(port),
+            aet=pull.aet,
+            called_aet=pull.called_aet,
+            receive_port=pull.receive_port,
         )
-    store = NodeStore(settings.resolve(settings.store_file))
     try:
         studies = client.find_studies(query)
         total = sum(s.instances or 0 for s in studies) or None
-        report = ingest_sources(
+        return ingest_sources(
             client.retrieve(studies),
             store,
             node_context(settings),
@@ -114,7 +128,17 @@ def pull_command(
             description=f"pulling {len(studies)} studies",
         )
     finally:
-        store.close()
         client.close()
+
+
+def pull_command(node_dir: Path, pull: PullRequest, progress: bool = True) -> IngestReport:
+    """`oncofed node pull`: pull from a PACS into the node at `node_dir`, print the report."""
+    settings = load_node_settings(node_dir)
+    console = Console()
+    store = NodeStore(settings.resolve(settings.store_file))
+    try:
+        report = pull_into(store, settings, pull, progress, console)
+    finally:
+        store.close()
     _print(report, console)
     return report

@@ -30,7 +30,7 @@ from oncofed.security.pseudonym import load_secret
 from oncofed.settings import NodeSettings
 
 ADMIN_TOKEN_FILE = "keys/admin.token"
-IngestKind = Literal["images", "clinical", "fhir", "omop", "vcf"]
+IngestKind = Literal["images", "pull", "clinical", "fhir", "omop", "vcf"]
 
 
 class IngestJob(BaseModel):
@@ -45,6 +45,7 @@ class IngestJob(BaseModel):
     sample_pattern: str | None = Field(None, max_length=500)
     sample_map: str | None = None
     assembly: str | None = Field(None, max_length=20)
+    pull: dict[str, Any] | None = Field(None, description="`oncofed node pull` options")
 
 
 def admin_token(settings: NodeSettings, create: bool = False) -> str | None:
@@ -89,7 +90,7 @@ def run_job(ctx: NodeContext, job: IngestJob) -> ImportReport | IngestReport:
     """Run one importer on the service's own store (the caller serialises jobs)."""
     from oncofed.node.cas import ContentStore
     from oncofed.node.ingest.clinical_csv import ingest_clinical, resolve_mapping
-    from oncofed.node.ingest.commands import node_context
+    from oncofed.node.ingest.commands import PullRequest, node_context, pull_into
     from oncofed.node.ingest.fhir import ingest_fhir
     from oncofed.node.ingest.images import ingest_images
     from oncofed.node.ingest.omop import ingest_omop
@@ -98,6 +99,8 @@ def run_job(ctx: NodeContext, job: IngestJob) -> ImportReport | IngestReport:
     settings = ctx.settings
     paths = [Path(p) for p in job.paths]
     quiet = Console(file=io.StringIO())
+    if job.kind == "pull":
+        return pull_into(ctx.store, settings, PullRequest(**(job.pull or {})), False, quiet)
     if job.kind == "images":
         return ingest_images(
             paths,
