@@ -4,6 +4,7 @@ service, so the lifecycle, the role checks and the audit are the API's own."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -318,45 +319,51 @@ async def request_page(request: Request, nid: str, ctx: Ctx, user: AnyUser) -> R
     return await _detail(request, ctx, user, nid)
 
 
-@router.post("/requests/{nid}/form", response_class=HTMLResponse)
-async def edit_form(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) -> Response:
+async def _act(
+    request: Request,
+    ctx: HubContext,
+    user: Caller,
+    nid: str,
+    action: Callable[[Any], Awaitable[None]],
+    done: str,
+) -> Response:
+    """Run one change of a request from its form; on refusal, the request page again with
+    the reason (and the status the API would give), else back to where the user was."""
     form = await request.form()
     try:
-        access = _form_from(form)
-        await _call(service.update_form, ctx, who(user), nid, access)
-        if form.get("action") == "submit":
-            await _call(service.fire, ctx, who(user), nid, "SUBMIT", "")
+        await action(form)
     except ValidationError as exc:
         return await _detail(request, ctx, user, nid, 422, _errors(exc))
     except NegotiationError as exc:
         return await _detail(request, ctx, user, nid, exc.status, exc.message)
-    return RedirectResponse(f"/requests/{nid}?done=updated", status_code=303)
+    return RedirectResponse(done, status_code=303)
+
+
+@router.post("/requests/{nid}/form", response_class=HTMLResponse)
+async def edit_form(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) -> Response:
+    async def action(form: Any) -> None:
+        await _call(service.update_form, ctx, who(user), nid, _form_from(form))
+        if form.get("action") == "submit":
+            await _call(service.fire, ctx, who(user), nid, "SUBMIT", "")
+
+    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=updated")
 
 
 @router.post("/requests/{nid}/event", response_class=HTMLResponse)
 async def event(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) -> Response:
-    form = await request.form()
-    try:
-        await _call(
-            service.fire,
-            ctx,
-            who(user),
-            nid,
-            str(form.get("event", "")),
-            str(form.get("note", ""))[:10_000],
-        )
-    except NegotiationError as exc:
-        return await _detail(request, ctx, user, nid, exc.status, exc.message)
-    return RedirectResponse(f"/requests/{nid}?done=updated", status_code=303)
+    async def action(form: Any) -> None:
+        event, note = str(form.get("event", "")), str(form.get("note", ""))[:10_000]
+        await _call(service.fire, ctx, who(user), nid, event, note)
+
+    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=updated")
 
 
 @router.post("/requests/{nid}/resources/{row}/event", response_class=HTMLResponse)
 async def resource_event(
     request: Request, nid: str, row: int, ctx: Ctx, user: AnyUser, _: Csrf
 ) -> Response:
-    form = await request.form()
-    days = str(form.get("grant_days", "")).strip()
-    try:
+    async def action(form: Any) -> None:
+        days = str(form.get("grant_days", "")).strip()
         req = ResourceEventRequest(
             event=str(form.get("event", "")),
             note=str(form.get("note", "")),
@@ -364,28 +371,21 @@ async def resource_event(
             grant_days=int(days) if days.isdigit() else None,
         )
         await _call(service.resource_fire, ctx, who(user), nid, row, req)
-    except ValidationError as exc:
-        return await _detail(request, ctx, user, nid, 422, _errors(exc))
-    except NegotiationError as exc:
-        return await _detail(request, ctx, user, nid, exc.status, exc.message)
-    back = str(form.get("back", ""))
-    target = "/inbox?done=updated" if back == "inbox" else f"/requests/{nid}?done=updated"
-    return RedirectResponse(target, status_code=303)
+
+    back = (await request.form()).get("back", "")
+    done = "/inbox?done=updated" if back == "inbox" else f"/requests/{nid}?done=updated"
+    return await _act(request, ctx, user, nid, action, done)
 
 
 @router.post("/requests/{nid}/comments", response_class=HTMLResponse)
 async def comment(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) -> Response:
-    form = await request.form()
-    try:
-        req = CommentRequest(
-            body=str(form.get("body", "")), provider=str(form.get("provider", "")) or None
-        )
+    async def action(form: Any) -> None:
+        provider = str(form.get("provider", "")) or None
+        req = CommentRequest(body=str(form.get("body", "")), provider=provider)
         await _call(service.add_comment, ctx, who(user), nid, req)
-    except ValidationError as exc:
-        return await _detail(request, ctx, user, nid, 422, _errors(exc))
-    except NegotiationError as exc:
-        return await _detail(request, ctx, user, nid, exc.status, exc.message)
-    return RedirectResponse(f"/requests/{nid}?done=commented#comments", status_code=303)
+
+    done = f"/requests/{nid}?done=commented#comments"
+    return await _act(request, ctx, user, nid, action, done)
 
 
 @router.get("/inbox", response_class=HTMLResponse)
