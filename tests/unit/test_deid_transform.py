@@ -153,6 +153,20 @@ def _file_bytes(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
+def _accented() -> list[Dataset]:
+    """CT files whose names, IDs and descriptions are not ASCII: UTF-8 and Latin-1."""
+    out = []
+    for charset in ("ISO_IR 192", "ISO_IR 100"):
+        ds = make_ct(patient_id="MRN-Ø-4711")
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = "Müller^Zoë"
+        ds.InstitutionName = "Charité Universitätsmedizin"
+        ds.StudyDescription = "Thorax für Müller"  # a leak the gate must find
+        ds.OperatorsName = "Ødegård^Åse"
+        out.append(ds)
+    return out
+
+
 @pytest.mark.parametrize("date_mode", ["month", "shift"])
 def test_fast_path_is_the_pydicom_path(date_mode: str) -> None:
     """Wherever the byte-level fast path answers, it gives the same output bytes, the same
@@ -161,7 +175,7 @@ def test_fast_path_is_the_pydicom_path(date_mode: str) -> None:
     ctx = DeidContext(SECRET, PROVIDER, date_mode=date_mode)  # type: ignore[arg-type]
     implicit = make_ct()
     implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    planted = [make_ct(), make_seg([make_ct(), make_ct()]), implicit]
+    planted = [make_ct(), make_seg([make_ct(), make_ct()]), implicit, *_accented()]
     corpus = [_file_bytes(d) for d in planted]
     corpus += [p.read_bytes() for p in pydicom_test_files() + deid_data_files()]
     answered = 0
@@ -192,3 +206,52 @@ def test_fast_path_leak_gate_still_blocks() -> None:
     assert fast is not None
     leak = check_output(fast.encoded.scan, fast.identifiers)
     assert leak is not None and "SeriesDescription" in leak.where
+
+
+@pytest.mark.parametrize("date_mode", ["month", "shift"])
+def test_fast_path_reuse_across_files_is_the_pydicom_path(date_mode: str) -> None:
+    """The fast path reuses per-element results across the files one context processes;
+    files that share element bytes but differ in what those results depend on (the patient's
+    date shift, the kept vendor names, the encoding) still come out as the pydicom path's."""
+    ctx = DeidContext(SECRET, PROVIDER, date_mode=date_mode)  # type: ignore[arg-type]
+    study = "1.2.826.0.1.3680043.8.498.1234567"
+    files = []
+    for n, (patient, vendor) in enumerate(
+        [("MRN-A-1", "SIEMENS"), ("MRN-B-2", "SIEMENS"), ("MRN-A-1", "GE MEDICAL")]
+    ):
+        ds = make_ct(patient_id=patient, study_uid=study, instance=n + 1)
+        ds.Manufacturer = vendor
+        ds.StationName = "SIEMENS"  # kept vendor name for two files, identifying for one
+        files.append(ds)
+    implicit = make_ct(study_uid=study)
+    implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    corpus = [_file_bytes(d) for d in [*files, implicit]]
+    corpus += [p.read_bytes() for p in deid_data_files()[:40]]
+    for data in corpus + corpus[::-1]:
+        fast = process(data, ctx)
+        if fast is None:
+            continue
+        out, scan, ids, facts = _slow(data, DeidContext(SECRET, PROVIDER, date_mode=date_mode))  # type: ignore[arg-type]
+        assert fast.encoded.data == out
+        assert fast.encoded.scan == scan
+        assert list(fast.identifiers.fragments.items()) == list(ids.fragments.items())
+        assert fast.identifiers.uids == ids.uids and fast.identifiers.exempt == ids.exempt
+        assert fast.pseudonym == facts[0] and fast.date_shift_days == facts[2]
+    station = [process(d, ctx) for d in corpus[:3]]
+    assert all(r is not None for r in station)
+    labels = [set(r.identifiers.fragments.values()) for r in station if r is not None]
+    assert "StationName" not in labels[0] and "StationName" in labels[2]
+
+
+def test_fast_path_takes_utf8_and_latin1_and_the_gate_still_blocks() -> None:
+    """Accented names are decoded with the file's character set: the fast path answers and
+    the leak gate finds the patient's name left in a kept descriptor, in UTF-8 and in
+    ISO 8859-1 bytes alike."""
+    ctx = DeidContext(SECRET, PROVIDER)
+    for data in (_file_bytes(d) for d in _accented()):  # UTF-8, then ISO 8859-1
+        fast = process(data, ctx)
+        assert fast is not None
+        assert fast.pseudonym == pseudonymise(SECRET, PROVIDER, "MRN-Ø-4711")
+        leak = check_output(fast.encoded.scan, fast.identifiers)
+        assert leak is not None and "StudyDescription" in leak.where
+        assert leak.label == "person name (0010,0010)"

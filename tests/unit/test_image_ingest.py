@@ -7,10 +7,23 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
 
-from oncofed.node.ingest.images import ingest_images
+from oncofed.node.deid import DeidContext
+from oncofed.node.deid.burnedin import hold_reason, hold_reason_of
+from oncofed.node.deid.fastpath import process
+from oncofed.node.ingest.images import (
+    QuarantineError,
+    _check_fast,
+    _check_parsed,
+    _DatasetFields,
+    _FastView,
+    ingest_images,
+)
 from tests.imaging_fixtures import (
     PHI,
+    PROVIDER,
+    SECRET,
     Node,
     deid_data_files,
     independent_leaks,
@@ -196,3 +209,53 @@ def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
             [tmp_path / "nope"], node.store, node.ctx, node.cas, node.quarantine, progress=False
         )
     shutil.rmtree(tmp_path / "images", ignore_errors=True)
+
+
+def test_fast_view_reads_what_pydicom_reads() -> None:
+    """On the fast path ingest reads the index values, the hold-back facts and the pixel
+    length check from the bytes; over real corpora they agree with reading the same
+    elements through pydicom (the pydicom path)."""
+    keywords = [
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "SOPClassUID",
+        "Modality",
+        "PatientSex",
+        "StudyDate",
+        "SeriesDate",
+        "StudyDescription",
+        "SeriesDescription",
+        "PatientAge",
+        "BodyPartExamined",
+        "Manufacturer",
+        "ManufacturerModelName",
+    ]
+    ctx = DeidContext(SECRET, PROVIDER)
+    answered = 0
+
+    def outcome(check: object, arg: object) -> str | None:
+        try:
+            check(arg)  # type: ignore[operator]
+        except QuarantineError as exc:
+            return exc.reason
+        return None
+
+    for path in pydicom_test_files() + deid_data_files():
+        fast = process(path.read_bytes(), ctx)
+        if fast is None:
+            continue
+        answered += 1
+        view, slow = _FastView(fast), _DatasetFields(fast.output)
+        source: Dataset = fast.source
+        for keyword in keywords:
+            fast_text, slow_text = view.text(keyword), slow.text(keyword)
+            if fast_text is not None and slow_text is not None and "[" in slow_text:
+                continue  # several values: pydicom prints a list, the bytes keep them joined
+            assert fast_text == slow_text, (path.name, keyword)
+        assert view.number("SliceThickness") == slow.number("SliceThickness")
+        assert view.integer("Rows") == slow.integer("Rows")
+        assert view.integer("Columns") == slow.integer("Columns")
+        assert hold_reason_of(view.source_values) == hold_reason(source), path.name
+        assert outcome(_check_fast, view) == outcome(lambda ds: _check_parsed(ds, True), source)
+    assert answered >= 100

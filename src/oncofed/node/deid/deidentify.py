@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -98,6 +98,12 @@ class DeidContext:
     date_mode: DateMode = "month"
     max_shift_days: int = 365
     _uids: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Keyed hashes already computed: the files of a study repeat the same PatientID and
+    # accession number, and one HMAC costs as much as de-identifying several elements.
+    _keyed: dict[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
+    # The fast path's per-element results (see fastpath._Run.clean); valid for this
+    # context's secret and choices only, which is why they live here.
+    _fast: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.uid_root.endswith("."):
@@ -111,7 +117,7 @@ class DeidContext:
             return uid
         mapped = self._uids.get(uid)
         if mapped is None:
-            digest = hmac.new(self.secret, b"uid\x1f" + uid.encode(), hashlib.sha256).digest()
+            digest = hmac.digest(self.secret, b"uid\x1f" + uid.encode(), "sha256")
             number = str(int.from_bytes(digest[:16], "big"))
             mapped = (self.uid_root + number)[:64]
             if len(self._uids) > 200_000:
@@ -120,11 +126,26 @@ class DeidContext:
         return mapped
 
     def pseudonym(self, source_id: str) -> str:
-        return pseudonymise(self.secret, self.provider_id, source_id, "patient")
+        key = ("patient", source_id)
+        found = self._keyed.get(key)
+        if found is None:
+            found = pseudonymise(self.secret, self.provider_id, source_id, "patient")
+            self._remember(key, found)
+        return found
 
     def accession(self, value: str) -> str:
-        mac = hmac.new(self.secret, f"accession\x1f{value.strip()}".encode(), hashlib.sha256)
-        return mac.hexdigest()[:16].upper()
+        key = ("accession", value)
+        found = self._keyed.get(key)
+        if found is None:
+            mac = hmac.new(self.secret, f"accession\x1f{value.strip()}".encode(), hashlib.sha256)
+            found = mac.hexdigest()[:16].upper()
+            self._remember(key, found)
+        return found
+
+    def _remember(self, key: tuple[str, str], value: str) -> None:
+        if len(self._keyed) > 100_000:
+            self._keyed.clear()
+        self._keyed[key] = value
 
     def shift_days(self, source_id: str) -> int:
         mac = hmac.new(self.secret, f"dateshift\x1f{source_id.strip()}".encode(), hashlib.sha256)

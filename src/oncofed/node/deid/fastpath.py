@@ -5,16 +5,31 @@ It implements exactly what :func:`~oncofed.node.deid.leakgate.collect_identifier
 :func:`~oncofed.node.deid.deidentify.deidentify` and
 :func:`~oncofed.node.deid.deidentify.encode` do (the same profile, the same `_op_for`, the same
 `_coarsen`, the same `DeidContext`), for the common case only: a Part 10 file in Explicit or
-Implicit VR Little Endian with native pixel data and ASCII text. Anything else (another
-transfer syntax, UN or non-ASCII values, ISO 2022 escapes, a value it would have to interpret
-in a way the pydicom path does not, a structure it cannot parse) makes :func:`process` return
-None and the caller takes the pydicom path. The unit tests check that wherever it answers, its
-output bytes, scan chunks and identifiers are identical to the pydicom path's.
+Implicit VR Little Endian with native pixel data and text in ASCII, ISO 8859-1 (ISO_IR 100)
+or UTF-8 (ISO_IR 192). Anything else (another transfer syntax, UN values, other character
+sets beyond ASCII, ISO 2022 escapes, a value it would have to interpret in a way the pydicom
+path does not, a structure it cannot parse) makes :func:`process` return None and the caller
+takes the pydicom path. The unit tests check that wherever it answers, its output bytes, scan
+chunks and identifiers are identical to the pydicom path's.
+
+Why it is fast (a CT series repeats almost all of its header from file to file):
+
+- elements are parsed to offsets, not values; an element kept as is goes out as one slice
+  of the source (header included), the pixel data as a view copied once into the output;
+- what each (tag, VR) gets is decided once per process (:func:`_plan`);
+- what an element or a whole sequence that is not kept as is becomes, and what it adds to
+  the leak gate's identifiers, depends only on its bytes and on the context, the encoding,
+  the patient's date shift and the kept vendor names: it is worked out once and looked up
+  after (a cache in the :class:`DeidContext`, bounded), and the items of a defined-length
+  sequence are parsed only when its bytes are new.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
+from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR
@@ -38,6 +53,7 @@ from oncofed.node.deid.leakgate import (
     META_IDENTIFYING,
     OWN_UIDS,
     Identifiers,
+    _fragments_for,
     exempt_value,
 )
 from oncofed.node.deid.profile import METHOD_CODES, Op
@@ -104,8 +120,22 @@ BULK = 0x7FE00008
 SOP_CLASS, SOP_INSTANCE = 0x00080016, 0x00080018
 
 
+# VR bytes as they appear in an explicit VR header -> the VR.
+_VR_BY_CODE = {vr.encode("ascii"): vr for vr in _VALID_VR}
+_VR_BYTES = {vr: vr.encode("ascii") for vr in _VALID_VR}
+_SHORT_VR_BY_CODE = {code: vr for code, vr in _VR_BY_CODE.items() if vr not in LONG_VRS}
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+
+
 class _Fallback(Exception):
     """The fast path does not cover this file: take the pydicom path."""
+
+
+# An element as parsed: tag, VR, where its header starts, where its value starts, where it
+# ends, and its items (sequences only, else None). Offsets instead of value bytes: most
+# elements are written out as the very bytes they were read from (one slice of the source,
+# header included) and are never decoded.
+_Elem = tuple[int, str, int, int, int, list[list["_Elem"]] | None]
 
 
 @dataclass
@@ -116,25 +146,67 @@ class FastResult:
     patient_key: str
     date_shift_days: int | None
     transfer_syntax: UID
-    _source: tuple[list[tuple[int, str, bytes]], list[tuple[int, str, bytes]], bool]
-    _output: list[tuple[int, str, bytes]]
+    _data: bytes
+    _elems: list[_Elem]
+    _meta: list[_Elem]
+    _top: dict[int, _Elem]
+    _meta_by: dict[int, _Elem]
+    _implicit: bool
+    _merged: dict[int, bytes | memoryview]
+    _order: list[int]
+    _out_vr: dict[int, str]
 
     @property
     def source(self) -> Dataset:
         """The source's top-level elements (raw, converted on access), file meta included."""
-        elems, meta, implicit = self._source
-        ds = _raw_dataset(elems, implicit, False)
+        data = self._data
+        elems = [(t, vr, data[v:e]) for t, vr, _, v, e, items in self._elems if items is None]
+        meta = [(t, vr, data[v:e]) for t, vr, _, v, e, _ in self._meta]
+        ds = _raw_dataset(elems, self._implicit, False)
         ds.file_meta = _raw_dataset(meta, False, True)  # type: ignore[assignment]
         return ds
+
+    def source_element(self, tag: int) -> tuple[str, bytes] | None:
+        """A top-level element of the source (file meta included) as (VR, value bytes);
+        ("SQ", b"") for a sequence, None when absent. For the few values ingest reads,
+        without building a pydicom dataset."""
+        found = (self._meta_by if tag >> 16 == 0x0002 else self._top).get(tag)
+        if found is None:
+            return None
+        if found[5] is not None:
+            return "SQ", b""
+        return found[1], self._data[found[3] : found[4]]
+
+    def source_length(self, tag: int) -> int | None:
+        """The value length of a top-level source element (no copy); None when absent or a
+        sequence."""
+        found = (self._meta_by if tag >> 16 == 0x0002 else self._top).get(tag)
+        return None if found is None or found[5] is not None else found[4] - found[3]
+
+    def output_element(self, tag: int) -> tuple[str, bytes] | None:
+        """A top-level element of the output as (VR, value bytes); ("SQ", b"") for a
+        sequence, None when absent."""
+        vr = self._out_vr.get(tag)
+        part = self._merged.get(tag)
+        if vr is None or part is None:
+            return None
+        if vr == "SQ":
+            return "SQ", b""
+        skip = 12 if not self._implicit and vr in LONG_VRS else 8
+        return vr, bytes(part[skip:])
 
     @property
     def output(self) -> Dataset:
         """The output's top-level elements other than sequences (raw)."""
-        return _raw_dataset(self._output, self.transfer_syntax == IMPLICIT_LE, False)
+        output = []
+        for tag in self._order:
+            vr = self._out_vr[tag]
+            if vr == "SQ":
+                continue
+            skip = 12 if not self._implicit and vr in LONG_VRS else 8
+            output.append((tag, vr, bytes(self._merged[tag][skip:])))
+        return _raw_dataset(output, self._implicit, False)
 
-
-# An element as parsed: tag, VR, value bytes (None for a sequence), items (sequences only).
-_Elem = tuple[int, str, bytes | None, list[list["_Elem"]] | None]
 
 _vr_cache: dict[int, str] = {}
 
@@ -153,7 +225,10 @@ def _dict_vr(tag: int) -> str:
 
 
 _HEAD = struct.Struct("<HH2sH")
-_LONG = struct.Struct("<HHL")
+_U32 = struct.Struct("<L")
+_IMPLICIT_HEAD = struct.Struct("<HHL")
+_EXPLICIT_SHORT = struct.Struct("<HH2sH")
+_EXPLICIT_LONG = struct.Struct("<HH2sxxL")
 
 
 def _u16(data: bytes, pos: int) -> int:
@@ -173,52 +248,91 @@ def _parse(
 ) -> tuple[list[_Elem], int]:
     """Elements from `pos` to `end` (or to the item delimiter when `until` is set)."""
     out: list[_Elem] = []
+    append = out.append
+    head = _HEAD.unpack_from
+    u32 = _U32.unpack_from
+    short_vrs = _SHORT_VR_BY_CODE
     while pos < end:
         if end - pos < 8:
             raise _Fallback("trailing bytes")
-        group, elem, length = _LONG.unpack_from(data, pos)
+        group, elem, code, short = head(data, pos)
+        if not implicit and group != 0xFFFE:
+            # The common case first: an explicit VR with a 2-byte length (never a sequence,
+            # UN or an undefined length).
+            vr = short_vrs.get(code)
+            if vr is not None:
+                stop = pos + 8 + short
+                if stop > end:
+                    raise _Fallback("truncated element")
+                append((group << 16 | elem, vr, pos, pos + 8, stop, None))
+                pos = stop
+                continue
         tag = group << 16 | elem
-        if tag == until:
-            if length != 0:
-                raise _Fallback("delimiter with a length")
-            return out, pos + 8
         if group == 0xFFFE:
+            if tag == until:
+                if u32(data, pos + 4)[0] != 0:
+                    raise _Fallback("delimiter with a length")
+                return out, pos + 8
             raise _Fallback("stray delimiter")
+        start = pos
         if implicit:
-            vr = _dict_vr(tag)
+            vr = _vr_cache.get(tag) or _dict_vr(tag)
+            length = u32(data, pos + 4)[0]
             pos += 8
         else:
-            _, _, code, length = _HEAD.unpack_from(data, pos)
-            vr = code.decode("latin-1")
-            if vr not in _VALID_VR:
+            vr = _VR_BY_CODE.get(code)
+            if vr is None:
                 raise _Fallback("unknown VR")
             if vr in LONG_VRS:
-                length = _u32(data, pos + 8)
+                if short:
+                    raise _Fallback("reserved bytes set")  # not written back as read
+                if end - pos < 12:
+                    raise _Fallback("truncated header")
+                length = u32(data, pos + 8)[0]
                 pos += 12
             else:
+                length = short
                 pos += 8
-        if vr == "UN" and not (tag >> 16) & 1:
+        if vr == "UN" and not group & 1:
             raise _Fallback("UN element")
         if length == UNDEFINED:
             if vr != "SQ":
                 raise _Fallback("undefined length outside a sequence")
-            items, pos = _items(data, pos, end, implicit)
-            out.append((tag, vr, None, items))
+            items, after = _items(data, pos, end, implicit)
+            append((tag, vr, start, pos, after, items))
+            pos = after
             continue
         stop = pos + length
         if stop > end:
             raise _Fallback("truncated element")
         if vr == "SQ":
-            items, after = _items(data, pos, stop, implicit, defined=True)
-            if after != stop:
-                raise _Fallback("sequence length mismatch")
-            out.append((tag, vr, None, items))
+            # Its extent is known: its items are parsed when (and only if) its bytes have
+            # not been seen before (see _Run.clean).
+            append((tag, vr, start, pos, stop, _DEFERRED))
         else:
-            out.append((tag, vr, data[pos:stop], None))  # bulk: sliced once, never decoded
+            append((tag, vr, start, pos, stop, None))  # bulk: never sliced here
         pos = stop
     if until is not None:
         raise _Fallback("missing delimiter")
     return out, pos
+
+
+class _Deferred(list[list[_Elem]]):
+    """The items of a defined-length sequence, not parsed yet: read them through
+    :meth:`_Run.items_of`. Iterating this placeholder is a bug, and fails loudly instead of
+    skipping the sequence's identifiers."""
+
+    def __iter__(self) -> Iterator[list[_Elem]]:
+        raise RuntimeError("deferred sequence items read without _Run.items_of")
+
+    def __len__(self) -> int:
+        raise RuntimeError("deferred sequence items read without _Run.items_of")
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("deferred sequence items read without _Run.items_of")
+
+
+_DEFERRED: list[list[_Elem]] = _Deferred()
 
 
 def _items(
@@ -250,11 +364,24 @@ def _items(
     return items, pos
 
 
-def _text(value: bytes) -> str:
-    """The value as pydicom's path sees it for our purposes (ASCII only, else fall back)."""
-    if not value.isascii() or b"\x1b" in value:
+def _text(value: bytes, encoding: str = "ascii") -> str:
+    """The value as pydicom's path decodes it: ASCII as is; otherwise with the file's
+    character set where it is one the fast path covers (see :data:`_ENCODINGS`), strictly
+    (pydicom would replace invalid bytes: fall back instead)."""
+    if value.isascii():
+        if b"\x1b" in value:
+            raise _Fallback("escape sequence")
+        return value.decode("ascii")
+    if encoding == "ascii":
         raise _Fallback("non-ASCII text")
-    return value.decode("ascii")
+    return value.decode(encoding)
+
+
+# Specific Character Set -> how pydicom decodes the text of such a file (pydicom.charset:
+# no value and ISO_IR 6 read as ISO 8859-1). Single-byte Latin-1 and UTF-8 only: in them a
+# backslash byte is always the value delimiter, so values split the same before and after
+# decoding. Files in other character sets take the fast path only where their text is ASCII.
+_ENCODINGS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
 
 
 class _Writer:
@@ -262,12 +389,11 @@ class _Writer:
         self.implicit = implicit
 
     def header(self, tag: int, vr: str, length: int) -> bytes:
-        t = (tag >> 16).to_bytes(2, "little") + (tag & 0xFFFF).to_bytes(2, "little")
         if self.implicit:
-            return t + length.to_bytes(4, "little")
+            return _IMPLICIT_HEAD.pack(tag >> 16, tag & 0xFFFF, length)
         if vr in LONG_VRS:
-            return t + vr.encode() + b"\x00\x00" + length.to_bytes(4, "little")
-        return t + vr.encode() + length.to_bytes(2, "little")
+            return _EXPLICIT_LONG.pack(tag >> 16, tag & 0xFFFF, _VR_BYTES[vr], length)
+        return _EXPLICIT_SHORT.pack(tag >> 16, tag & 0xFFFF, _VR_BYTES[vr], length)
 
     def element(self, tag: int, vr: str, value: bytes) -> bytes:
         return self.header(tag, vr, len(value)) + value
@@ -293,158 +419,360 @@ class _Writer:
 _ITEM_HEAD = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
 _ITEM_END_BYTES = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
 _SEQ_END_BYTES = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_Out = list[tuple[int, bytes | memoryview]]
+
+
+# What the walk does with an element, decided once per (tag, VR) from the profile:
+_SKIP = 0  # nothing: private, group length, command group, or removed and not identifying
+_KEEP = 1  # the source's bytes, as read, and nothing to collect
+_VALUE = 2  # anything else that is not a sequence: worked out once per distinct value
+_SEQ = 3  # a sequence: recursed into (or only searched for identifiers)
+# (VR, kind, op or None where only identifiers are collected, the VR the element has at the
+# top level of the output or None, its IDENTIFYING entry, whether it is identifying)
+_Plan = tuple[str, int, Op | None, str | None, tuple[str, str] | None, bool]
+_plans: dict[int, _Plan] = {}
+_plans_by_vr: dict[tuple[int, str], _Plan] = {}
+
+
+def _plan(tag: int, vr: str) -> _Plan:
+    plan = _plans_by_vr.get((tag, vr))
+    if plan is None:
+        plan = _plans_by_vr[(tag, vr)] = _make_plan(tag, vr)
+        _plans.setdefault(tag, plan)
+    return plan
+
+
+def _make_plan(tag: int, vr: str) -> _Plan:
+    group = tag >> 16
+    if group & 1:
+        return (vr, _SKIP, None, None, None, False)
+    known = IDENTIFYING.get(tag)
+    structural = (tag & 0xFFFF) == 0 or group < 0x0008
+    op = None if structural else _op_for(tag, vr)
+    top_vr = None
+    if op is not None and op is not Op.REMOVE and op is not Op.PATIENT_NAME:
+        top_vr = "SQ" if op is Op.RECURSE or vr == "SQ" else vr
+    if vr == "SQ":
+        return (vr, _SEQ, op, top_vr, known, False)
+    identifying = (
+        tag < BULK
+        and (known is not None or vr in ("PN", "UI"))
+        and not (vr == "UI" and tag in CLASS_UID_TAGS)
+    )
+    if not identifying:
+        if op is None or op is Op.REMOVE:
+            return (vr, _SKIP, op, None, known, False)
+        if op is Op.KEEP or op is Op.CLEAN or (op is Op.UID and tag in CLASS_UID_TAGS):
+            return (vr, _KEEP, op, top_vr, known, False)
+    return (vr, _VALUE, op, top_vr, known, identifying)
+
+
+# (de-identified bytes or None, fragments to add, source UIDs found)
+_Entry = tuple[bytes | None, tuple[tuple[str, str, bytes], ...], tuple[str, ...]]
+_ELEMENT_CACHE_MAX = 20_000
+_SEQUENCE_CACHE_BYTES = 64 * 1024  # larger sequences are worked out every time
+_CACHES_MAX = 64
 
 
 class _Run:
-    def __init__(self, ctx: DeidContext, ids: Identifiers, implicit: bool) -> None:
+    """One file's walk: it collects the source's identifying values
+    (leakgate.collect_identifiers) and writes the de-identified elements
+    (deidentify._clean, then encode) in the same pass over the parsed elements.
+
+    What an element that is neither kept as read nor a sequence becomes depends only on its
+    bytes (tag, VR and value), the context, the date shift and the kept vendor names; the
+    files of a series repeat most of them, so each distinct one is worked out once and
+    looked up after (in the context, per encoding, shift and vendor names)."""
+
+    def __init__(
+        self,
+        data: bytes,
+        ctx: DeidContext,
+        ids: Identifiers,
+        implicit: bool,
+        shift: int | None,
+        encoding: str,
+    ) -> None:
+        self.data = data
+        self.implicit = implicit
+        self.encoding = encoding
+        self.view = memoryview(data)
         self.ctx = ctx
         self.ids = ids
         self.w = _Writer(implicit)
-        self.shift: int | None = None
+        self.shift = shift
         self.top_vrs: dict[int, str] = {}
-        self._depth = 0
+        caches = ctx._fast
+        key = (implicit, shift, ids.exempt, encoding)
+        found = caches.get(key)
+        if found is None:
+            if len(caches) >= _CACHES_MAX:
+                caches.clear()
+            found = caches[key] = ({}, {})
+        self.cache: dict[bytes, _Entry] = found[0]
+        self.collected: dict[bytes, _Entry] = found[1]
 
     # ---- the source's identifying values (leakgate._walk_source)
 
-    def collect(self, elems: list[_Elem]) -> None:
+    def identifiers_of(
+        self, tag: int, vr: str, known: tuple[str, str] | None, value: bytes
+    ) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+        """What leakgate._walk_source adds for one element: fragments and UIDs."""
+        frags: list[tuple[str, str, bytes]] = []
+        uids: list[str] = []
+        if vr == "UI":
+            if tag in CLASS_UID_TAGS or not value:
+                return frags, uids
+            for uid in _text(value, self.encoding).rstrip(" \x00").split("\\"):
+                uid = uid.strip().rstrip("\x00")
+                if len(uid) >= 8 and not uid.startswith(DICOM_ROOT) and uid not in OWN_UIDS:
+                    uids.append(uid)
+            return frags, uids
+        if vr not in TEXT_VRS:
+            raise _Fallback("identifying value in a binary VR")
+        text = _text(value, self.encoding)
+        if vr == "PN":
+            label = known[1] if known else f"person name {BaseTag(tag)}"
+            for name in text.rstrip("\x00 ").split("\\"):
+                for group in name.split("="):
+                    frags.extend(_fragments_for("name", label, group, ()))
+            return frags, uids
+        if known is not None:
+            kind, label = known
+            exempt = self.ids.exempt if kind == "phrase" else ()
+            values = [text] if vr in SINGLE_VALUED else text.split("\\")
+            for v in values:
+                frags.extend(_fragments_for(kind, label, v, exempt))
+        return frags, uids
+
+    def add(self, entry: _Entry) -> None:
         ids = self.ids
-        for tag, vr, value, items in elems:
+        fragments, literals = ids.fragments, ids.literals
+        for fragment, label, literal in entry[1]:
+            if fragment not in fragments:
+                fragments[fragment] = label
+                literals[fragment] = literal
+        if entry[2]:
+            ids.uids.update(entry[2])
+
+    def collect(self, elems: list[_Elem]) -> None:
+        """Identifying values only: the items of a sequence the profile drops or empties."""
+        data, collected = self.data, self.collected
+        for tag, vr, hpos, vpos, stop, items in elems:
             if (tag >> 16) & 1:
                 continue
             if items is not None:
-                for item in items:
-                    self.collect(item)
+                self.collect_items(self.items_of(vpos, stop, items))
                 continue
-            known = IDENTIFYING.get(tag)
-            if known is None and vr not in ("PN", "UI"):
-                continue
-            if value is None or tag >= 0x7FE00008:
-                continue
-            if vr == "UI":
-                if tag in CLASS_UID_TAGS or not value:
-                    continue
-                for uid in _text(value).rstrip(" \x00").split("\\"):
-                    uid = uid.strip().rstrip("\x00")
-                    if len(uid) >= 8 and not uid.startswith(DICOM_ROOT) and uid not in OWN_UIDS:
-                        ids.uids.add(uid)
-                continue
-            if vr not in TEXT_VRS:
-                raise _Fallback("identifying value in a binary VR")
-            text = _text(value)
-            if vr == "PN":
-                for name in text.rstrip("\x00 ").split("\\"):
-                    for group in name.split("="):
-                        ids.add_value(
-                            "name", known[1] if known else f"person name {BaseTag(tag)}", group
-                        )
-                continue
-            if known is not None:
-                values = [text] if vr in SINGLE_VALUED else text.split("\\")
-                for v in values:
-                    ids.add_value(known[0], known[1], v)
+            if tag < BULK:
+                known = IDENTIFYING.get(tag)
+                if known is not None or vr == "PN" or vr == "UI":
+                    raw = data[hpos:stop]
+                    entry = collected.get(raw)
+                    if entry is None:
+                        frags, uids = self.identifiers_of(tag, vr, known, data[vpos:stop])
+                        entry = (None, tuple(frags), tuple(uids))
+                        if len(collected) >= _ELEMENT_CACHE_MAX:
+                            collected.clear()
+                        collected[raw] = entry
+                    self.add(entry)
+
+    def collect_items(self, items: list[list[_Elem]]) -> None:
+        for item in items:
+            self.collect(item)
+
+    def items_of(self, start: int, stop: int, items: list[list[_Elem]]) -> list[list[_Elem]]:
+        """A sequence's items, parsed now where the parse deferred them."""
+        if items is not _DEFERRED:
+            return items
+        parsed, after = _items(self.data, start, stop, self.implicit, defined=True)
+        if after != stop:
+            raise _Fallback("sequence length mismatch")
+        return parsed
 
     # ---- the transformer (deidentify._clean), writing bytes
 
-    def clean(self, elems: list[_Elem], out: list[tuple[int, bytes]]) -> None:
+    def clean(self, elems: list[_Elem], out: _Out, top: bool) -> None:
+        data, view, cache, plans = self.data, self.view, self.cache, _plans
+        top_vrs = self.top_vrs
+        fragments, literals, uids = self.ids.fragments, self.ids.literals, self.ids.uids
+        for tag, vr, hpos, vpos, stop, items in elems:
+            plan = plans.get(tag)
+            if plan is None or plan[0] != vr:
+                plan = _plan(tag, vr)
+            kind = plan[1]
+            if kind == _KEEP:
+                # Written as read: the header and value bytes of the source are exactly what
+                # the writer would produce for them (same transfer syntax, reserved bytes 0);
+                # large values (the pixel data) as a view, copied once into the output.
+                out.append((tag, view[hpos:stop] if stop - hpos > 1024 else data[hpos:stop]))
+                if top:
+                    top_vrs[tag] = vr
+            elif kind == _VALUE:
+                raw = data[hpos:stop]
+                entry = cache.get(raw)
+                if entry is None:
+                    entry = self.value(tag, vr, plan, raw, vpos - hpos)
+                    if len(cache) >= _ELEMENT_CACHE_MAX:
+                        cache.clear()
+                    cache[raw] = entry
+                if entry[0] is not None:
+                    out.append((tag, entry[0]))
+                for fragment, label, literal in entry[1]:
+                    if fragment not in fragments:
+                        fragments[fragment] = label
+                        literals[fragment] = literal
+                if entry[2]:
+                    uids.update(entry[2])
+                if top and plan[3] is not None:
+                    top_vrs[tag] = plan[3]
+            elif kind == _SEQ:
+                # A whole sequence is worked out once per distinct bytes too (a series
+                # repeats most of them), its items parsed only then.
+                raw = data[hpos:stop]
+                entry = cache.get(raw)
+                if entry is None:
+                    entry = self.sequence_entry(
+                        tag, plan, vpos, stop, items if items is not None else []
+                    )
+                    if stop - hpos <= _SEQUENCE_CACHE_BYTES:
+                        if len(cache) >= _ELEMENT_CACHE_MAX:
+                            cache.clear()
+                        cache[raw] = entry
+                if entry[0] is not None:
+                    out.append((tag, entry[0]))
+                for fragment, label, literal in entry[1]:
+                    if fragment not in fragments:
+                        fragments[fragment] = label
+                        literals[fragment] = literal
+                if entry[2]:
+                    uids.update(entry[2])
+                if top and plan[3] is not None:
+                    top_vrs[tag] = plan[3]
+
+    def sequence_entry(
+        self, tag: int, plan: _Plan, start: int, stop: int, items: list[list[_Elem]]
+    ) -> _Entry:
+        """What a sequence becomes and what it adds to the identifiers, in the order the
+        walk would add them (collected apart, then added in that order by the caller)."""
+        ids = self.ids
+        self.ids = Identifiers(exempt=ids.exempt)
+        out: _Out = []
+        try:
+            self.sequence(tag, plan, self.items_of(start, stop, items), out)
+            found = self.ids
+        finally:
+            self.ids = ids
+        frags = tuple((f, label, found.literals[f]) for f, label in found.fragments.items())
+        new = b"".join(b for _, b in out) if out else None
+        return (new, frags, tuple(found.uids))
+
+    def sequence(self, tag: int, plan: _Plan, items: list[list[_Elem]], out: _Out) -> None:
+        op = plan[2]
+        if op is None:
+            self.collect_items(items)
+            return
+        if op is Op.KEEP or op is Op.CLEAN:
+            raise _Fallback("kept sequence")
+        if op is Op.REMOVE:
+            self.collect_items(items)
+        elif op is Op.EMPTY:
+            self.collect_items(items)
+            out.append((tag, self.w.sequence(tag, [])))
+        elif op is Op.RECURSE or op is Op.DUMMY:
+            out.append((tag, self.w.sequence(tag, [self.item(i) for i in items])))
+        else:
+            raise _Fallback("sequence with a value op")
+
+    def value(self, tag: int, vr: str, plan: _Plan, raw: bytes, offset: int) -> _Entry:
+        """What one element that is not a sequence becomes, and what it adds to the
+        identifiers (the result is cached by the caller)."""
+        frags: list[tuple[str, str, bytes]] = []
+        uids: list[str] = []
+        if plan[5]:
+            frags, uids = self.identifiers_of(tag, vr, plan[4], raw[offset:])
+        op = plan[2]
+        new = None if op is None else self.transform(tag, vr, op, raw, raw[offset:])
+        return (new, tuple(frags), tuple(uids))
+
+    def transform(self, tag: int, vr: str, op: Op, raw: bytes, value: bytes) -> bytes | None:
         ctx, w = self.ctx, self.w
-        top = self._depth == 0
-        for tag, vr, value, items in elems:
-            group = tag >> 16
-            if group & 1 or (tag & 0xFFFF) == 0 or group < 0x0008:
-                continue
-            op = _op_for(tag, vr)
-            if top and op is not Op.REMOVE and op is not Op.PATIENT_NAME:
-                self.top_vrs[tag] = "SQ" if op is Op.RECURSE or vr == "SQ" else vr
-            if op is Op.KEEP or op is Op.CLEAN:
-                if value is None:
-                    raise _Fallback("kept sequence")
-                out.append((tag, w.element(tag, vr, value)))
-                continue
-            if op is Op.REMOVE:
-                continue
-            if op is Op.EMPTY:
-                if vr == "SQ":
-                    out.append((tag, w.sequence(tag, [])))
-                else:
-                    out.append((tag, w.header(tag, vr, 0)))
-                continue
-            if op is Op.RECURSE or (op is Op.DUMMY and vr == "SQ"):
-                out.append((tag, w.sequence(tag, [self.item(i) for i in items or []])))
-                continue
-            if value is None:
-                raise _Fallback("sequence with a value op")
-            if op is Op.UID:
-                if tag in CLASS_UID_TAGS:
-                    out.append((tag, w.element(tag, vr, value)))
-                    continue
-                text = _text(value).rstrip("\x00 ")
-                if "\\" in text:
-                    parts = [ctx.map_uid(u) for u in text.split("\\")]
-                    if not all(parts):
-                        raise _Fallback("empty UID in a list")
-                    out.append((tag, w.string(tag, "UI", "\\".join(parts))))
-                else:
-                    out.append((tag, w.string(tag, "UI", ctx.map_uid(text.strip()) or None)))
-            elif op is Op.DATE:
-                text = _text(value).rstrip("\x00 ")
-                out.append((tag, w.string(tag, vr, _coarsen(text, vr, self.shift) or None)))
-            elif op is Op.PATIENT_ID or op is Op.ACCESSION:
-                text = _text(value).rstrip("\x00 ")
-                if "\\" in text:
-                    raise _Fallback("multi-valued identifier")
-                text = text.strip()
-                if op is Op.PATIENT_ID:
-                    new = ctx.pseudonym(text) if text else None
-                else:
-                    new = ctx.accession(text) if text else None
-                out.append((tag, w.string(tag, vr, new)))
-            elif op is Op.PATIENT_NAME:
-                pass
-            elif op is Op.PROVIDER:
-                text = _text(value).rstrip("\x00 ")
-                out.append((tag, w.string(tag, vr, ctx.provider_id[:64] if text.strip() else None)))
-            elif op is Op.DUMMY:
-                if vr in ("DA", "DT"):
-                    text = _text(value).rstrip("\x00 ")
-                    if "\\" in text:
-                        raise _Fallback("multi-valued dummy date")
-                    out.append((tag, w.string(tag, vr, _coarsen(text.strip(), vr, self.shift))))
-                elif vr == "UI":
-                    text = _text(value).rstrip("\x00 ")
-                    if "\\" in text:
-                        raise _Fallback("multi-valued dummy UID")
-                    out.append((tag, w.string(tag, vr, ctx.map_uid(text.strip()) or None)))
-                elif vr in _STRING_DUMMIES:
-                    out.append((tag, w.string(tag, vr, _STRING_DUMMIES[vr])))
-                else:
-                    raise _Fallback("binary dummy")
+        if op is Op.KEEP or op is Op.CLEAN:
+            return raw
+        if op is Op.REMOVE or op is Op.PATIENT_NAME:
+            return None  # PatientName: set once at the top level
+        if op is Op.EMPTY:
+            return w.header(tag, vr, 0)
+        if op is Op.RECURSE:
+            return w.sequence(tag, [])
+        if op is Op.UID:
+            if tag in CLASS_UID_TAGS:
+                return raw
+            text = _text(value, self.encoding).rstrip("\x00 ")
+            if "\\" in text:
+                parts = [ctx.map_uid(u) for u in text.split("\\")]
+                if not all(parts):
+                    raise _Fallback("empty UID in a list")
+                return w.string(tag, "UI", "\\".join(parts))
+            return w.string(tag, "UI", ctx.map_uid(text.strip()) or None)
+        if op is Op.DATE:
+            text = _text(value, self.encoding).rstrip("\x00 ")
+            return w.string(tag, vr, _coarsen(text, vr, self.shift) or None)
+        if op is Op.PATIENT_ID or op is Op.ACCESSION:
+            text = _text(value, self.encoding).rstrip("\x00 ")
+            if "\\" in text:
+                raise _Fallback("multi-valued identifier")
+            text = text.strip()
+            if op is Op.PATIENT_ID:
+                new = ctx.pseudonym(text) if text else None
             else:
-                raise _Fallback(f"op {op}")
+                new = ctx.accession(text) if text else None
+            return w.string(tag, vr, new)
+        if op is Op.PROVIDER:
+            text = _text(value, self.encoding).rstrip("\x00 ")
+            return w.string(tag, vr, ctx.provider_id[:64] if text.strip() else None)
+        if op is Op.DUMMY:
+            if vr in ("DA", "DT"):
+                text = _text(value, self.encoding).rstrip("\x00 ")
+                if "\\" in text:
+                    raise _Fallback("multi-valued dummy date")
+                return w.string(tag, vr, _coarsen(text.strip(), vr, self.shift))
+            if vr == "UI":
+                text = _text(value, self.encoding).rstrip("\x00 ")
+                if "\\" in text:
+                    raise _Fallback("multi-valued dummy UID")
+                return w.string(tag, vr, ctx.map_uid(text.strip()) or None)
+            if vr in _STRING_DUMMIES:
+                return w.string(tag, vr, _STRING_DUMMIES[vr])
+            raise _Fallback("binary dummy")
+        raise _Fallback(f"op {op}")
 
     def item(self, elems: list[_Elem]) -> bytes:
-        out: list[tuple[int, bytes]] = []
-        self._depth += 1
-        try:
-            self.clean(elems, out)
-        finally:
-            self._depth -= 1
-        out.sort(key=lambda e: e[0])
+        out: _Out = []
+        self.clean(elems, out, False)
+        out.sort(key=_first)
         return b"".join(b for _, b in out)
 
 
-def _value(elems: dict[int, _Elem], tag: int) -> str:
+def _first(pair: tuple[int, bytes | memoryview]) -> int:
+    return pair[0]
+
+
+def _value(data: bytes, elems: dict[int, _Elem], tag: int, encoding: str = "ascii") -> str:
     """The stripped text of a top-level element ('' when absent or empty)."""
     e = elems.get(tag)
-    if e is None or e[2] is None:
+    if e is None or e[5] is not None:
         return ""
-    return _text(e[2]).rstrip("\x00 ").strip()
+    return _text(data[e[3] : e[4]], encoding).rstrip("\x00 ").strip()
 
 
-def _age(top: dict[int, _Elem]) -> str | None:
-    import datetime as dt
-
-    birth = _value(top, 0x00100030)
-    when = _value(top, 0x00080020) or _value(top, 0x00080021) or _value(top, 0x00080022)
+def _age(data: bytes, top: dict[int, _Elem], encoding: str) -> str | None:
+    birth = _value(data, top, 0x00100030, encoding)
+    when = (
+        _value(data, top, 0x00080020, encoding)
+        or _value(data, top, 0x00080021, encoding)
+        or _value(data, top, 0x00080022, encoding)
+    )
     if "\\" in birth or "\\" in when:
         raise _Fallback("multi-valued date")
     birth = birth[:8]
@@ -457,6 +785,38 @@ def _age(top: dict[int, _Elem]) -> str | None:
         return None
     years = s.year - b.year - ((s.month, s.day) < (b.month, b.day))
     return f"{years:03d}Y" if 0 <= years < 200 else None
+
+
+# (tag, default VR) of the elements added to every output; the order _added relies on.
+_ADDED_VRS = (
+    (PATIENT_ID, "LO"),
+    (PATIENT_NAME, "PN"),
+    (PATIENT_AGE, "AS"),
+    (0x00120062, "CS"),
+    (0x00120063, "LO"),
+    (0x00120064, "SQ"),
+    (0x00280303, "CS"),
+)
+_added_cache: dict[tuple[object, ...], tuple[dict[int, bytes], dict[int, str]]] = {}
+
+
+def _added(
+    w: _Writer, ctx: DeidContext, pseudonym: str, age: str | None, vrs: tuple[str, ...]
+) -> tuple[dict[int, bytes], dict[int, str]]:
+    """The added elements' bytes and their VRs (an attribute set on an existing element
+    keeps that element's VR)."""
+    pid, pname, page, removed, method, _, modified = vrs
+    added: dict[int, bytes] = {
+        PATIENT_ID: w.string(PATIENT_ID, pid, pseudonym),
+        PATIENT_NAME: w.string(PATIENT_NAME, pname, pseudonym),
+        0x00120062: w.string(0x00120062, removed, "YES"),
+        0x00120063: w.string(0x00120063, method, "\\".join(ctx.method)),
+        0x00120064: _codes(w),
+        0x00280303: w.string(0x00280303, modified, "MODIFIED"),
+    }
+    if age is not None:
+        added[PATIENT_AGE] = w.string(PATIENT_AGE, page, age)
+    return added, {tag: vr for (tag, _), vr in zip(_ADDED_VRS, vrs, strict=True) if tag in added}
 
 
 _method_cache: dict[tuple[bool, tuple[str, ...]], bytes] = {}
@@ -477,21 +837,34 @@ def _codes(w: _Writer) -> bytes:
     return cached
 
 
+# (SOP class, transfer syntax) -> the file meta elements before and after the SOP instance
+# UID: only that one changes from file to file.
+_meta_cache: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_META_WRITER = _Writer(False)
+
+
 def _meta(sop_class: str, sop_instance: str, syntax: str) -> bytes:
-    w = _Writer(False)
-    body = (
-        w.element(0x00020001, "OB", b"\x00\x01")
-        + w.string(0x00020002, "UI", sop_class)
-        + w.string(0x00020003, "UI", sop_instance)
-        + w.string(0x00020010, "UI", syntax)
-        + w.string(0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID)
-        + w.string(0x00020013, "SH", IMPLEMENTATION_VERSION)
-    )
+    w = _META_WRITER
+    parts = _meta_cache.get((sop_class, syntax))
+    if parts is None:
+        before = w.element(0x00020001, "OB", b"\x00\x01") + w.string(0x00020002, "UI", sop_class)
+        after = (
+            w.string(0x00020010, "UI", syntax)
+            + w.string(0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID)
+            + w.string(0x00020013, "SH", IMPLEMENTATION_VERSION)
+        )
+        if len(_meta_cache) > 1024:
+            _meta_cache.clear()
+        parts = _meta_cache[(sop_class, syntax)] = (before, after)
+    before, after = parts
+    instance = w.string(0x00020003, "UI", sop_instance)
+    length = len(before) + len(instance) + len(after)
     return (
-        b"\x00" * 128
-        + b"DICM"
-        + w.element(0x00020000, "UL", len(body).to_bytes(4, "little"))
-        + body
+        _PREAMBLE
+        + w.element(0x00020000, "UL", length.to_bytes(4, "little"))
+        + before
+        + instance
+        + after
     )
 
 
@@ -507,6 +880,9 @@ def _raw_dataset(elems: list[tuple[int, str, bytes]], implicit: bool, meta: bool
     return ds
 
 
+_SYNTAXES = {EXPLICIT_LE: UID(EXPLICIT_LE), IMPLICIT_LE: UID(IMPLICIT_LE)}
+
+
 def process(data: bytes, ctx: DeidContext) -> FastResult | None:
     """De-identify, encode and collect identifiers in one walk, or None (use the pydicom
     path) when the file is outside the fast path's scope."""
@@ -514,7 +890,7 @@ def process(data: bytes, ctx: DeidContext) -> FastResult | None:
         return _process(data, ctx)
     except _Fallback:
         return None
-    except (ValueError, IndexError, UnicodeDecodeError):
+    except (ValueError, IndexError, UnicodeDecodeError, OverflowError, struct.error):
         return None
 
 
@@ -523,21 +899,27 @@ def _process(data: bytes, ctx: DeidContext) -> FastResult:
         raise _Fallback("no preamble")
     # File meta: explicit VR little endian, group 2.
     pos = 132
+    size = len(data)
     meta: list[_Elem] = []
-    while pos + 8 <= len(data) and _u16(data, pos) == 0x0002:
-        vr = data[pos + 4 : pos + 6].decode("latin-1")
-        if vr not in _VALID_VR or vr == "SQ":
+    while pos + 8 <= size:
+        group, elem, code, length = _HEAD.unpack_from(data, pos)
+        if group != 0x0002:
+            break
+        vr = _VR_BY_CODE.get(code)
+        if vr is None or vr == "SQ":
             raise _Fallback("file meta not in explicit VR")
         if vr in LONG_VRS:
-            length, start = _u32(data, pos + 8), pos + 12
+            if pos + 12 > size:
+                raise _Fallback("file meta length")
+            length, start = _U32.unpack_from(data, pos + 8)[0], pos + 12
         else:
-            length, start = _u16(data, pos + 6), pos + 8
-        if length == UNDEFINED or start + length > len(data):
+            start = pos + 8
+        if length == UNDEFINED or start + length > size:
             raise _Fallback("file meta length")
-        meta.append((_tag(data, pos), vr, data[start : start + length], None))
+        meta.append((0x00020000 | elem, vr, pos, start, start + length, None))
         pos = start + length
     meta_by = {e[0]: e for e in meta}
-    syntax = _value(meta_by, 0x00020010)
+    syntax = _value(data, meta_by, 0x00020010)
     if syntax not in (EXPLICIT_LE, IMPLICIT_LE):
         raise _Fallback("transfer syntax")
     implicit = syntax == IMPLICIT_LE
@@ -552,48 +934,49 @@ def _process(data: bytes, ctx: DeidContext) -> FastResult:
         raise _Fallback("repeated tag")
     if SOP_INSTANCE not in top or SOP_CLASS not in top or 0x00041220 in top:
         raise _Fallback("not an image object")
-    charset = _value(top, 0x00080005)
-    if "\\" in charset or "2022" in charset or "\\" in _value(top, 0x0020000D):
+    charset = _value(data, top, 0x00080005)
+    if "\\" in charset or "2022" in charset or "\\" in _value(data, top, 0x0020000D):
         raise _Fallback("character set")
+    encoding = _ENCODINGS.get(charset, "ascii")  # another character set: ASCII text only
 
-    # Identifiers (leakgate.collect_identifiers).
+    # Identifiers (leakgate.collect_identifiers): the kept vendor names first, the values
+    # themselves during the walk below.
     exempt = []
     for tag in (0x00080070, 0x00081090):
-        text = _value(top, tag)
+        text = _value(data, top, tag, encoding)
         if "\\" in text:
             raise _Fallback("multi-valued manufacturer")
         if text:
             exempt.append(exempt_value(text))
     ids = Identifiers(exempt=tuple(exempt))
-    run = _Run(ctx, ids, implicit)
-    run.collect(elems)
-    for t, label in META_IDENTIFYING.items():
-        e = meta_by.get(t)
-        if e is not None:
-            text = _text(e[2] or b"")
-            if "\\" in text:
-                raise _Fallback("multi-valued AE title")
-            ids.add_value("phrase", label, text.strip())
 
-    # deidentify()
+    # deidentify(): the patient key, the date shift and the age come from the top level
+    # before the walk, which needs them.
     source_id, patient_key = "", ""
     for tag, key in ((PATIENT_ID, "PatientID"), (PATIENT_NAME, "PatientName")):
-        text = _value(top, tag)
+        text = _value(data, top, tag, encoding)
         if "\\" in text:
             raise _Fallback("multi-valued patient identity")
         if text:
             source_id, patient_key = text, key
             break
     if not source_id:
-        study = _value(top, 0x0020000D)
+        study = _value(data, top, 0x0020000D, encoding)
         if not study:
             raise _Fallback("no patient key")
         source_id, patient_key = f"study:{study}", "StudyInstanceUID"
     shift = ctx.shift_days(source_id) if ctx.date_mode == "shift" else None
-    run.shift = shift
-    age = None if _value(top, PATIENT_AGE) else _age(top)
-    out: list[tuple[int, bytes]] = []
-    run.clean(elems, out)
+    run = _Run(data, ctx, ids, implicit, shift, encoding)
+    age = None if _value(data, top, PATIENT_AGE, encoding) else _age(data, top, encoding)
+    out: _Out = []
+    run.clean(elems, out, True)
+    for t, label in META_IDENTIFYING.items():
+        e = meta_by.get(t)
+        if e is not None:
+            text = _text(data[e[3] : e[4]])
+            if "\\" in text:
+                raise _Fallback("multi-valued AE title")
+            ids.add_value("phrase", label, text.strip())
     w = run.w
     pseudonym = ctx.pseudonym(source_id)
     merged = dict(out)
@@ -601,53 +984,57 @@ def _process(data: bytes, ctx: DeidContext) -> FastResult:
         raise _Fallback("repeated tag")
     out_vr = run.top_vrs
 
-    def vr_for(tag: int, default: str) -> str:
-        return out_vr.get(tag, default)  # an attribute set on an existing element keeps its VR
-
-    added: dict[int, bytes] = {
-        PATIENT_ID: w.string(PATIENT_ID, vr_for(PATIENT_ID, "LO"), pseudonym),
-        PATIENT_NAME: w.string(PATIENT_NAME, vr_for(PATIENT_NAME, "PN"), pseudonym),
-        0x00120062: w.string(0x00120062, vr_for(0x00120062, "CS"), "YES"),
-        0x00120063: w.string(0x00120063, vr_for(0x00120063, "LO"), "\\".join(ctx.method)),
-        0x00120064: _codes(w),
-        0x00280303: w.string(0x00280303, vr_for(0x00280303, "CS"), "MODIFIED"),
-    }
-    if age is not None:
-        added[PATIENT_AGE] = w.string(PATIENT_AGE, vr_for(PATIENT_AGE, "AS"), age)
-    if vr_for(0x00120064, "SQ") != "SQ":
+    # The elements every output gets (STANDARDS §6), each with the VR of the source's
+    # element where it had one; the same for every file of a patient, so built once.
+    vrs = tuple(out_vr.get(tag, default) for tag, default in _ADDED_VRS)
+    if vrs[5] != "SQ":
         raise _Fallback("odd VR")
-    for tag in added:
-        out_vr[tag] = vr_for(tag, _dict_vr(tag))
+    added_key = (w.implicit, pseudonym, age, vrs, ctx.date_mode)
+    found = _added_cache.get(added_key)
+    if found is None:
+        found = _added(w, ctx, pseudonym, age, vrs)
+        if len(_added_cache) >= 4096:
+            _added_cache.clear()
+        _added_cache[added_key] = found
+    added, added_vrs = found
+    out_vr.update(added_vrs)
     merged.update(added)
     order = sorted(merged)
-    sop_class_raw = top[SOP_CLASS][2]
-    if sop_class_raw is None or SOP_INSTANCE not in merged or out_vr.get(SOP_INSTANCE) != "UI":
+    sop_class_elem = top[SOP_CLASS]
+    if (
+        sop_class_elem[5] is not None
+        or SOP_INSTANCE not in merged
+        or out_vr.get(SOP_INSTANCE) != "UI"
+    ):
         raise _Fallback("no SOP UIDs")
-    sop_uid = _text(merged[SOP_INSTANCE][8:]).rstrip("\x00 ")
-    sop_class = _text(sop_class_raw).rstrip("\x00 ")
+    sop_uid = _text(bytes(merged[SOP_INSTANCE][8:])).rstrip("\x00 ")
+    sop_class = _text(data[sop_class_elem[3] : sop_class_elem[4]]).rstrip("\x00 ")
     if not sop_uid or not sop_class:
         raise _Fallback("empty SOP UIDs")
-    parts = [_meta(sop_class, sop_uid, syntax) + b"".join(merged[t] for t in order if t < BULK)]
-    scan = [parts[0]]
-    for tag in order:
-        if tag >= BULK:
-            parts.append(merged[tag])
-            if tag not in PIXEL_TAGS:
-                scan.append(merged[tag])
+    first_bulk = bisect_left(order, BULK)
+    header = b"".join([_meta(sop_class, sop_uid, syntax), *[merged[t] for t in order[:first_bulk]]])
+    parts: list[bytes | memoryview] = [header]
+    scan = [header]
+    for tag in order[first_bulk:]:
+        part = merged[tag]
+        parts.append(part)
+        if tag not in PIXEL_TAGS:
+            scan.append(bytes(part))
     encoded = Encoded(b"".join(parts), scan)
-
-    # What the callers' checks and index read (small datasets built on demand).
-    source = (
-        [(t, vr, v) for t, vr, v, _ in elems if v is not None],
-        [(t, vr, v) for t, vr, v, _ in meta if v is not None],
+    return FastResult(
+        encoded,
+        ids,
+        pseudonym,
+        patient_key,
+        shift,
+        _SYNTAXES[syntax],
+        data,
+        elems,
+        meta,
+        top,
+        meta_by,
         implicit,
+        merged,
+        order,
+        out_vr,
     )
-    output = []
-    for tag in order:
-        vr = out_vr[tag]
-        if vr == "SQ":
-            continue
-        b = merged[tag]
-        skip = 12 if not implicit and vr in LONG_VRS else 8
-        output.append((tag, vr, b[skip:]))
-    return FastResult(encoded, ids, pseudonym, patient_key, shift, UID(syntax), source, output)

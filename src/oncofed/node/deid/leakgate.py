@@ -12,6 +12,7 @@ never the value itself).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -104,39 +105,17 @@ class Identifiers:
     # contains none of them cannot match the pattern, so the pattern is not run on it.
     literals: dict[str, bytes] = field(default_factory=dict)
 
-    def _add(self, fragment: str, label: str, literal: str) -> None:
+    def _add(self, fragment: str, label: str, literal: bytes) -> None:
         if fragment not in self.fragments:
             self.fragments[fragment] = label
-            self.literals[fragment] = literal.encode("utf-8").upper()
+            self.literals[fragment] = literal
 
     def add_value(self, kind: str, label: str, value: str) -> None:
-        value = value.strip().rstrip("\x00").strip()
-        if not value:
-            return
-        parts = [p for p in _SPLIT.split(value) if p]
-        if not parts:
-            return
-        joined = "".join(parts)
-        if len(joined) < MIN_TOKEN or joined.upper() in STOPWORDS:
-            return
-        if kind == "phrase" and any(joined.upper() in e for e in self.exempt):
-            return
-        whole = _SEP.join(re.escape(p) for p in parts)
-        if kind == "date":
-            if len(joined) == 8 and joined.isdigit():
-                frag = rf"(?<![0-9]){joined[:4]}[-/. ]?{joined[4:6]}[-/. ]?{joined[6:]}(?![0-9])"
-                self._add(frag, label, joined[:4])
-            return
-        longest = max(parts, key=len)
-        if kind == "id" and len(joined) >= MIN_EMBEDDED_ID:
-            self._add(whole, label, longest)
-        else:
-            self._add(rf"(?<![0-9A-Za-z]){whole}(?![0-9A-Za-z])", label, longest)
-        if kind == "name":
-            for part in parts:
-                if len(part) >= MIN_TOKEN and part.upper() not in STOPWORDS:
-                    frag = rf"(?<![0-9A-Za-z]){re.escape(part)}(?![0-9A-Za-z])"
-                    self._add(frag, label, part)
+        add = self._add
+        for fragment, lab, literal in _fragments_for(
+            kind, label, value, self.exempt if kind == "phrase" else ()
+        ):
+            add(fragment, lab, literal)
 
     def pattern(self) -> re.Pattern[bytes] | None:
         return _compile(tuple(sorted(self.fragments)))
@@ -157,6 +136,65 @@ class Identifiers:
 
 
 _UIDCHAR = re.compile(rb"[0-9.]")
+
+
+# (kind, label, value, exempt) -> what add_value adds. The files of a series repeat the same
+# names, IDs and addresses: building their fragments (re.escape, splitting) once per value
+# instead of once per file is most of what collecting identifiers costs.
+_Fragments = tuple[tuple[str, str, bytes], ...]
+_fragment_cache: dict[tuple[str, str, str, tuple[str, ...]], _Fragments] = {}
+_FRAGMENT_CACHE_MAX = 100_000
+
+
+def _fragments_for(kind: str, label: str, value: str, exempt: tuple[str, ...]) -> _Fragments:
+    """The (fragment, label, literal) triples for one source value, in the order added."""
+    key = (kind, label, value, exempt)
+    cached = _fragment_cache.get(key)
+    if cached is None:
+        cached = tuple(_build_fragments(kind, label, value, exempt))
+        if len(_fragment_cache) >= _FRAGMENT_CACHE_MAX:
+            _fragment_cache.clear()
+        _fragment_cache[key] = cached
+    return cached
+
+
+def _build_fragments(
+    kind: str, label: str, value: str, exempt: tuple[str, ...]
+) -> list[tuple[str, str, bytes]]:
+    out: list[tuple[str, str, bytes]] = []
+
+    def add(fragment: str, literal: str) -> None:
+        out.append((fragment, label, literal.encode("utf-8").upper()))
+
+    value = value.strip().rstrip("\x00").strip()
+    if not value:
+        return out
+    parts = [p for p in _SPLIT.split(value) if p]
+    if not parts:
+        return out
+    joined = "".join(parts)
+    if len(joined) < MIN_TOKEN or joined.upper() in STOPWORDS:
+        return out
+    if kind == "phrase" and any(joined.upper() in e for e in exempt):
+        return out
+    whole = _SEP.join(re.escape(p) for p in parts)
+    if kind == "date":
+        if len(joined) == 8 and joined.isdigit():
+            add(
+                rf"(?<![0-9]){joined[:4]}[-/. ]?{joined[4:6]}[-/. ]?{joined[6:]}(?![0-9])",
+                joined[:4],
+            )
+        return out
+    longest = max(parts, key=len)
+    if kind == "id" and len(joined) >= MIN_EMBEDDED_ID:
+        add(whole, longest)
+    else:
+        add(rf"(?<![0-9A-Za-z]){whole}(?![0-9A-Za-z])", longest)
+    if kind == "name":
+        for part in parts:
+            if len(part) >= MIN_TOKEN and part.upper() not in STOPWORDS:
+                add(rf"(?<![0-9A-Za-z]){re.escape(part)}(?![0-9A-Za-z])", part)
+    return out
 
 
 @lru_cache(maxsize=1024)
@@ -248,33 +286,73 @@ class Leak:
 
 
 def check_output(chunks: list[bytes], ids: Identifiers) -> Leak | None:
-    """Scan the encoded output (the chunks without pixel data); the first leak or None."""
-    pattern = ids.pattern()
-    literals = ids.literals if all(ids.literals.get(f) for f in ids.fragments) else None
+    """Scan the encoded output (the chunks without pixel data); the first leak or None.
+
+    Each fragment carries a literal that every match of it contains: a fragment whose
+    literal is not in the upper-cased chunk cannot match there and is not run. The rest are
+    run one by one (each compiled once per process, whatever file it came from) and the
+    leftmost match wins, ties to the first in sorted order: the match one alternation of
+    all of them would give, without compiling an alternation per set of identifiers.
+
+    The output keeps the source's character set, so a value with accents is looked for
+    both as UTF-8 and as ISO 8859-1 bytes (an ISO_IR 100 file writes "Müller" as one byte
+    per letter)."""
+    fragments = ids.fragments
+    literals = ids.literals
+    prefilter = len(literals) == len(fragments) and all(literals.values())
     for chunk in chunks:
-        if pattern is not None:
-            if literals is not None:
-                # Only the fragments whose literal is in the chunk can match there; in the
-                # same order, so the first match is the full pattern's first match.
+        if fragments:
+            if prefilter:
                 upper = chunk.upper()
-                present = tuple(sorted(f for f in ids.fragments if literals[f] in upper))
-                search = _compile(present)
+                present = [
+                    f
+                    for f, literal in literals.items()
+                    if literal in upper or (not literal.isascii() and _in(_latin1(literal), upper))
+                ]
             else:
-                search = pattern
-            hit = search.search(chunk) if search is not None else None
-            if hit is not None:
-                return locate(chunks, ids, hit.group(0))
+                present = list(fragments)
+            if present:
+                best: re.Match[bytes] | None = None
+                for fragment in sorted(present):
+                    for pattern in _patterns(fragment):
+                        hit = pattern.search(chunk)
+                        if hit is not None and (best is None or hit.start() < best.start()):
+                            best = hit
+                if best is not None:
+                    return locate(chunks, ids, best.group(0))
         uid = ids.uid_hit(chunk)
         if uid is not None:
             return locate(chunks, ids, uid.encode("ascii", "replace"))
     return None
 
 
+@lru_cache(maxsize=65536)
+def _patterns(fragment: str) -> tuple[re.Pattern[bytes], ...]:
+    """The fragment compiled over UTF-8 bytes, and over ISO 8859-1 bytes where it has
+    letters beyond ASCII that ISO 8859-1 can write."""
+    compiled = [re.compile(fragment.encode("utf-8"), re.IGNORECASE)]
+    if not fragment.isascii():
+        with contextlib.suppress(UnicodeEncodeError):
+            compiled.append(re.compile(fragment.encode("latin-1"), re.IGNORECASE))
+    return tuple(compiled)
+
+
+def _in(needle: bytes | None, haystack: bytes) -> bool:
+    return needle is not None and needle in haystack
+
+
+@lru_cache(maxsize=65536)
+def _latin1(literal: bytes) -> bytes | None:
+    """A UTF-8 literal as ISO 8859-1 bytes, or None when it has no such form."""
+    try:
+        return literal.decode("utf-8").encode("latin-1")
+    except UnicodeError:
+        return None
+
+
 def _label_for(ids: Identifiers, found: bytes) -> str:
     for frag, label in ids.fragments.items():
-        if re.fullmatch(frag.encode(), found, re.IGNORECASE) or re.search(
-            frag.encode(), found, re.IGNORECASE
-        ):
+        if any(p.search(found) for p in _patterns(frag)):
             return label
     return "a source UID" if found.decode("latin-1") in ids.uids else "an identifying value"
 
@@ -285,10 +363,15 @@ def locate(chunks: list[bytes], ids: Identifiers, found: bytes) -> Leak:
     where = "the encoded file"
     try:
         ds = dcmread(DicomBytesIO(chunks[0]), force=True)
-        needle = found.decode("latin-1").upper()
-        path = _find(ds.file_meta, needle, "file meta ") or _find(ds, needle, "")
-        if path:
-            where = path
+        # The match is bytes of the output: UTF-8 when the name has accents in a UTF-8 file
+        # (the fragments are UTF-8), else any single-byte text.
+        for needle in dict.fromkeys(
+            [found.decode("utf-8", "replace").upper(), found.decode("latin-1").upper()]
+        ):
+            path = _find(ds.file_meta, needle, "file meta ") or _find(ds, needle, "")
+            if path:
+                where = path
+                break
     except Exception:
         pass
     return Leak(label, where)

@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from rich.console import Console
@@ -40,9 +42,9 @@ from rich.table import Table
 
 from oncofed.node.cas import ContentStore
 from oncofed.node.deid import DeidContext, DeidError, check_output, collect_identifiers
-from oncofed.node.deid.burnedin import hold_reason
+from oncofed.node.deid.burnedin import element_values, hold_reason, hold_reason_of
 from oncofed.node.deid.deidentify import deidentify, encode
-from oncofed.node.deid.fastpath import process
+from oncofed.node.deid.fastpath import FastResult, process
 from oncofed.node.store import NodeStore
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -301,13 +303,19 @@ def _instance(source: Source, source_hash: str, data: bytes, ctx: DeidContext) -
     """De-identify and gate one file; raises QuarantineError or returns the instance.
 
     The byte-level fast path (:mod:`oncofed.node.deid.fastpath`) takes the common files and
-    gives the same bytes and identifiers as the pydicom path, which takes every other file."""
+    gives the same bytes and identifiers as the pydicom path, which takes every other file.
+    On the fast path the checks and the index read the few values they need from the bytes
+    (:class:`_FastView`): building pydicom datasets for them cost more than the
+    de-identification itself."""
     fast = process(data, ctx) if data[128:132] == b"DICM" else None
+    fields: _Fields
     if fast is not None:
-        ds = fast.source
-        _check_parsed(ds, True)
-        identifiers, encoded, out = fast.identifiers, fast.encoded, fast.output
+        view = _FastView(fast)
+        _check_fast(view)
+        identifiers, encoded = fast.identifiers, fast.encoded
         pseudonym = fast.pseudonym
+        held = hold_reason_of(view.source_values)
+        fields = view
     else:
         ds = _parse(data)
         try:
@@ -320,25 +328,31 @@ def _instance(source: Source, source_hash: str, data: bytes, ctx: DeidContext) -
             raise QuarantineError(
                 "deid-failed", f"{type(exc).__name__}: {str(exc)[:200]}; report this file"
             ) from exc
-        out, pseudonym = result.dataset, result.pseudonym
+        pseudonym = result.pseudonym
+        held = hold_reason(ds)
+        fields = _DatasetFields(result.dataset)
     leak = check_output(encoded.scan, identifiers)
     if leak is not None:
         raise QuarantineError("phi-leak", f"{leak}; the file was not published")
     digest = hashlib.sha256(encoded.data).hexdigest()
-    held = hold_reason(ds)
     if held is not None:
         raise _Held(held, encoded.data, digest)
-    study_uid = str(out.StudyInstanceUID) if "StudyInstanceUID" in out else ""
-    series_uid = str(out.SeriesInstanceUID) if "SeriesInstanceUID" in out else ""
+    text = fields.text
+    study_uid = text("StudyInstanceUID") or ""
+    series_uid = text("SeriesInstanceUID") or ""
     if not study_uid or not series_uid:
         raise QuarantineError(
             "no-study", "no StudyInstanceUID/SeriesInstanceUID: cannot be indexed"
         )
-    sop_class = str(out.SOPClassUID)
-    modality = _text(out, "Modality")
+    sop_class = text("SOPClassUID") or ""
+    modality = text("Modality")
     seg = None
     if sop_class == SEG_CLASS or modality == "SEG":
-        header = out if fast is None else dcmread(io.BytesIO(encoded.scan[0]), force=True)
+        header = (
+            fields.dataset
+            if isinstance(fields, _DatasetFields)
+            else dcmread(io.BytesIO(encoded.scan[0]), force=True)
+        )
         seg = _seg_source(header)
     return _Instance(
         source=source,
@@ -346,31 +360,177 @@ def _instance(source: Source, source_hash: str, data: bytes, ctx: DeidContext) -
         data=encoded.data,
         digest=digest,
         patient=pseudonym,
-        sex=_SEX.get((_text(out, "PatientSex") or "").upper(), "unknown"),
+        sex=_SEX.get((text("PatientSex") or "").upper(), "unknown"),
         study=(
             study_uid,
-            _month(_text(out, "StudyDate")),
-            _text(out, "StudyDescription"),
-            _age_years(_text(out, "PatientAge")),
+            _month(text("StudyDate")),
+            text("StudyDescription"),
+            _age_years(text("PatientAge")),
         ),
         series=(
             series_uid,
             study_uid,
             pseudonym,
             modality,
-            _text(out, "BodyPartExamined"),
-            _text(out, "Manufacturer"),
-            _text(out, "ManufacturerModelName"),
-            _month(_text(out, "SeriesDate") or _text(out, "StudyDate")),
-            _text(out, "SeriesDescription"),
-            _number(out, "SliceThickness"),
-            int(out.Rows) if "Rows" in out else None,
-            int(out.Columns) if "Columns" in out else None,
+            text("BodyPartExamined"),
+            text("Manufacturer"),
+            text("ManufacturerModelName"),
+            _month(text("SeriesDate") or text("StudyDate")),
+            text("SeriesDescription"),
+            fields.number("SliceThickness"),
+            fields.integer("Rows"),
+            fields.integer("Columns"),
             seg,
         ),
-        sop_uid=str(out.SOPInstanceUID),
+        sop_uid=text("SOPInstanceUID") or "",
         sop_class=sop_class,
     )
+
+
+class _Fields(Protocol):
+    """The output's top-level values the index reads."""
+
+    def text(self, keyword: str) -> str | None: ...
+
+    def number(self, keyword: str) -> float | None: ...
+
+    def integer(self, keyword: str) -> int | None: ...
+
+
+class _DatasetFields:
+    """The index values from a pydicom dataset (the pydicom path)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def text(self, keyword: str) -> str | None:
+        return _text(self.dataset, keyword)
+
+    def number(self, keyword: str) -> float | None:
+        return _number(self.dataset, keyword)
+
+    def integer(self, keyword: str) -> int | None:
+        return int(self.dataset[keyword].value) if keyword in self.dataset else None
+
+
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI"})
+
+
+class _FastView:
+    """Top-level values of a fast-path result read straight from its bytes where that is
+    plain (one ASCII value, or a 2-byte US), and through pydicom, as the pydicom path reads
+    them, for anything else."""
+
+    def __init__(self, fast: FastResult) -> None:
+        self.fast = fast
+        self._source: Dataset | None = None
+        self._output: _DatasetFields | None = None
+
+    @property
+    def source(self) -> Dataset:
+        if self._source is None:
+            self._source = self.fast.source
+        return self._source
+
+    @property
+    def output(self) -> _DatasetFields:
+        if self._output is None:
+            self._output = _DatasetFields(self.fast.output)
+        return self._output
+
+    def source_values(self, keyword: str) -> list[str] | None:
+        """The values of a source element as text ([] when empty, None when absent)."""
+        tag = tag_for_keyword(keyword)
+        element = self.fast.source_element(tag) if tag is not None else None
+        if element is None:
+            return None
+        values = _plain(*element)
+        if values is None:
+            return element_values(self.source, keyword)
+        return [] if not "".join(values).strip() else [v.strip() for v in values]
+
+    def source_text(self, keyword: str) -> str:
+        return "\\".join(self.source_values(keyword) or [])
+
+    def text(self, keyword: str) -> str | None:
+        tag = tag_for_keyword(keyword)
+        element = self.fast.output_element(tag) if tag is not None else None
+        if element is None:
+            return None
+        values = _plain(*element)
+        if values is None or len(values) != 1:
+            return self.output.text(keyword)
+        return values[0].strip() or None
+
+    def number(self, keyword: str) -> float | None:
+        text = self.text(keyword)
+        try:
+            return float(text) if text else None
+        except ValueError:
+            return self.output.number(keyword)
+
+    def integer(self, keyword: str) -> int | None:
+        tag = tag_for_keyword(keyword)
+        element = self.fast.output_element(tag) if tag is not None else None
+        if element is None:
+            return None
+        if element[0] == "US" and len(element[1]) == 2:
+            return int.from_bytes(element[1], "little")
+        return self.output.integer(keyword)
+
+    def source_us(self, keyword: str) -> int | None:
+        """A one-valued US of the source, or None when it is absent or anything else."""
+        tag = tag_for_keyword(keyword)
+        element = self.fast.source_element(tag) if tag is not None else None
+        if element is not None and element[0] == "US" and len(element[1]) == 2:
+            return int.from_bytes(element[1], "little")
+        return None
+
+
+def _plain(vr: str, value: bytes) -> list[str] | None:
+    """The values of a text element when they are plain ASCII, else None."""
+    if vr not in _TEXT_VRS or not value.isascii():
+        return None
+    text = value.decode("ascii")
+    if vr == "UI":
+        text = text.rstrip("\x00")
+    if "\x00" in text:
+        return None
+    return text.split("\\")
+
+
+def _check_fast(view: _FastView) -> None:
+    """:func:`_check_parsed` for a fast-path result: the fast path takes only files with
+    a preamble, SOP instance and class UIDs, no directory records and native pixel data;
+    what is left is the media class and the pixel data's length."""
+    if view.source_text("MediaStorageSOPClassUID") == DICOMDIR_CLASS:
+        raise QuarantineError(
+            "dicomdir", "a DICOMDIR (media index), not an image: ingest the folder it indexes"
+        )
+    fast = view.fast
+    length = fast.source_length(0x7FE00010)
+    if length is None:
+        if fast.source_element(0x7FE00010) is not None:
+            _check_pixels(view.source)  # pixel data read as a sequence: as the pydicom path
+        return
+    rows, cols, bits = (view.source_us(k) for k in ("Rows", "Columns", "BitsAllocated"))
+    samples = view.source_us("SamplesPerPixel") if fast.source_element(0x00280002) else 1
+    frames_text = view.source_text("NumberOfFrames")
+    if rows is None or cols is None or bits is None or samples is None:
+        _check_pixels(view.source)  # absent or unusual: exactly as the pydicom path
+        return
+    if frames_text and not frames_text.isdigit():
+        _check_pixels(view.source)
+        return
+    frames = int(frames_text or 1) or 1
+    expected = rows * cols * (samples or 1) * frames
+    expected = (expected + 7) // 8 if bits == 1 else expected * (bits // 8)
+    if length < expected:
+        raise QuarantineError(
+            "truncated",
+            f"pixel data has {length} of {expected} bytes: the file was cut short; copy it "
+            "again from the source",
+        )
 
 
 class _Held(Exception):
