@@ -23,6 +23,20 @@ def new_page(browser: Any, portal: Portal) -> Any:
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.js_errors = errors
+    # Nothing may come from the internet (hospital networks are offline): every request
+    # that leaves the hub is recorded and refused.
+    external: list[str] = []
+
+    def only_local(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(portal.url) or url.startswith("data:"):
+            route.continue_()
+        else:
+            external.append(url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.external = external
     return page
 
 
@@ -78,7 +92,11 @@ def test_catalogue_search_and_dataset_page(browser: Any, portal: Portal, shots: 
     # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
     page.keyboard.press("Tab")
     expect(page.locator(":focus")).to_have_text("Skip to content")
+    # The API documentation renders from the package's own Swagger UI assets.
+    page.goto("/docs")
+    expect(page.get_by_text("/api/search", exact=True).first).to_be_visible()
     assert page.js_errors == []
+    assert page.external == []
 
 
 def test_data_holder_edits_the_description(browser: Any, portal: Portal, shots: Shots) -> None:
@@ -212,6 +230,7 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
         "in progress"
     )
     assert page.js_errors == []
+    assert page.external == []
 
 
 def test_roles_and_sessions(browser: Any, portal: Portal) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi_offline import FastAPIOffline
 
 from oncofed import __version__
 from oncofed.audit import AuditLog
@@ -100,7 +101,9 @@ def create_app(settings: HubSettings) -> FastAPI:
                     await job
             ctx.engine.dispose()
 
-    app = FastAPI(title="oncofed hub", version=__version__, lifespan=lifespan)
+    app = FastAPIOffline(
+        title="oncofed hub", version=__version__, lifespan=lifespan
+    )  # /docs, /redoc: assets from the package, not a CDN
 
     @app.get("/api/health", tags=["hub"])
     async def health() -> dict[str, Any]:

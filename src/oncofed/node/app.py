@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi_offline import FastAPIOffline
 
 from oncofed import __version__
 from oncofed.node import admin_routes
@@ -73,7 +74,10 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
                 await grants_task
             ctx.close()
 
-    app = FastAPI(title=f"oncofed node {settings.name}", version=__version__, lifespan=lifespan)
+    # /docs and /redoc with their assets from the package, not a CDN (nodes run offline).
+    app = FastAPIOffline(
+        title=f"oncofed node {settings.name}", version=__version__, lifespan=lifespan
+    )
 
     @app.get("/health", tags=["node"])
     async def health(request: Request) -> dict[str, Any]:
