@@ -45,12 +45,48 @@ class ServerTiming:
         await self.app(scope, receive, timed)
 
 
+# Pages of the portal may load only what the hub itself serves, may not be framed, and send
+# no referrer elsewhere. (The API docs pages of fastapi-offline use an inline script and
+# keep their own defaults.)
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+API_DOCS = ("/docs", "/redoc", "/static-offline-docs")
+
+
+class SecurityHeaders:
+    """Browser hardening on every answer; a strict content security policy on HTML pages."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = str(scope.get("path", "")).startswith(API_DOCS)
+
+        async def hardened(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "same-origin")
+                if headers.get("content-type", "").startswith("text/html") and not docs:
+                    headers.setdefault("Content-Security-Policy", CSP)
+                    headers.setdefault("X-Frame-Options", "DENY")
+            await send(message)
+
+        await self.app(scope, receive, hardened)
+
+
 def install(app: FastAPI) -> None:
     for module in (login_pages, catalogue_pages, cohort_pages, request_pages, federation_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.add_middleware(ServerTiming)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:

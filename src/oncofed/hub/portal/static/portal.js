@@ -20,6 +20,11 @@ if (refocus) {
   }
 }
 
+// A share link is selected whole when focused, ready to copy.
+for (const box of document.querySelectorAll("[data-select-on-focus]")) {
+  box.addEventListener("focus", () => box.select());
+}
+
 // Cohort explorer: show the value fields of the chosen criterion without a round trip.
 const TYPE_WORDS = { EQUALS: "is", NOT_EQUALS: "is not", IN: "is any of", BETWEEN: "between",
   LOWER_THAN: "below", GREATER_THAN: "above", CONTAINS: "contains" };
