@@ -51,6 +51,20 @@ audit_head = sa.Table(
 GENESIS = "0" * 64
 DECISIONS = {"allow", "deny", "info", "error"}
 
+# An append runs on hot paths (every task and result); its statements are built once so that
+# each call only binds parameters (SQLAlchemy then reuses the compiled form).
+_BUMP_HEAD = (
+    sa.update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=audit_head.c.seq + 1)
+    .returning(audit_head.c.seq, audit_head.c.hash)
+)
+_FIRST_HEAD = sa.insert(audit_head).values(id=1, seq=1, hash=GENESIS)
+_INSERT_ENTRY = sa.insert(audit_entry)
+_SET_HEAD_HASH = (
+    sa.update(audit_head).where(audit_head.c.id == 1).values(hash=sa.bindparam("new_hash"))
+)
+
 
 def entry_hash(row: dict[str, Any]) -> str:
     content = {
@@ -117,14 +131,9 @@ class AuditLog:
     ) -> int:
         # Moving the head first takes its row lock (PostgreSQL) or the database write lock
         # (SQLite), so concurrent appends queue here instead of forking the chain.
-        head = con.execute(
-            sa.update(audit_head)
-            .where(audit_head.c.id == 1)
-            .values(seq=audit_head.c.seq + 1)
-            .returning(audit_head.c.seq, audit_head.c.hash)
-        ).first()
+        head = con.execute(_BUMP_HEAD).first()
         if head is None:
-            con.execute(sa.insert(audit_head).values(id=1, seq=1, hash=GENESIS))
+            con.execute(_FIRST_HEAD)
             seq, prev_hash = 1, GENESIS
         else:
             seq, prev_hash = int(head.seq), str(head.hash)
@@ -140,8 +149,8 @@ class AuditLog:
             "prev_hash": prev_hash,
         }
         row["hash"] = entry_hash(row)
-        con.execute(sa.insert(audit_entry).values(**row))
-        con.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(hash=row["hash"]))
+        con.execute(_INSERT_ENTRY, row)
+        con.execute(_SET_HEAD_HASH, {"new_hash": row["hash"]})
         return seq
 
     def entries(self, since: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:

@@ -349,8 +349,16 @@ def test_node_ledger_records_each_task_once(make_federation: FederationFactory) 
         for task_id in ids:
             assert client.results(task_id, wait_time=30)["complete"]
     settings = load_node_settings(fed.nodes["node-1"].directory)
-    with state_engine(settings.resolve(settings.state_file)).connect() as con:
-        rows = con.execute(sa.select(task_ledger.c.task_id, task_ledger.c.posted)).all()
+    engine = state_engine(settings.resolve(settings.state_file))
+    # `posted` records the hub's acknowledgement, which reaches the node while (not before)
+    # the requester learns of the result: give the last one a moment.
+    deadline = time.monotonic() + 10
+    while True:
+        with engine.connect() as con:
+            rows = con.execute(sa.select(task_ledger.c.task_id, task_ledger.c.posted)).all()
+        if all(r.posted for r in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert sorted(r.task_id for r in rows) == sorted(ids)
     assert all(r.posted for r in rows)
     assert json.loads(json.dumps(ids))  # ids are plain strings

@@ -10,6 +10,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import URL
 
 from oncofed.hub.context import HubContext, hub_context
 from oncofed.hub.models import Account, ApiToken, Node
@@ -118,31 +119,39 @@ def _check_node(
         return NodeRequest(node, headers.get(HEADER_NONCE.lower(), ""))
 
 
+async def check_node_request(
+    ctx: HubContext, method: str, target: str, body: bytes, headers: dict[str, str]
+) -> NodeRequest:
+    """Verify a node's signed request (HTTP call or stream handshake); refusals are audited.
+
+    Raises HTTPException 401 (unknown node, bad signature, stale clock) or 403 (the node is
+    not enrolled). `headers` must have lower-case names.
+    """
+    try:
+        return await run_in_threadpool(_check_node, ctx, method, target, body, headers)
+    except (RequestAuthError, ValueError) as exc:
+        status, reason, detail = 401, str(exc), f"node request refused: {exc}"
+    except PermissionError as exc:
+        status, reason, detail = 403, str(exc), str(exc)
+    await run_in_threadpool(
+        ctx.audit.append,
+        f"node:{headers.get('oncofed-node', '?')}",
+        "node.request",
+        "deny",
+        target,
+        reason,
+    )
+    raise HTTPException(status, detail)
+
+
+def request_target(url: URL) -> str:
+    """The path and query string a node signed."""
+    return url.path + (f"?{url.query}" if url.query else "")
+
+
 async def authenticated_node(
     request: Request, ctx: Annotated[HubContext, Depends(hub_context)]
 ) -> NodeRequest:
     body = await request.body()
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    try:
-        return await run_in_threadpool(_check_node, ctx, request.method, target, body, headers)
-    except (RequestAuthError, ValueError) as exc:
-        await run_in_threadpool(
-            ctx.audit.append,
-            f"node:{headers.get('oncofed-node', '?')}",
-            "node.request",
-            "deny",
-            target,
-            str(exc),
-        )
-        raise HTTPException(401, f"node request refused: {exc}") from exc
-    except PermissionError as exc:
-        await run_in_threadpool(
-            ctx.audit.append,
-            f"node:{headers.get('oncofed-node', '?')}",
-            "node.request",
-            "deny",
-            target,
-            str(exc),
-        )
-        raise HTTPException(403, str(exc)) from exc
+    return await check_node_request(ctx, request.method, request_target(request.url), body, headers)

@@ -7,7 +7,7 @@ which must already be safe to leave the node (aggregates that passed disclosure 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from oncofed import __version__
@@ -17,11 +17,19 @@ from oncofed.privacy.disclose import release_count
 
 @dataclass(frozen=True)
 class TaskMeta:
-    """Who asked (as the hub signed it) and which task this is."""
+    """Who asked (as the hub signed it) and which task this is.
+
+    A handler that has a decision to audit can leave it in `audit_entries` (keyword
+    arguments of :meth:`oncofed.audit.AuditLog.append`) instead of appending it itself: the
+    agent writes them in the transaction that records the task's outcome, so they cost no
+    commit of their own and exist exactly when the outcome does. Entries are written
+    whether the handler returns or raises.
+    """
 
     task_id: str
     kind: str
     requester: str
+    audit_entries: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TaskRefused(Exception):
@@ -101,13 +109,15 @@ def search_count(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict
     from oncofed.query import QueryValidationError
 
     def audit(decision: DisclosureDecision) -> None:
-        ctx.audit.append(
-            meta.requester,
-            "search",
-            "allow" if decision.decision == "answered" else "deny",
-            target=meta.task_id,
-            reason=decision.reason,
-            details=decision.model_dump(mode="json", exclude={"query"}),
+        meta.audit_entries.append(
+            {
+                "actor": meta.requester,
+                "action": "search",
+                "decision": "allow" if decision.decision == "answered" else "deny",
+                "target": meta.task_id,
+                "reason": decision.reason,
+                "details": decision.model_dump(mode="json", exclude={"query"}),
+            }
         )
 
     try:

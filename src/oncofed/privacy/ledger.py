@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -44,7 +45,8 @@ from oncofed.privacy.policy import DisclosurePolicy
 metadata = MetaData()
 
 noise_table = Table(
-    "disclosure_noise", metadata,
+    "disclosure_noise",
+    metadata,
     Column("node_id", String(200), primary_key=True),
     Column("dataset_id", String(200), primary_key=True),
     Column("query_hash", String(64), primary_key=True),
@@ -55,7 +57,8 @@ noise_table = Table(
 )
 
 charge_table = Table(
-    "disclosure_charge", metadata,
+    "disclosure_charge",
+    metadata,
     Column("requester", String(300), primary_key=True),
     Column("day", String(10), primary_key=True),
     Column("query_hash", String(64), primary_key=True),
@@ -64,7 +67,8 @@ charge_table = Table(
 )
 
 request_table = Table(
-    "disclosure_request", metadata,
+    "disclosure_request",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("requester", String(300), nullable=False),
     Column("at", Float, nullable=False),
@@ -72,6 +76,30 @@ request_table = Table(
 )
 
 RATE_WINDOW_S = 60.0
+
+# Statements of the per-request path, built once: executing the same statement object with
+# new parameters skips SQLAlchemy's expression building and cache-key walk (most of the
+# Python cost of a search's admission and noise lookup).
+_bp = bindparam
+_INSERT_REQUEST = insert(request_table)
+_RECENT_REQUESTS = select(func.count(), func.min(request_table.c.at)).where(
+    request_table.c.requester == _bp("who"), request_table.c.at > _bp("since")
+)
+_PRUNE_REQUESTS = delete(request_table).where(
+    request_table.c.requester == _bp("who"), request_table.c.at < _bp("before")
+)
+_CHARGED = select(charge_table.c.epsilon).where(
+    charge_table.c.requester == _bp("who"),
+    charge_table.c.day == _bp("today"),
+    charge_table.c.query_hash == _bp("qhash"),
+)
+_SPENT = select(func.coalesce(func.sum(charge_table.c.epsilon), 0.0)).where(
+    charge_table.c.requester == _bp("who"), charge_table.c.day == _bp("today")
+)
+_INSERT_CHARGE = insert(charge_table)
+_CACHED_NOISE = select(
+    noise_table.c.dataset_id, noise_table.c.statistic, noise_table.c.noise
+).where(and_(noise_table.c.node_id == _bp("node"), noise_table.c.query_hash == _bp("qhash")))
 
 
 @dataclass(frozen=True)
@@ -92,8 +120,12 @@ def _next_midnight(now: float) -> dt.datetime:
 class PrivacyLedger:
     """Budgets, rate limits and cached noise over a caller-provided SQLAlchemy engine."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time,
-                 sampler: LaplaceSampler | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], float] = time.time,
+        sampler: LaplaceSampler | None = None,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.sampler = sampler or LaplaceSampler()
@@ -111,48 +143,48 @@ class PrivacyLedger:
         day = dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
         resets_at = _next_midnight(now)
         with self.engine.begin() as conn:
-            conn.execute(insert(request_table).values(requester=requester, at=now))
+            conn.execute(_INSERT_REQUEST, {"requester": requester, "at": now})
             recent = conn.execute(
-                select(func.count(), func.min(request_table.c.at)).where(
-                    request_table.c.requester == requester,
-                    request_table.c.at > now - RATE_WINDOW_S)
+                _RECENT_REQUESTS, {"who": requester, "since": now - RATE_WINDOW_S}
             ).one()
             if recent[0] > policy.rate_limit_per_minute:
-                raise RateLimited(requester, policy.rate_limit_per_minute,
-                                  max(1.0, RATE_WINDOW_S - (now - float(recent[1]))))
-            conn.execute(delete(request_table).where(
-                request_table.c.requester == requester,
-                request_table.c.at < now - 10 * RATE_WINDOW_S))
-            already = conn.execute(select(charge_table.c.epsilon).where(
-                charge_table.c.requester == requester, charge_table.c.day == day,
-                charge_table.c.query_hash == query_hash)).first()
-            spent = float(conn.execute(
-                select(func.coalesce(func.sum(charge_table.c.epsilon), 0.0)).where(
-                    charge_table.c.requester == requester, charge_table.c.day == day)
-            ).scalar_one())
+                raise RateLimited(
+                    requester,
+                    policy.rate_limit_per_minute,
+                    max(1.0, RATE_WINDOW_S - (now - float(recent[1]))),
+                )
+            conn.execute(_PRUNE_REQUESTS, {"who": requester, "before": now - 10 * RATE_WINDOW_S})
+            already = conn.execute(
+                _CHARGED, {"who": requester, "today": day, "qhash": query_hash}
+            ).first()
+            spent = float(conn.execute(_SPENT, {"who": requester, "today": day}).scalar_one())
             if already is not None:
                 return Admission(0.0, spent, max(0.0, policy.daily_budget - spent), resets_at)
             if spent + policy.epsilon > policy.daily_budget + 1e-9:
                 raise BudgetExhausted(requester, spent, policy.daily_budget, resets_at)
-            conn.execute(insert(charge_table).values(
-                requester=requester, day=day, query_hash=query_hash,
-                epsilon=policy.epsilon, at=now))
+            conn.execute(
+                _INSERT_CHARGE,
+                {
+                    "requester": requester,
+                    "day": day,
+                    "query_hash": query_hash,
+                    "epsilon": policy.epsilon,
+                    "at": now,
+                },
+            )
             spent += policy.epsilon
-        return Admission(policy.epsilon, spent, max(0.0, policy.daily_budget - spent),
-                         resets_at)
+        return Admission(policy.epsilon, spent, max(0.0, policy.daily_budget - spent), resets_at)
 
     def spent_today(self, requester: str) -> float:
         day = dt.datetime.fromtimestamp(self.clock(), dt.UTC).date().isoformat()
         with self.engine.connect() as conn:
-            return float(conn.execute(
-                select(func.coalesce(func.sum(charge_table.c.epsilon), 0.0)).where(
-                    charge_table.c.requester == requester, charge_table.c.day == day)
-            ).scalar_one())
+            return float(conn.execute(_SPENT, {"who": requester, "today": day}).scalar_one())
 
     # -- cached noise ----------------------------------------------------------------------
 
-    def noise(self, node_id: str, query_hash: str,
-              wanted: Iterable[tuple[str, str, float]]) -> dict[tuple[str, str], int]:
+    def noise(
+        self, node_id: str, query_hash: str, wanted: Iterable[tuple[str, str, float]]
+    ) -> dict[tuple[str, str], int]:
         """Noise for each (dataset, statistic, scale): the cached draw, or a new one.
 
         A cached draw is kept even if the policy's scale changed later (the scale it was
@@ -164,9 +196,15 @@ class PrivacyLedger:
         missing = [(d, s, scale) for d, s, scale in wanted if (d, s) not in cached]
         if missing:
             rows = [
-                {"node_id": node_id, "dataset_id": d, "query_hash": query_hash,
-                 "statistic": s, "scale": scale, "noise": self.sampler.sample(scale),
-                 "drawn_at": self.clock()}
+                {
+                    "node_id": node_id,
+                    "dataset_id": d,
+                    "query_hash": query_hash,
+                    "statistic": s,
+                    "scale": scale,
+                    "noise": self.sampler.sample(scale),
+                    "drawn_at": self.clock(),
+                }
                 for d, s, scale in missing
             ]
             try:
@@ -185,9 +223,5 @@ class PrivacyLedger:
 
     def _cached(self, node_id: str, query_hash: str) -> dict[tuple[str, str], int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(noise_table.c.dataset_id, noise_table.c.statistic, noise_table.c.noise)
-                .where(and_(noise_table.c.node_id == node_id,
-                            noise_table.c.query_hash == query_hash))
-            ).all()
+            rows = conn.execute(_CACHED_NOISE, {"node": node_id, "qhash": query_hash}).all()
         return {(r[0], r[1]): int(r[2]) for r in rows}

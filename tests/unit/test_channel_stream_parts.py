@@ -1,0 +1,64 @@
+"""Pieces of the channel's stream transport that need no hub process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from oncofed.hub.channel import ChannelError
+from oncofed.hub.routes.channel import Batcher
+from oncofed.node.agent import StreamRefused
+
+
+def test_batcher_groups_what_arrives_while_busy_and_fails_items_alone() -> None:
+    batches: list[list[int]] = []
+    release = threading.Event()
+
+    def work(items: list[int]) -> list[int | ChannelError]:
+        if not batches:
+            release.wait(10)  # hold the first batch until the others have queued
+        batches.append(items)
+        return [ChannelError(409, "odd") if i % 2 else i * 10 for i in items]
+
+    async def run() -> list[int | BaseException]:
+        batcher: Batcher[int, int] = Batcher(work)
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0)  # the first batch starts with item 0 alone
+        rest = [asyncio.create_task(batcher.submit(i)) for i in range(1, 5)]
+        await asyncio.sleep(0)
+        release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    outcomes = asyncio.run(run())
+    assert batches == [[0], [1, 2, 3, 4]]
+    assert outcomes[0] == 0 and outcomes[2] == 20 and outcomes[4] == 40
+    assert all(isinstance(outcomes[i], ChannelError) for i in (1, 3))
+
+
+def test_batcher_passes_a_whole_batch_failure_to_every_item() -> None:
+    def work(items: list[int]) -> list[int | ChannelError]:
+        raise RuntimeError("database gone")
+
+    async def run() -> list[int | BaseException]:
+        batcher: Batcher[int, int] = Batcher(work)
+        return await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+
+    assert all(isinstance(o, RuntimeError) for o in asyncio.run(run()))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "no_stream"),
+    [
+        (404, b"", True),  # a hub (or proxy) without the stream
+        (403, b"", True),  # what a framework answers for a WebSocket path it lacks
+        (403, b'{"detail":"node n1 is revoked"}', False),  # refused: the poll says why
+        (401, b'{"detail":"node request refused: replayed"}', False),
+        (500, b"", False),
+    ],
+)
+def test_stream_refusals_tell_a_missing_stream_from_a_refused_node(
+    status: int, body: bytes, no_stream: bool
+) -> None:
+    assert StreamRefused(status, body).no_stream is no_stream
