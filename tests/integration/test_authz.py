@@ -328,8 +328,8 @@ def fixtures(hub: Hub) -> dict[str, Any]:
         files={"file": ("ethics.pdf", b"%PDF", "application/pdf")},
     ).json()["id"]
     tid = hub.call("POST", "/api/tasks", "alice", json={"kind": "node.info"}).json()["id"]
-    # An unknown search id: a node.info task id makes the search events stream fail after
-    # it started (reported to the search owner).
+    # An unknown search id (a node.info task id would pass the owner check and then end
+    # the events stream with an `error` event).
     nosuch = "0" * 32
     return {"nid": nid, "row": rows["node-1"], "jti": jti, "att": att, "tid": tid, "nosuch": nosuch}
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
@@ -12,15 +10,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from oncofed.hub import search_runs
 from oncofed.hub.auth import Caller, require
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext, hub_context
-from oncofed.hub.search import SEARCH_KIND, SearchRefused, combine
-from oncofed.query import QueryValidationError, parse_query, vocabulary
-from oncofed.query.ast import to_json
+from oncofed.hub.search import SearchRefused, combine
+from oncofed.hub.search_runs import RECHECK_SECONDS, search_view, start_search
+from oncofed.query import QueryValidationError, vocabulary
 
 router = APIRouter()
-RECHECK_SECONDS = 1.0
 
 
 class SearchRequest(BaseModel):
@@ -39,12 +37,9 @@ async def get_vocabulary() -> Any:
 
 async def _view(ctx: HubContext, task_id: str) -> TaskView:
     try:
-        view: TaskView = await run_in_threadpool(ctx.channel.view, task_id)
+        return await search_view(ctx, task_id)
     except ChannelError as exc:
         raise HTTPException(exc.status, exc.message) from exc
-    if view.kind != SEARCH_KIND:
-        raise HTTPException(404, f"no search {task_id}")
-    return view
 
 
 async def _wait(ctx: HubContext, task_id: str, seconds: float) -> TaskView:
@@ -68,31 +63,13 @@ async def search(
     """Fan a search out to the nodes; 200 with all answers, 206 with those by the deadline."""
     raw = req.ast.get("ast", req.ast) if isinstance(req.ast.get("ast"), dict) else req.ast
     try:
-        op = parse_query(raw)
+        task_id, node_ids = await start_search(
+            ctx, caller.username, raw, req.nodes, req.timeout_seconds
+        )
     except QueryValidationError as exc:
-        await run_in_threadpool(
-            ctx.audit.append, caller.username, "search", "deny", "", str(exc)[:2000]
-        )
         raise HTTPException(422, exc.as_dict()) from exc
-    try:
-        await run_in_threadpool(ctx.search_admission.admit, ctx.sessions, caller.username)
-        task_id, node_ids = await run_in_threadpool(
-            ctx.channel.create,
-            SEARCH_KIND,
-            {"ast": to_json(op)},
-            req.nodes,
-            max(1, round(req.timeout_seconds)),
-            caller.username,
-        )
-    except SearchRefused as exc:
-        await run_in_threadpool(
-            ctx.audit.append, caller.username, "search", "deny", "", exc.message
-        )
+    except (SearchRefused, ChannelError) as exc:
         raise HTTPException(exc.status, exc.message) from exc
-    except ChannelError as exc:
-        raise HTTPException(exc.status, exc.message) from exc
-    for node_id in node_ids:
-        ctx.notifier.wake(f"node:{node_id}")
     if not wait:
         return JSONResponse(
             {"id": task_id, "nodes": len(node_ids)},
@@ -132,23 +109,8 @@ async def search_events(
 ) -> StreamingResponse:
     """Server-sent events: one `node` event per node as its answer arrives, then `done`."""
     await _own(ctx, caller, task_id)
-
-    async def events() -> AsyncIterator[str]:
-        sent: set[str] = set()
-        while True:
-            ev = ctx.notifier.event(f"task:{task_id}")
-            view = await _view(ctx, task_id)
-            combined = combine(view)
-            for provider in combined["providers"]:
-                if provider["status"] in ("pending", "claimed") or provider["provider"] in sent:
-                    continue
-                sent.add(provider["provider"])
-                yield f"event: node\ndata: {json.dumps(provider)}\n\n"
-            if view.complete:
-                yield f"event: done\ndata: {json.dumps(combined)}\n\n"
-                return
-            await ctx.notifier.wait(ev, RECHECK_SECONDS)
-
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        search_runs.search_events(ctx, task_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
     )
