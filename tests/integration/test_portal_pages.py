@@ -198,6 +198,17 @@ def form_fields(extra: dict[str, object]) -> dict[str, object]:
     }
 
 
+def test_catalogue_access_url_opens_the_request_form(hub: Hub) -> None:
+    """DCAT distributions point at /negotiation/new?dataset=&provider= (STANDARDS §5)."""
+    anonymous = browser(hub)
+    r = anonymous.get("/negotiation/new?dataset=lung-ct&provider=node-1")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/requests/new?resource=node-1%3Alung-ct"
+    alice = browser(hub, "alice")
+    page = alice.get(r.headers["location"]).text
+    assert 'name="resource" value="node-1:lung-ct" checked' in page
+
+
 def test_access_request_through_forms(hub: Hub) -> None:
     alice = browser(hub, "alice")
     token = csrf(alice, "/requests/new")

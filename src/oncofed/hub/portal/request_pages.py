@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -216,6 +217,14 @@ def _new_page(
         duo_terms=DUO_TERMS,
         primary_duo=PRIMARY_DUO,
     )
+
+
+@router.get("/negotiation/new")
+async def from_catalogue(dataset: str = "", provider: str = "") -> Response:
+    """The access URL the DCAT export gives each distribution (STANDARDS §5): the form of a
+    new request for that dataset (after logging in)."""
+    query = urlencode({"resource": f"{provider}:{dataset}"} if dataset and provider else {})
+    return RedirectResponse(f"/requests/new?{query}" if query else "/requests/new", 303)
 
 
 @router.get("/requests/new", response_class=HTMLResponse)
