@@ -152,9 +152,13 @@ def get(ctx: HubContext, who: Who, nid: str) -> dict[str, Any]:
 
 def list_for(ctx: HubContext, who: Who) -> list[dict[str, Any]]:
     with ctx.sessions() as s:
+        # Two queries, not one per request: the portal's lists and inbox call this often.
+        by_negotiation: dict[str, list[NegotiationResource]] = {}
+        for r in s.scalars(sa.select(NegotiationResource).order_by(NegotiationResource.id)):
+            by_negotiation.setdefault(r.negotiation_id, []).append(r)
         out = []
         for neg in s.scalars(sa.select(Negotiation).order_by(Negotiation.created_at.desc())):
-            resources = _resources(s, neg.id)
+            resources = by_negotiation.get(neg.id, [])
             if _can_see(who, neg, resources):
                 out.append(
                     {
