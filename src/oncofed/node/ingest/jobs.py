@@ -163,8 +163,13 @@ class IngestJobs:
         self.jobs: dict[str, JobState] = {}
         self._lock = threading.Lock()  # one ingest at a time
 
+    KEEP = 100  # finished jobs remembered for their commands to read
+
     def submit(self, job: IngestJob) -> JobState:
         state = JobState(uuid.uuid4().hex, job)
+        finished = [k for k, v in self.jobs.items() if v.finished is not None]
+        for old in finished[: max(0, len(finished) - self.KEEP)]:
+            del self.jobs[old]
         self.jobs[state.id] = state
         threading.Thread(target=self._run, args=(state,), daemon=True).start()
         return state
