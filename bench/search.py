@@ -105,6 +105,19 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (0 where absent).
+
+    Wall-clock latencies on a shared machine are noisy; the CPU the hub and the nodes burn
+    per search is not, and tells where the time goes.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fill(node_dir: str, index: int, patients: int) -> int:
     settings = load_node_settings(Path(node_dir))
     store = NodeStore(settings.resolve(settings.store_file))
@@ -178,18 +191,28 @@ def main() -> None:
 
         end_to_end: dict[str, list[float]] = {}
         answers: dict[str, int] = {}
+        assert fed.hub.proc is not None
+        hub_pid = fed.hub.proc.pid
+        node_pids = [p.pid for n in names if (p := fed.nodes[n].proc) is not None]
+        hub_cpu = node_cpu = 0.0
+        load_before = os.getloadavg()
         with fed.admin() as client:
             for label, ast in QUERIES.items():
                 client.search(ast, timeout_seconds=60)  # warm-up: draws and caches noise
                 samples = []
+                hub_cpu -= cpu_seconds(hub_pid)
+                node_cpu -= sum(cpu_seconds(pid) for pid in node_pids)
                 for _ in range(args.repeat):
                     t0 = time.perf_counter()
                     result = client.search(ast, timeout_seconds=60)
                     samples.append((time.perf_counter() - t0) * 1000)
                     if result["nodes"]["answered"] != args.nodes:
                         raise RuntimeError(f"{label}: {result['nodes']['statuses']}")
+                hub_cpu += cpu_seconds(hub_pid)
+                node_cpu += sum(cpu_seconds(pid) for pid in node_pids)
                 end_to_end[label] = samples
                 answers[label] = result["total"]["subjects"]["min"]
+        load_after = os.getloadavg()
 
         # The floor: the node's own work for the same query on a copy of one node's store.
         # Set up as a running node is: one DuckDB thread, its state engine (SQLite WAL) and a
@@ -199,14 +222,17 @@ def main() -> None:
         ledger = PrivacyLedger(state)
         policy = DisclosurePolicy(rate_limit_per_minute=1_000_000, daily_budget=1e6)
         floor: dict[str, list[float]] = {}
+        floor_cpu: dict[str, list[float]] = {}
         for label, ast in QUERIES.items():
             answer_search(store, ast, "bench", policy, state, "floor", ledger=ledger)
-            samples = []
+            samples, cpu = [], []
             for _ in range(args.repeat):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 answer_search(store, ast, "bench", policy, state, "floor", ledger=ledger)
                 samples.append((time.perf_counter() - t0) * 1000)
+                cpu.append((time.process_time() - c0) * 1000)
             floor[label] = samples
+            floor_cpu[label] = cpu
         store.close()
     finally:
         fed.stop()
@@ -221,11 +247,13 @@ def main() -> None:
             "matching_patients_total": answers[label],
             "end_to_end": summary(end_to_end[label]),
             "floor_one_node": summary(floor[label]),
+            "floor_one_node_cpu": summary(floor_cpu[label]),
             "overhead_p50_ms": round(pct(end_to_end[label], 50) - pct(floor[label], 50), 2),
         }
         for label in QUERIES
     }
     overall_e2e, overall_floor = summary(all_e2e), summary(all_floor)
+    searches = len(all_e2e)
     overhead = round(overall_e2e["p50_ms"] - overall_floor["p50_ms"], 2)
     result = {
         "benchmark": "search",
@@ -244,6 +272,13 @@ def main() -> None:
         "repeat": args.repeat,
         "end_to_end": overall_e2e,
         "floor_one_node": overall_floor,
+        "floor_one_node_cpu": summary([x for v in floor_cpu.values() for x in v]),
+        # CPU burnt per measured search (warm-ups excluded), hub and all nodes together.
+        "cpu_ms_per_search": {
+            "hub": round(hub_cpu * 1000 / searches, 2),
+            "nodes_total": round(node_cpu * 1000 / searches, 2),
+        },
+        "load_average": {"before": load_before, "after": load_after},
         "overhead_p50_ms": overhead,
         "per_query": per_query,
         "target": {

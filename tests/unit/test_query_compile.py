@@ -282,7 +282,10 @@ def test_sql_counts_equal_python_evaluator(
         cohort = load_cohort(con)
         for raw in queries:
             op = parse_query(raw)
-            assert count_matches(con, op) == evaluate_counts(op, cohort), raw
+            expected = evaluate_counts(op, cohort)
+            assert count_matches(con, op) == expected, raw
+            # The in-memory path federated search takes (oncofed.query.columnar).
+            assert store.search_counts(op) == expected, raw
 
 
 @settings(max_examples=80, deadline=None)
@@ -316,7 +319,8 @@ def test_search_index_follows_every_store_change(tmp_path: Path) -> None:
         with store.reading() as con:
             counts = count_matches(con, ct)
             assert counts == evaluate_counts(ct, load_cohort(con))
-            return counts[0].subjects
+        assert store.search_counts(ct) == counts  # the in-memory copy follows as well
+        return counts[0].subjects
 
     assert subjects() == 1
     with store.transaction() as cur:  # a write through the store: the index follows

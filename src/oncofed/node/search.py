@@ -23,7 +23,6 @@ from oncofed.privacy.errors import DisclosureRefused
 from oncofed.privacy.ledger import PrivacyLedger
 from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.query.ast import Operation, query_hash, to_json
-from oncofed.query.counts import count_matches
 from oncofed.query.response import MediatorResponse
 from oncofed.query.validate import QueryValidationError, parse_query
 
@@ -86,8 +85,7 @@ def answer_search(
         record("refused", exc.reason, detail=str(exc), query_hash=qhash, query=canonical)
         raise
     try:
-        with store.reading() as con:
-            counts = count_matches(con, op)
+        counts = store.search_counts(op)
         response, summary = disclose(counts, policy, ledger, node_id, qhash)
     except Exception as exc:
         record(

@@ -70,12 +70,13 @@ def local_group(node: Operation | Condition) -> str | None:
     groups = {local_group(c) for c in node.children}
     if len(groups) != 1 or None in groups:
         return None
-    if node.operand == "AND" and not _disjoint(node.children):
+    if node.operand == "AND" and not disjoint_keys(node.children):
         return None
     return groups.pop()
 
 
-def _disjoint(nodes: list[Operation | Condition]) -> bool:
+def disjoint_keys(nodes: list[Operation | Condition]) -> bool:
+    """No key appears under two of the nodes (the same-record rule applies to them)."""
     seen: set[str] = set()
     for n in nodes:
         keys = node_keys(n)
@@ -98,7 +99,8 @@ def positive(cond: Condition) -> Condition:
 # ------------------------------------------------------------------------------------------
 
 
-def _values(cond: Condition) -> list[str]:
+def condition_texts(cond: Condition) -> list[str]:
+    """A condition's value(s) as the text the row predicates compare."""
     return [str(v) for v in value_list(cond.value)]
 
 
@@ -147,7 +149,7 @@ def _row_predicate(spec: KeySpec, cond: Condition, r: str) -> Sql:
             return _join(parts, "AND", "true")
         op = {"EQUALS": "=", "LOWER_THAN": "<", "GREATER_THAN": ">"}[cond.type]
         return Sql(f"{col} {op} ?", [cond.value])
-    values = _values(cond)
+    values = condition_texts(cond)
     if spec.kind == "code":
         codes = [spec.code(v) for v in values]
         matches = sorted({m for c in codes if c is not None for m in c.match})
@@ -348,7 +350,7 @@ class Compiler:
             else:
                 buckets.setdefault(g, []).append(child)
         for g, members in buckets.items():
-            if _disjoint(members):
+            if disjoint_keys(members):
                 parts.append(self._exists(g, members))
             else:
                 parts.extend(self._exists(g, [m]) for m in members)

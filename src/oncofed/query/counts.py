@@ -8,6 +8,10 @@ tables rebuilt from the store whenever it changed: :class:`oncofed.node.store.No
 records every write transaction in ``store_change``, the index remembers how many changes
 it was built from, and the counting statement itself reports a mismatch, in the same
 snapshot as its counts, so that an answer never comes from a stale index.
+
+Federated search counts through :mod:`oncofed.query.columnar` instead (the same numbers
+from an in-memory copy of the index, several times cheaper); :func:`count_matches` is the
+SQL path that stays for other readers, and the property tests hold the two together.
 """
 
 from __future__ import annotations
