@@ -22,6 +22,11 @@ from pathlib import Path
 
 import httpx
 
+try:  # optional: CPU time per process (not a dependency of the package)
+    import psutil
+except ImportError:  # pragma: no cover
+    psutil = None
+
 from oncofed import __version__
 from oncofed.client.hub import HubClient
 from oncofed.local import LocalFederation
@@ -41,6 +46,13 @@ def percentiles(samples: list[float]) -> dict[str, float]:
         "p99_ms": round(pct(99), 2),
         "mean_ms": round(statistics.fmean(ordered), 2),
     }
+
+
+def cpu_seconds(pids: list[int]) -> list[float]:
+    """User + system CPU time of each process (empty without psutil)."""
+    if psutil is None:
+        return []
+    return [sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids]
 
 
 def round_trip(client: HubClient) -> float:
@@ -72,7 +84,10 @@ def main() -> None:
             with fed.admin() as client:
                 for _ in range(10):  # warm-up: connections, caches
                     round_trip(client)
+                pids = [p.proc.pid for p in (fed.hub, *fed.nodes.values()) if p.proc]
+                cpu_before = cpu_seconds(pids)
                 sequential = [round_trip(client) for _ in range(args.tasks)]
+                cpu_after = cpu_seconds(pids)
 
                 started = time.perf_counter()
                 with ThreadPoolExecutor(args.concurrency) as pool:
@@ -95,6 +110,7 @@ def main() -> None:
             fed.stop()
 
     seq = percentiles(sequential)
+    cpu = [(b - a) * 1000 / args.tasks for a, b in zip(cpu_before, cpu_after, strict=True)]
     result = {
         "benchmark": "channel",
         "oncofed_version": __version__,
@@ -109,6 +125,15 @@ def main() -> None:
         "task_channel_sequential": {
             **seq,
             "tasks_per_s": round(1000 / statistics.fmean(sequential), 1),
+            # CPU per task (psutil, user + system) during the sequential run.
+            **(
+                {
+                    "hub_cpu_ms_per_task": round(cpu[0], 2),
+                    "node_cpu_ms_per_task_mean": round(statistics.fmean(cpu[1:]), 2),
+                }
+                if len(cpu) > 1
+                else {}
+            ),
         },
         "task_channel_concurrent": {
             **percentiles(concurrent),

@@ -60,6 +60,13 @@ _BUMP_HEAD = (
     .returning(audit_head.c.seq, audit_head.c.hash)
 )
 _FIRST_HEAD = sa.insert(audit_head).values(id=1, seq=1, hash=GENESIS)
+_BUMP_HEAD_BY = (
+    sa.update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=audit_head.c.seq + sa.bindparam("n", type_=sa.Integer()))
+    .returning(audit_head.c.seq, audit_head.c.hash)
+)
+_FIRST_HEAD_AT = sa.insert(audit_head).values(id=1, seq=sa.bindparam("n"), hash=GENESIS)
 _INSERT_ENTRY = sa.insert(audit_entry)
 _SET_HEAD_HASH = (
     sa.update(audit_head).where(audit_head.c.id == 1).values(hash=sa.bindparam("new_hash"))
@@ -118,6 +125,47 @@ class AuditLog:
             with self.engine.begin() as own:
                 return self._append(own, actor, action, decision, target, reason, details)
         return self._append(con, actor, action, decision, target, reason, details)
+
+    def append_many(self, entries: list[dict[str, Any]], con: sa.Connection) -> None:
+        """Append several entries (keyword arguments of `append`) in the caller's transaction.
+
+        The chain is the same as from one `append` per entry, but the head moves once and
+        the entries go in one executemany: a batch of channel results costs three
+        statements instead of three per result. Inside the caller's transaction, so a crash
+        leaves either all of them with their decisions or none.
+        """
+        if not entries:
+            return
+        for entry in entries:
+            if entry["decision"] not in DECISIONS:
+                raise ValueError(
+                    f"audit decision must be one of {sorted(DECISIONS)}, not {entry['decision']}"
+                )
+        n = len(entries)
+        head = con.execute(_BUMP_HEAD_BY, {"n": n}).first()
+        if head is None:
+            con.execute(_FIRST_HEAD_AT, {"n": n})
+            last, prev_hash = n, GENESIS
+        else:
+            last, prev_hash = int(head.seq), str(head.hash)
+        at = iso(utcnow())
+        rows = []
+        for seq, entry in enumerate(entries, start=last - n + 1):
+            row: dict[str, Any] = {
+                "seq": seq,
+                "at": at,
+                "actor": entry["actor"][:200],
+                "action": entry["action"][:100],
+                "target": entry.get("target", "")[:400],
+                "decision": entry["decision"],
+                "reason": entry.get("reason", ""),
+                "details": json.dumps(entry.get("details") or {}, sort_keys=True, default=str),
+                "prev_hash": prev_hash,
+            }
+            row["hash"] = prev_hash = entry_hash(row)
+            rows.append(row)
+        con.execute(_INSERT_ENTRY, rows)
+        con.execute(_SET_HEAD_HASH, {"new_hash": prev_hash})
 
     @staticmethod
     def _append(

@@ -102,6 +102,41 @@ def test_stream_delivers_tasks_and_acknowledges_results(
     assert {"result.address", "result.signature", "task.result"} <= denials
 
 
+def test_batched_acknowledgements_ride_on_the_next_message(
+    make_federation: FederationFactory,
+) -> None:
+    fed = make_federation(1)
+    fed.nodes["node-1"].stop()
+    node_id, key = node_identity(fed, "node-1")
+    path = PATH + "?acks=batch"
+    stream = connect(
+        fed.hub.url.replace("http://", "ws://") + path,
+        additional_headers=sign_request(node_id, key, "GET", path),
+        open_timeout=10,
+    )
+    with fed.admin() as client, stream as ws:
+        assert receive(ws) == {"type": "tasks", "tasks": []}
+        task_id = client.submit("node.info", ttl_seconds=60)
+        assert [t["task_id"] for t in receive(ws)["tasks"]] == [task_id]
+        assert client.task(task_id)["targets"][0]["status"] == "claimed"  # leased at creation
+        good = result(task_id, node_id, key, {"name": "node-1"})
+        ws.send(json.dumps({"type": "result", "task_id": task_id, "envelope": good}))
+        # Recorded before it is acknowledged: the requester does not wait for the ack.
+        done = client.results(task_id, wait_time=30)
+        assert done["complete"] and done["targets"][0]["result"] == {"name": "node-1"}
+        other = client.submit("node.info", ttl_seconds=60)
+        # The ack comes on the next tasks message, or alone when none came soon enough.
+        acks: list[dict[str, Any]] = []
+        delivered: list[str] = []
+        while not (acks and delivered):
+            message = receive(ws)
+            assert message["type"] in ("tasks", "acks")
+            acks += message.get("acks", [])
+            delivered += [t["task_id"] for t in message.get("tasks", [])]
+        assert acks == [{"task_id": task_id, "status": 200, "recorded": True}]
+        assert delivered == [other]
+
+
 def test_replayed_and_forged_handshakes_are_refused(make_federation: FederationFactory) -> None:
     fed = make_federation(1)
     fed.nodes["node-1"].stop()

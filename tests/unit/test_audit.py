@@ -94,3 +94,41 @@ def test_insertion_and_rehashed_edit_are_detected() -> None:
     with log2.engine.begin() as con:
         con.execute(sa.insert(audit_entry).values(**extra))
     assert any("tail" in p.problem for p in log2.verify())
+
+
+def test_batched_appends_chain_like_single_ones_and_roll_back_whole() -> None:
+    log = make_log(2)
+    batch = [
+        {"actor": "node:a", "action": "task.result", "decision": "allow", "target": "t1"},
+        {
+            "actor": "node:b",
+            "action": "task.result",
+            "decision": "error",
+            "target": "t1",
+            "reason": "boom",
+            "details": {"status": "failed"},
+        },
+    ]
+    with log.engine.begin() as con:
+        log.append_many(batch, con)
+    log.append("hub", "after", "info")
+    entries = list(log.entries())
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
+    assert [e["actor"] for e in entries[2:]] == ["node:a", "node:b", "hub"]
+    assert json.loads(entries[3]["details"]) == {"status": "failed"}
+    assert log.verify() == []
+    # A batch is part of its caller's transaction: a rollback leaves no half chain.
+    with pytest.raises(RuntimeError), log.engine.begin() as con:
+        log.append_many(batch, con)
+        raise RuntimeError("crash before commit")
+    assert len(list(log.entries())) == 5 and log.verify() == []
+    with pytest.raises(ValueError), log.engine.begin() as con:
+        log.append_many([{**batch[0], "decision": "maybe"}], con)
+
+
+def test_batched_append_starts_a_new_log() -> None:
+    log = make_log(0)
+    with log.engine.begin() as con:
+        log.append_many([{"actor": "a", "action": "x", "decision": "info"} for _ in range(3)], con)
+    assert [e["seq"] for e in log.entries()] == [1, 2, 3]
+    assert log.verify() == []

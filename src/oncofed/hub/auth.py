@@ -36,23 +36,41 @@ class Caller:
         return bool(self.roles & set(roles)) or "admin" in self.roles
 
 
+_api_token: sa.Table = ApiToken.__table__  # type: ignore[assignment]
+_account: sa.Table = Account.__table__  # type: ignore[assignment]
+# Every API call looks its token up: a prebuilt Core statement (compiled once, no ORM
+# identity map or unit of work), and a write only when `last_used_at` is due.
+_TOKEN = (
+    sa.select(
+        _api_token.c.id,
+        _api_token.c.revoked_at,
+        _api_token.c.expires_at,
+        _api_token.c.last_used_at,
+        _account.c.username,
+        _account.c.roles,
+        _account.c.disabled,
+    )
+    .join(_account, _account.c.id == _api_token.c.account_id)
+    .where(_api_token.c.token_hash == sa.bindparam("k_hash"))
+)
+_TOUCH_TOKEN = (
+    sa.update(_api_token)
+    .where(_api_token.c.id == sa.bindparam("k_id"))
+    .values(last_used_at=sa.bindparam("now", type_=_api_token.c.last_used_at.type))
+)
+
+
 def lookup_token(ctx: HubContext, token: str) -> Caller | None:
     now = utcnow()
-    with ctx.sessions.begin() as s:
-        row = s.execute(
-            sa.select(ApiToken, Account)
-            .join(Account, Account.id == ApiToken.account_id)
-            .where(ApiToken.token_hash == token_hash(token))
-        ).first()
-        if row is None:
-            return None
-        api_token, account = row
-        if api_token.revoked_at or api_token.expires_at <= now or account.disabled:
+    with ctx.engine.connect() as con:
+        row = con.execute(_TOKEN, {"k_hash": token_hash(token)}).first()
+        if row is None or row.revoked_at or row.expires_at <= now or row.disabled:
             return None
         # Touch at most once a minute: a write per request would serialise readers.
-        if api_token.last_used_at is None or now - api_token.last_used_at > timedelta(minutes=1):
-            api_token.last_used_at = now
-        return Caller(account.username, frozenset(account.roles.get("roles", [])))
+        if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
+            con.execute(_TOUCH_TOKEN, {"k_id": row.id, "now": now})
+            con.commit()
+        return Caller(row.username, frozenset((row.roles or {}).get("roles", [])))
 
 
 async def current_caller(

@@ -13,7 +13,10 @@ Everything here is synchronous SQLAlchemy; the routes run it in a thread pool.
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -38,6 +41,7 @@ _target: sa.Table = TaskTarget.__table__  # type: ignore[assignment]
 # new parameters skips the expression building and cache-key walks that dominated these
 # paths' cost when the statements were rebuilt per call.
 MAX_CLAIM = 50
+MAX_PROGRESS = 10_000  # tasks whose completion counts are kept (see Channel.progress)
 _NODE_STATUSES = sa.select(_node.c.id, _node.c.status).where(
     _node.c.id.in_(sa.bindparam("node_ids", expanding=True))
 )
@@ -107,6 +111,17 @@ _TARGETS_VIEW = (
     .join(_node, _node.c.id == _target.c.node_id)
     .where(_target.c.task_id == sa.bindparam("k_task"))
     .order_by(_node.c.name)
+)
+_INSERT_TASK = sa.insert(_task)
+_INSERT_TARGET = sa.insert(_target)
+_RELEASE = (
+    sa.update(_target)
+    .where(
+        _target.c.node_id == sa.bindparam("k_node"),
+        _target.c.task_id.in_(sa.bindparam("task_ids", expanding=True)),
+        _target.c.status == "claimed",
+    )
+    .values(status="pending", lease_until=None)
 )
 _FINISH = (
     sa.update(_target)
@@ -210,6 +225,18 @@ class Channel:
         self.audit = audit
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
+        # Streams open in this process (node id -> how many) and the tasks leased to them
+        # at creation, waiting for their stream to send them. Guarded by `_lock`: `create`
+        # runs in worker threads, the streams in the event loop.
+        self._lock = threading.Lock()
+        self._streams: Counter[str] = Counter()
+        # Queued tasks are (task id, the task item as JSON text): encoded once, sent to many.
+        self._delivery: dict[str, list[tuple[str, str]]] = {}
+        # Per task, how many of its targets this process has seen reach a final status
+        # (`progress`): lets a waiting requester skip re-reading a task that cannot be
+        # done yet. Bounded; a task that fell out reads 0 and its waiter re-reads the
+        # database on its periodic check instead.
+        self._progress: dict[str, int] = {}
 
     # -- requester side -------------------------------------------------------------------
 
@@ -221,13 +248,21 @@ class Channel:
         ttl_seconds: int,
         created_by: str,
     ) -> tuple[str, list[str]]:
-        """Store and sign a task; returns its id and the ids of the addressed nodes."""
+        """Store and sign a task; returns its id and the ids of the addressed nodes.
+
+        Targets whose node has an open stream in this process are leased to it in the same
+        transaction and queued for its stream (`take_delivered`): the stream sends them when
+        woken without a claim transaction of its own, one commit per task instead of one per
+        node. The others stay pending for the node's next claim.
+        """
         now = utcnow()
+        with self._lock:
+            streaming = set(self._streams)
         with self.sessions.begin() as s:
-            query = sa.select(Node).where(Node.status == "enrolled")
+            query = sa.select(Node.id, Node.name).where(Node.status == "enrolled")
             if node_names:
                 query = query.where(Node.name.in_(node_names))
-            nodes = list(s.scalars(query.order_by(Node.name)))
+            nodes = list(s.execute(query.order_by(Node.name)))
             if node_names:
                 missing = sorted(set(node_names) - {n.name for n in nodes})
                 if missing:
@@ -250,22 +285,36 @@ class Channel:
                 "issued_at": iso(now),
                 "expires_at": iso(expires),
             }
-            envelope = SignedEnvelope.sign(payload, self.key)
-            s.add(
-                Task(
-                    id=task_id,
-                    kind=kind,
-                    body=body,
-                    created_by=created_by,
-                    created_at=now,
-                    expires_at=expires,
-                    envelope=envelope.model_dump(),
-                )
+            envelope = SignedEnvelope.sign(payload, self.key).model_dump()
+            con = s.connection()
+            con.execute(
+                _INSERT_TASK,
+                {
+                    "id": task_id,
+                    "kind": kind,
+                    "body": body,
+                    "created_by": created_by,
+                    "created_at": now,
+                    "expires_at": expires,
+                    "envelope": envelope,
+                },
             )
-            s.flush()
-            for n in nodes:
-                s.add(TaskTarget(task_id=task_id, node_id=n.id, status="pending", attempts=0))
-            s.flush()
+            lease_until = now + self.lease
+            leased = [n.id for n in nodes if n.id in streaming]
+            con.execute(
+                _INSERT_TARGET,
+                [
+                    {
+                        "task_id": task_id,
+                        "node_id": n.id,
+                        "status": "claimed" if n.id in streaming else "pending",
+                        "attempts": 1 if n.id in streaming else 0,
+                        "claimed_at": now if n.id in streaming else None,
+                        "lease_until": lease_until if n.id in streaming else None,
+                    }
+                    for n in nodes
+                ],
+            )
             self.audit.append(
                 created_by,
                 "task.create",
@@ -276,9 +325,57 @@ class Channel:
                     "nodes": [n.name for n in nodes],
                     "ttl_seconds": ttl_seconds,
                 },
-                con=s.connection(),
+                con=con,
             )
+        if leased:
+            self._queue_delivery(task_id, envelope, leased)
         return task_id, [n.id for n in nodes]
+
+    # -- streams open in this process -------------------------------------------------------
+
+    def stream_opened(self, node_id: str) -> None:
+        """Count an open stream of `node_id`: from now on new tasks are leased to it."""
+        with self._lock:
+            self._streams[node_id] += 1
+
+    def stream_closed(self, node_id: str) -> list[str]:
+        """Uncount a stream; returns the tasks queued for the node and never sent.
+
+        Synchronous and without database work, so that it runs even while the stream's
+        handler is being cancelled; the caller gives the returned tasks back (`release`).
+        """
+        with self._lock:
+            self._streams[node_id] -= 1
+            if self._streams[node_id] > 0:
+                return []
+            del self._streams[node_id]
+            return [task_id for task_id, _ in self._delivery.pop(node_id, [])]
+
+    def take_delivered(self, node_id: str) -> list[tuple[str, str]]:
+        """The tasks `create` leased to this node's stream since the last call (no database).
+
+        Each is (task id, ``{"task_id", "envelope"}`` as JSON text), encoded once per task
+        for all its nodes.
+        """
+        with self._lock:
+            return self._delivery.pop(node_id, [])
+
+    def _queue_delivery(self, task_id: str, envelope: dict[str, Any], node_ids: list[str]) -> None:
+        orphaned = []
+        item = (task_id, json.dumps({"task_id": task_id, "envelope": envelope}))
+        with self._lock:
+            for node_id in node_ids:
+                if node_id in self._streams:
+                    self._delivery.setdefault(node_id, []).append(item)
+                else:  # its stream closed since the task was leased
+                    orphaned.append(node_id)
+        for node_id in orphaned:
+            self.release(node_id, [task_id])
+
+    def release(self, node_id: str, task_ids: list[str]) -> None:
+        """Return leased but undelivered targets to pending (their stream went away)."""
+        with self.sessions.begin() as s:
+            s.connection().execute(_RELEASE, {"k_node": node_id, "task_ids": task_ids})
 
     def view(self, task_id: str) -> TaskView:
         """The task and every target's status and result (called on each result's wake-up)."""
@@ -312,6 +409,23 @@ class Channel:
                 for t in rows
             ],
         )
+
+    def progress(self, task_id: str) -> int:
+        """How many final statuses this process has recorded for the task (a hint only).
+
+        Never less than what was committed before it was read, but it may run ahead of a
+        view read a moment earlier: use it to decide when to read the view, not as the
+        answer. Results recorded by another hub process do not count here.
+        """
+        return self._progress.get(task_id, 0)
+
+    def _advance(self, task_ids: list[str], by: int = 1) -> None:
+        """Count final statuses after their commit (see `progress`)."""
+        with self._lock:
+            for task_id in task_ids:
+                self._progress[task_id] = self._progress.pop(task_id, 0) + by
+            while len(self._progress) > MAX_PROGRESS:
+                del self._progress[next(iter(self._progress))]
 
     def owner(self, task_id: str) -> str:
         with self.sessions() as s:
@@ -444,12 +558,14 @@ class Channel:
         self, node: Node, task_id: str, envelope: SignedEnvelope, nonce: str | None = None
     ) -> bool:
         """Store a verified result. Returns False when it was a harmless duplicate."""
-        payload = self._verify_result(node, task_id, envelope)
+        payload, digest = self._verify_result(node, task_id, envelope)
         with self.sessions.begin() as s:
             _record_contact(s, node.id, nonce)
-            outcome = self._record(s.connection(), [(node, task_id, envelope, payload)])[0]
+            outcome = self._record(s.connection(), [(node, task_id, envelope, payload, digest)])[0]
             if isinstance(outcome, ChannelError):
                 raise outcome  # and roll back the request's nonce with it
+        if outcome:
+            self._advance([task_id])
         return outcome
 
     def record_results(
@@ -461,11 +577,11 @@ class Channel:
         in its place) does not keep the others from being stored.
         """
         outcomes: list[bool | ChannelError] = []
-        valid: list[tuple[Node, str, SignedEnvelope, dict[str, Any]]] = []
+        valid: list[tuple[Node, str, SignedEnvelope, dict[str, Any], str]] = []
         for node, task_id, envelope in results:
             try:
                 valid.append(
-                    (node, task_id, envelope, self._verify_result(node, task_id, envelope))
+                    (node, task_id, envelope, *self._verify_result(node, task_id, envelope))
                 )
             except ChannelError as exc:
                 outcomes.append(exc)
@@ -473,16 +589,24 @@ class Channel:
                 outcomes.append(True)  # placeholder, replaced below
         if valid:
             with self.sessions.begin() as s:
-                recorded = iter(self._record(s.connection(), valid))
+                stored = self._record(s.connection(), valid)
+            self._advance([v[1] for v, o in zip(valid, stored, strict=True) if o is True])
+            recorded = iter(stored)
             outcomes = [o if isinstance(o, ChannelError) else next(recorded) for o in outcomes]
         return outcomes
 
-    def _verify_result(self, node: Node, task_id: str, envelope: SignedEnvelope) -> dict[str, Any]:
-        """The payload of a result signed by `node` for `task_id`; refusals are audited."""
+    def _verify_result(
+        self, node: Node, task_id: str, envelope: SignedEnvelope
+    ) -> tuple[dict[str, Any], str]:
+        """The payload of a result signed by `node` for `task_id`, and its digest.
+
+        Refusals are audited. The digest (what makes results idempotent) is taken over the
+        canonical bytes the signature was checked on, so the payload is serialised once.
+        """
         if node.public_key is None:
             raise ChannelError(403, "node has no registered key")
         try:
-            payload = envelope.verify(PublicKey.from_b64(node.public_key))
+            payload, canonical = envelope.verify_canonical(PublicKey.from_b64(node.public_key))
         except ValueError as exc:
             self._deny(node, task_id, "result.signature", str(exc))
             raise ChannelError(400, f"result refused: {exc}") from exc
@@ -502,28 +626,31 @@ class Channel:
             )
         if payload.get("status") not in NODE_RESULT_STATUSES:
             raise ChannelError(422, f"result status must be one of {sorted(NODE_RESULT_STATUSES)}")
-        return payload
+        return payload, hashlib.sha256(canonical).hexdigest()
 
     def _record(
         self,
         con: sa.Connection,
-        results: list[tuple[Node, str, SignedEnvelope, dict[str, Any]]],
+        results: list[tuple[Node, str, SignedEnvelope, dict[str, Any], str]],
     ) -> list[bool | ChannelError]:
         """Store verified results on `con`, each with its audit entry, in its transaction.
 
-        All checks of a result come before its first write, so a refused result leaves
-        nothing behind and the transaction goes on with the next.
+        All checks of a result come before any write, so a refused result leaves nothing
+        behind and the batch goes on with the next. The writes of the whole batch go at the
+        end, as one executemany for the targets and one chained append for the audit
+        entries: the same rows as one result at a time, a fraction of the statements.
         """
         now = utcnow()
-        keys = [(task_id, node.id) for node, task_id, _, _ in results]
+        keys = [(task_id, node.id) for node, task_id, _, _, _ in results]
         # (task, node) -> (status, result hash, deadline), updated as the batch goes on.
         targets = {
             (r.task_id, r.node_id): (r.status, r.result_hash, r.expires_at)
             for r in con.execute(_TARGETS, {"keys": keys})
         }
         out: list[bool | ChannelError] = []
-        for node, task_id, envelope, payload in results:
-            digest = result_hash(payload)
+        finished: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
+        for node, task_id, envelope, payload, digest in results:
             row = targets.get((task_id, node.id))
             if row is None:
                 out.append(ChannelError(404, f"task {task_id} was not addressed to this node"))
@@ -549,8 +676,7 @@ class Channel:
                 out.append(ChannelError(410, f"task {task_id} timed out before this result came"))
                 continue
             status = payload["status"]
-            con.execute(
-                _FINISH,
+            finished.append(
                 {
                     "k_task": task_id,
                     "k_node": node.id,
@@ -560,19 +686,27 @@ class Channel:
                     "error": payload.get("error") if status != "succeeded" else None,
                     "result_envelope": envelope.model_dump(),
                     "result_hash": digest,
-                },
+                }
             )
-            self.audit.append(
-                f"node:{node.name}",
-                "task.result",
-                "allow" if status == "succeeded" else "deny" if status == "refused" else "error",
-                target=task_id,
-                reason=str(payload.get("error") or ""),
-                details={"status": status},
-                con=con,
+            entries.append(
+                {
+                    "actor": f"node:{node.name}",
+                    "action": "task.result",
+                    "decision": "allow"
+                    if status == "succeeded"
+                    else "deny"
+                    if status == "refused"
+                    else "error",
+                    "target": task_id,
+                    "reason": str(payload.get("error") or ""),
+                    "details": {"status": status},
+                }
             )
             targets[(task_id, node.id)] = (status, digest, expires_at)  # a repeat in this batch
             out.append(True)
+        if finished:
+            con.execute(_FINISH, finished)
+            self.audit.append_many(entries, con)
         return out
 
     def touch(self, node_id: str) -> None:
@@ -607,6 +741,8 @@ class Channel:
                     )
                     .execution_options(synchronize_session=False)
                 )
+        # Any number of targets may have timed out: enough for a waiter to read the view.
+        self._advance(overdue, by=1_000_000)
         return overdue
 
     def _deny(self, node: Node, task_id: str, what: str, reason: str) -> None:

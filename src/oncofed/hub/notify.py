@@ -27,6 +27,13 @@ class Notifier:
             ev.set()
 
     @staticmethod
-    async def wait(ev: asyncio.Event, timeout: float) -> None:
+    async def wait(ev: asyncio.Event, timeout: float) -> bool:
+        """Wait until `ev` is set or `timeout` s pass; True when it was set (a wake-up)."""
+        if ev.is_set():
+            return True
+        # asyncio.timeout, not wait_for: no extra task per wait (a stream waits after every
+        # message it sends).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ev.wait(), timeout=max(timeout, 0.0))
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await ev.wait()
+        return ev.is_set()

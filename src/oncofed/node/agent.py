@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import random
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -53,6 +54,7 @@ MAX_STREAM_MESSAGE = 8 * 1024 * 1024
 # Acknowledged with these, a result is done with: 200 taken (or a duplicate); 404/409/410
 # the hub will never take it (not addressed here, another result, too late).
 DELIVERED = frozenset({200, 404, 409, 410})
+POSTED_FLUSH_SECONDS = 1.0
 
 
 # Ledger statements, built once (each call then only binds parameters).
@@ -103,6 +105,13 @@ class Agent:
         # Whether the ledger may hold results the hub has not acknowledged (at start: a
         # previous run may have left some).
         self._outbox_due = True
+        # Acknowledged results not yet marked posted in the ledger: the mark rides on the
+        # next task's ledger transaction (or a flush POSTED_FLUSH_SECONDS later), one
+        # commit less per task. Losing it in a crash only makes the result go again, and
+        # the hub takes a repeated result once.
+        self._to_mark: list[str] = []
+        self._mark_lock = threading.Lock()  # process() takes the list in a worker thread
+        self._mark_flush: asyncio.TimerHandle | None = None
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -205,7 +214,10 @@ class Agent:
         # The ledger entry (what makes the task run once) and the audit entry are written
         # together, or neither is: a crash before this commit leaves no trace of the run, and
         # the task runs again when the hub delivers it again.
+        posted = self._take_marks()
         with self.ctx.state.begin() as con:
+            if posted:
+                con.execute(_LEDGER_POSTED, [{"k_task": t} for t in posted])
             con.execute(
                 _LEDGER_RECORD,
                 {
@@ -218,16 +230,30 @@ class Agent:
                     "expires_at": str(payload["expires_at"]),
                 },
             )
-            for entry in meta.audit_entries:  # the handler's own decisions first
-                self.ctx.audit.append(**entry, con=con)
-            self.ctx.audit.append(
-                requester, action, decision, target=task_id, reason=reason, con=con
+            # The handler's own decisions first, then the task's; one chained write.
+            self.ctx.audit.append_many(
+                [
+                    *meta.audit_entries,
+                    {
+                        "actor": requester,
+                        "action": action,
+                        "decision": decision,
+                        "target": task_id,
+                        "reason": reason,
+                    },
+                ],
+                con,
             )
         return result, True
 
-    def _mark_posted(self, task_id: str) -> None:
+    def _take_marks(self) -> list[str]:
+        with self._mark_lock:
+            posted, self._to_mark = self._to_mark, []
+        return posted
+
+    def _mark_posted(self, *task_ids: str) -> None:
         with self.ctx.state.begin() as con:
-            con.execute(_LEDGER_POSTED, {"k_task": task_id})
+            con.execute(_LEDGER_POSTED, [{"k_task": task_id} for task_id in task_ids])
 
     def _outbox(self) -> list[tuple[str, dict[str, Any]]]:
         now = iso(utcnow())
@@ -239,7 +265,13 @@ class Agent:
                     task_ledger.c.expires_at > now,
                 )
             ).all()
-        return [(r.task_id, r.result_envelope) for r in rows if r.result_envelope]
+        with self._mark_lock:
+            acknowledged = set(self._to_mark)  # delivered, only not marked yet
+        return [
+            (r.task_id, r.result_envelope)
+            for r in rows
+            if r.result_envelope and r.task_id not in acknowledged
+        ]
 
     # -- async flow -------------------------------------------------------------------------
 
@@ -307,7 +339,8 @@ class Agent:
         Raises StreamRefused when the hub answers the handshake with an HTTP status (no
         stream there, or the node is refused: the long-poll then says why).
         """
-        path = STREAM_PATH + ("" if self._released else "?fresh=true")
+        # acks=batch: the hub may hold acknowledgements back for the next task message.
+        path = STREAM_PATH + "?acks=batch" + ("" if self._released else "&fresh=true")
         headers = sign_request(
             self.ctx.settings.node_id, self.ctx.key, "GET", self.base_path + path
         )
@@ -349,26 +382,46 @@ class Agent:
                 if not self.connected:
                     log.info("connected to hub %s (stream)", self.ctx.settings.hub_url)
                 self.connected = True
+                self._acknowledged(message.get("acks", []))
                 for item in message.get("tasks", []):
                     self._start(str(item.get("task_id")), item.get("envelope"))
+            elif kind == "acks":
+                self._acknowledged(message.get("acks", []))
             elif kind == "ack":
-                self._acknowledged(message)
+                self._acknowledged([message])
             else:
                 log.warning("hub says: %s", message.get("detail", message))
         raise ConnectionError("the hub closed the stream")
 
-    def _acknowledged(self, ack: dict[str, Any]) -> None:
-        task_id, status = str(ack.get("task_id")), ack.get("status")
-        ledgered = task_id in self._unacked
-        self._unacked.discard(task_id)
-        if status not in DELIVERED:
-            log.warning("hub refused result of %s (%s): %s", task_id, status, ack.get("detail"))
-            self._outbox_due = True
-            return
-        if status != 200:
-            log.warning("hub did not take result of %s: %s", task_id, ack.get("detail"))
-        if ledgered:
-            job = asyncio.create_task(asyncio.to_thread(self._mark_posted, task_id))
+    def _acknowledged(self, acks: list[dict[str, Any]]) -> None:
+        """Take the hub's acknowledgements; the ledgered ones are marked in one transaction."""
+        posted = []
+        for ack in acks:
+            task_id, status = str(ack.get("task_id")), ack.get("status")
+            ledgered = task_id in self._unacked
+            self._unacked.discard(task_id)
+            if status not in DELIVERED:
+                log.warning("hub refused result of %s (%s): %s", task_id, status, ack.get("detail"))
+                self._outbox_due = True
+                continue
+            if status != 200:
+                log.warning("hub did not take result of %s: %s", task_id, ack.get("detail"))
+            if ledgered:
+                posted.append(task_id)
+        if posted:
+            with self._mark_lock:
+                self._to_mark.extend(posted)
+            if self._mark_flush is None:
+                self._mark_flush = asyncio.get_running_loop().call_later(
+                    POSTED_FLUSH_SECONDS, self._flush_marks
+                )
+
+    def _flush_marks(self) -> None:
+        """Mark what no task transaction took along (the node is idle)."""
+        self._mark_flush = None
+        posted = self._take_marks()
+        if posted:
+            job = asyncio.create_task(asyncio.to_thread(self._mark_posted, *posted))
             self._running.add(job)
             job.add_done_callback(self._running.discard)
 

@@ -53,12 +53,21 @@ class SignedEnvelope(BaseModel):
 
     def verify(self, key: PublicKey) -> dict[str, Any]:
         """Return the payload when it was signed by `key`; raise SignatureError otherwise."""
+        return self.verify_canonical(key)[0]
+
+    def verify_canonical(self, key: PublicKey) -> tuple[dict[str, Any], bytes]:
+        """`verify`, also returning the canonical bytes that were checked.
+
+        For a receiver that hashes the message too (the hub's result digest): the payload
+        is serialised once instead of twice.
+        """
         if self.kid != key.kid:
             raise SignatureError(f"signed by key {self.kid}, expected key {key.kid}")
         try:
             signature = unb64url(self.signature)
         except ValueError as exc:
             raise SignatureError("signature is not base64url") from exc
-        if not key.verify(signature, canonical_json(self.payload)):
+        canonical = canonical_json(self.payload)
+        if not key.verify(signature, canonical):
             raise SignatureError("signature does not match the message (altered or forged)")
-        return self.payload
+        return self.payload, canonical

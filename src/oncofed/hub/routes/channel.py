@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket
@@ -42,6 +42,11 @@ RECHECK_SECONDS = 1.0
 # How often an open stream refreshes the node's last-seen time.
 TOUCH_SECONDS = 15.0
 STREAM_PATH = "/api/channel/stream"
+# How long a stream that asked for batched acknowledgements (`acks=batch`) may hold one back
+# for the next task message to carry it. An acknowledgement only lets the node stop keeping
+# a result for re-sending, so holding it is safe: a result whose acknowledgement is lost with
+# the connection is sent again and recorded once (results are idempotent).
+ACK_DELAY_SECONDS = 0.25
 
 
 @router.get("/api/channel/tasks", tags=["channel"])
@@ -174,6 +179,9 @@ async def stream(websocket: WebSocket) -> None:
     "ack", "task_id", "status", "recorded" | "detail"}`` with the HTTP status the same result
     would have got from `PUT .../result`. Node to hub: ``{"type": "result", "task_id",
     "envelope"}``. Query ``fresh=true``: the agent has just started (see `Channel.claim`).
+    Query ``acks=batch``: the node takes acknowledgements in a list, ``"acks": [...]`` on the
+    next tasks message or, after ACK_DELAY_SECONDS without one, ``{"type": "acks", "acks":
+    [...]}``; one frame (one socket write at each end) less per result.
     """
     ctx: HubContext = websocket.app.state.hub
     headers = {k.lower(): v for k, v in websocket.headers.items()}
@@ -196,17 +204,27 @@ async def stream(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     session = _Stream(ctx, websocket, node, StreamBatches.of(websocket.app, ctx.channel))
-    await session.send({"type": "tasks", "tasks": first})
-    pusher = asyncio.create_task(session.push())
-    receiver = asyncio.create_task(session.receive())
+    session.batch_acks = websocket.query_params.get("acks") == "batch"
+    ctx.channel.stream_opened(node.id)
     try:
-        done, _ = await asyncio.wait({pusher, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        # Tasks created between the first claim and `stream_opened` are pending, not
+        # leased to this stream: one more claim (in the pusher) picks them up.
+        await session.send_tasks(first)
+        pusher = asyncio.create_task(session.push())
+        receiver = asyncio.create_task(session.receive())
+        try:
+            done, _ = await asyncio.wait({pusher, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for job in (pusher, receiver):
+                if not job.done():
+                    job.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await job
     finally:
-        for job in (pusher, receiver):
-            if not job.done():
-                job.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await job
+        session.stop_acks()
+        unsent = ctx.channel.stream_closed(node.id)
+        if unsent:
+            await run_in_threadpool(ctx.channel.release, node.id, unsent)
     for job in done:
         error = job.exception()
         if isinstance(error, ChannelError):  # revoked meanwhile
@@ -227,23 +245,79 @@ class _Stream:
         self.node = node
         self.batches = batches
         self._send_lock = asyncio.Lock()
+        self.batch_acks = False
+        self._acks: list[dict[str, Any]] = []
+        self._ack_flusher: asyncio.Task[None] | None = None
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self._send_lock:
             await self.websocket.send_text(json.dumps(message))
 
+    async def send_tasks(self, tasks: list[dict[str, Any]], encoded: Sequence[str] = ()) -> None:
+        """Send tasks, with the acknowledgements held back so far.
+
+        `encoded` are task items already JSON (`Channel.take_delivered`): a task sent to
+        ten nodes is serialised once, not ten times.
+        """
+        items = [*encoded, *(json.dumps(t) for t in tasks)]
+        async with self._send_lock:
+            acks = ""
+            if self._acks:
+                acks = ',"acks":' + json.dumps(self._acks)
+                self._acks = []
+            await self.websocket.send_text(
+                '{"type":"tasks","tasks":[' + ",".join(items) + "]" + acks + "}"
+            )
+
+    async def acknowledge(self, ack: dict[str, Any]) -> None:
+        """Acknowledge a result now, or hold it for the next message (`acks=batch`)."""
+        if not self.batch_acks:
+            await self.send({"type": "ack", **ack})
+            return
+        self._acks.append(ack)
+        if self._ack_flusher is None or self._ack_flusher.done():
+            self._ack_flusher = asyncio.create_task(self._flush_acks_later())
+
+    async def _flush_acks_later(self) -> None:
+        await asyncio.sleep(ACK_DELAY_SECONDS)
+        async with self._send_lock:
+            if self._acks:  # not taken by a tasks message meanwhile
+                acks, self._acks = self._acks, []
+                await self.websocket.send_text(json.dumps({"type": "acks", "acks": acks}))
+
+    def stop_acks(self) -> None:
+        if self._ack_flusher is not None:
+            self._ack_flusher.cancel()
+
     async def push(self) -> None:
-        """Claim and send the node's tasks whenever woken (and every RECHECK_SECONDS)."""
+        """Send the node's tasks whenever woken; claim from the database when needed.
+
+        A wake-up usually means `Channel.create` leased a task to this stream already
+        (`take_delivered`, no database). The database is asked at the start, when a wake-up
+        brought nothing queued (a lease ran out, say), and every RECHECK_SECONDS (tasks
+        created by another hub process, missed wake-ups, revocation).
+        """
         touched = time.monotonic()
+        node_id = self.node.id
+        claim = True
         while True:
-            ev = self.ctx.notifier.event(f"node:{self.node.id}")
-            tasks = await run_in_threadpool(self.ctx.channel.claim, self.node.id, None, False, True)
-            if tasks:
-                await self.send({"type": "tasks", "tasks": tasks})
+            ev = self.ctx.notifier.event(f"node:{node_id}")
+            queued = self.ctx.channel.take_delivered(node_id)
+            tasks: list[dict[str, Any]] = []
+            if claim or not queued:
+                tasks = await run_in_threadpool(self.ctx.channel.claim, node_id, None, False, True)
+            if tasks or queued:
+                try:
+                    await self.send_tasks(tasks, [item for _, item in queued])
+                except BaseException:
+                    # Leased but not sent: give them back instead of waiting for the lease.
+                    task_ids = [t["task_id"] for t in tasks] + [t for t, _ in queued]
+                    await run_in_threadpool(self.ctx.channel.release, node_id, task_ids)
+                    raise
             if time.monotonic() - touched > TOUCH_SECONDS:
-                await run_in_threadpool(self.ctx.channel.touch, self.node.id)
+                await run_in_threadpool(self.ctx.channel.touch, node_id)
                 touched = time.monotonic()
-            await self.ctx.notifier.wait(ev, RECHECK_SECONDS)
+            claim = not await self.ctx.notifier.wait(ev, RECHECK_SECONDS)
 
     async def receive(self) -> None:
         while True:
@@ -259,10 +333,9 @@ class _Stream:
                 continue
             task_id = str(message.get("task_id", ""))
             ack = await self._record(task_id, message.get("envelope"))
-            await self.send({"type": "ack", "task_id": task_id, **ack})
             if ack.get("recorded"):
-                # After the acknowledgement: whoever waits for the task is told last.
                 self.ctx.notifier.wake(f"task:{task_id}")
+            await self.acknowledge({"task_id": task_id, **ack})
 
     async def _record(self, task_id: str, raw_envelope: Any) -> dict[str, Any]:
         try:

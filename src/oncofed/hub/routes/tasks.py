@@ -94,15 +94,34 @@ async def wait_results(
     """Results so far; waits up to `wait_time` s for `wait_count` (default: all) nodes.
 
     200 when every node has a final status, 206 while some are still working (Beam's rule).
+
+    The task is read once; after that a wake-up (a result recorded for the task) re-reads
+    it only when the results counted since (`Channel.progress`) can make up what is
+    still missing, so a fan-out to N nodes costs one or two reads, not N. The database is
+    still read every RECHECK_SECONDS (results recorded by another hub process) and at the
+    deadline.
     """
-    await _own_task(ctx, caller, task_id)
     deadline = time.monotonic() + wait_time
+    key = f"task:{task_id}"
+    channel = ctx.channel
+    view: TaskView | None = None
+    missing = counted = 0
+    reread = False
     while True:
-        ev = ctx.notifier.event(f"task:{task_id}")
-        view: TaskView = await run_in_threadpool(ctx.channel.view, task_id)
-        wanted = len(view.targets) if wait_count is None else min(wait_count, len(view.targets))
+        ev = ctx.notifier.event(key)
+        progress = channel.progress(task_id)  # taken before the read: never ahead of it
         remaining = deadline - time.monotonic()
-        if view.done >= wanted or remaining <= 0:
-            response.status_code = 200 if view.complete else 206
-            return view.as_dict()
-        await ctx.notifier.wait(ev, min(remaining, RECHECK_SECONDS))
+        if view is None or reread or progress - counted >= missing or remaining <= 0:
+            first = view is None
+            try:
+                view = await run_in_threadpool(channel.view, task_id)
+            except ChannelError as exc:
+                raise HTTPException(exc.status, exc.message) from exc
+            if first and view.created_by != caller.username and "admin" not in caller.roles:
+                raise HTTPException(404, f"no task {task_id}")
+            wanted = len(view.targets) if wait_count is None else min(wait_count, len(view.targets))
+            missing, counted = wanted - view.done, progress
+            if missing <= 0 or remaining <= 0:
+                response.status_code = 200 if view.complete else 206
+                return view.as_dict()
+        reread = not await ctx.notifier.wait(ev, min(remaining, RECHECK_SECONDS))
