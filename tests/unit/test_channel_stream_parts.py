@@ -62,3 +62,28 @@ def test_stream_refusals_tell_a_missing_stream_from_a_refused_node(
     status: int, body: bytes, no_stream: bool
 ) -> None:
     assert StreamRefused(status, body).no_stream is no_stream
+
+
+def test_result_lookup_uses_the_target_key_not_a_table_scan() -> None:
+    """The targets a result batch touches are found by key: a scan would grow with every
+    task ever run (SQLite scans for a row-value IN, which this statement once was)."""
+    import sqlalchemy as sa
+
+    from oncofed.hub.channel import _TARGETS
+    from oncofed.hub.models import Base
+
+    engine = sa.create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    seen: list[tuple[str, object]] = []
+    sa.event.listen(
+        engine, "before_cursor_execute", lambda *a: seen.append((a[2], a[3])), named=False
+    )
+    with engine.connect() as con:
+        con.execute(_TARGETS, {"task_ids": ["t1", "t2"], "node_ids": ["n1", "n2", "n3"]})
+        statement, params = seen[-1]
+        plan = " ".join(
+            str(row[3])
+            for row in con.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
+        )
+    assert "SCAN task_target" not in plan, plan
+    assert "SEARCH task_target" in plan, plan

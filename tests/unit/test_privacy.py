@@ -143,6 +143,43 @@ def test_noise_is_cached_in_the_state_database(store: NodeStore, tmp_path: Path)
     assert ask(store, create_engine(url), AND(MALE)) == first  # a fresh engine, same file
 
 
+def test_noise_cache_in_memory_agrees_with_the_database(tmp_path: Path) -> None:
+    """Draws read once are served from memory; new statistics still draw and store."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    ledger = PrivacyLedger(create_engine(url))
+    first = ledger.noise("n", "q", [("ds", "subjects", 2.0), ("ds", "studies", 2.0)])
+    again = ledger.noise("n", "q", [("ds", "subjects", 2.0)])
+    assert again == {("ds", "subjects"): first[("ds", "subjects")]}
+    more = ledger.noise("n", "q", [("ds", "subjects", 2.0), ("ds", "age:40", 2.0)])
+    assert more[("ds", "subjects")] == first[("ds", "subjects")]
+    # Another ledger (another process) sees exactly what this one handed out.
+    other = PrivacyLedger(create_engine(url))
+    assert other.noise("n", "q", [("ds", "age:40", 2.0), ("ds", "studies", 2.0)]) == {
+        ("ds", "age:40"): more[("ds", "age:40")],
+        ("ds", "studies"): first[("ds", "studies")],
+    }
+
+
+def test_noise_lookup_index_is_added_to_an_older_state_database(tmp_path: Path) -> None:
+    from sqlalchemy import inspect, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    PrivacyLedger(engine)
+    with engine.begin() as con:  # a state.db from before the index
+        con.execute(text("DROP INDEX disclosure_noise_by_query"))
+    PrivacyLedger(engine)
+    names = {i["name"] for i in inspect(engine).get_indexes("disclosure_noise")}
+    assert "disclosure_noise_by_query" in names
+    with engine.connect() as con:
+        plan = con.execute(
+            text(
+                "EXPLAIN QUERY PLAN SELECT noise FROM disclosure_noise"
+                " WHERE node_id = 'n' AND query_hash = 'q'"
+            )
+        ).all()
+    assert "disclosure_noise_by_query" in str(plan)
+
+
 def test_budget_exhaustion_is_a_clear_error_and_resets(store: NodeStore,
                                                        engine: Engine) -> None:
     now = [dt.datetime(2025, 3, 14, 15, 0, tzinfo=dt.UTC).timestamp()]

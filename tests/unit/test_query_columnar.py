@@ -114,3 +114,24 @@ def test_snapshot_is_kept_until_the_store_changes(tmp_path: Path) -> None:
         assert second is not first
         assert second.count(parse_query({"operand": "AND", "children": []}))[0].subjects == 2
     store.close()
+
+
+def test_generation_skips_the_freshness_query_and_follows_writes(tmp_path: Path) -> None:
+    """The service's fast path: a write through any NodeStore of the file is seen."""
+    store = NodeStore(tmp_path / "node.duckdb", threads=1)
+    rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
+    rows["dataset"] = [("ds0", "Dataset 0", "")]
+    rows["patient"] = [("p1", "ds0", "female", 1970)]
+    load(store, rows)
+    everyone = parse_query({"operand": "AND", "children": []})
+    assert store.search_counts(everyone)[0].subjects == 1
+    # A second store object of the same file in this process (as an importer opens one).
+    writer = NodeStore(tmp_path / "node.duckdb", threads=1)
+    before = store.generation
+    with writer.transaction() as cur:
+        cur.execute("INSERT INTO patient (id, dataset_id) VALUES ('p2', 'ds0')")
+    assert store.generation == writer.generation == before + 1
+    assert store.search_counts(everyone)[0].subjects == 2
+    writer.invalidate_search_index()
+    assert store.generation == before + 2
+    store.close()

@@ -12,7 +12,6 @@ researcher (each one costs every hospital a task); the framework documents are p
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -34,11 +33,11 @@ from oncofed.beacon.wire import (
 from oncofed.hub.auth import Caller, require
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext, hub_context
+from oncofed.hub.waiting import wait_for_results
 from oncofed.protocol import register_kind
 
 register_kind(BEACON_TASK, BeaconQueryBody)
 
-RECHECK_SECONDS = 1.0
 # Module level: with postponed annotations FastAPI resolves these names in module globals.
 Researcher = Annotated[Caller, Depends(require("researcher", "admin"))]
 GET_KEYS = {
@@ -186,14 +185,10 @@ def create_hub_beacon_router(
             return None, exc.message
         for node_id in node_ids:
             ctx.notifier.wake(f"node:{node_id}")
-        deadline = time.monotonic() + ctx.settings.beacon_wait_seconds
-        while True:
-            ev = ctx.notifier.event(f"task:{task_id}")
-            view: TaskView = await run_in_threadpool(ctx.channel.view, task_id)
-            remaining = deadline - time.monotonic()
-            if view.complete or remaining <= 0:
-                return view, None
-            await ctx.notifier.wait(ev, min(remaining, RECHECK_SECONDS))
+        view = await wait_for_results(
+            ctx, task_id, ctx.settings.beacon_wait_seconds, targets=len(node_ids)
+        )
+        return view, None
 
     async def framework(request: Request) -> JSONResponse:
         ctx = hub_context(request)

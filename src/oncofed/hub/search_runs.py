@@ -13,10 +13,9 @@ from fastapi.concurrency import run_in_threadpool
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext
 from oncofed.hub.search import SEARCH_KIND, SearchRefused, combine
+from oncofed.hub.waiting import RECHECK_SECONDS
 from oncofed.query import Operation, QueryValidationError, parse_query
 from oncofed.query.ast import to_json
-
-RECHECK_SECONDS = 1.0
 
 
 async def start_search(

@@ -208,6 +208,11 @@ SCHEMA: tuple[str, ...] = (
 
 _RECORD_CHANGE = "INSERT INTO store_change DEFAULT VALUES"
 
+# Writes committed per store file by this process (see NodeStore.generation): shared by
+# every NodeStore of the same file, so a write through one is seen by the others.
+_GENERATIONS: dict[str, int] = {}
+_GENERATIONS_LOCK = threading.Lock()
+
 
 class StoreBusyError(RuntimeError):
     """Another process holds the store (DuckDB admits one writing process at a time)."""
@@ -230,11 +235,23 @@ class NodeStore:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
-        # Bumped by every write this process commits. The process holding the store is its
-        # only writer, so summaries derived from the data can be cached per generation.
-        self.generation = 0
+        self._key = str(path.resolve())
         # The search index held in memory (see search_counts), loaded on first use.
         self._search: ColumnarSearch | None = None
+
+    @property
+    def generation(self) -> int:
+        """How many writes this process has committed to the store file (any instance).
+
+        DuckDB lets one process at a time open a store for writing, so in the process
+        holding it this number moves with every change: whatever is derived from the data
+        (dataset summaries, the in-memory search index) can be kept per generation.
+        """
+        return _GENERATIONS.get(self._key, 0)
+
+    def _bump(self) -> None:
+        with _GENERATIONS_LOCK:
+            _GENERATIONS[self._key] = _GENERATIONS.get(self._key, 0) + 1
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -300,7 +317,7 @@ class NodeStore:
             raise
         cur.execute("COMMIT")
         cur.close()
-        self.generation += 1
+        self._bump()
 
     def invalidate_search_index(self) -> None:
         """Mark the search index stale; for writers that commit outside :meth:`transaction`."""
@@ -309,6 +326,7 @@ class NodeStore:
             cur.execute(_RECORD_CHANGE)
         finally:
             cur.close()
+        self._bump()
 
     def refresh_search_index(self, *, force: bool = False) -> bool:
         """Rebuild the search index now if the store changed (else the next search does)."""
@@ -334,8 +352,9 @@ class NodeStore:
             if self._search is None:
                 self._search = ColumnarSearch()
             search = self._search
+        generation = self.generation  # read before the check, so a write after it counts
         with self.reading() as con:
-            return search.counts(con, op)
+            return search.counts(con, op, generation)
 
     def close(self) -> None:
         with self._lock:

@@ -16,7 +16,9 @@ serialises concurrent requests of the same researcher.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -54,6 +56,9 @@ noise_table = Table(
     Column("scale", Float, nullable=False),
     Column("noise", Integer, nullable=False),
     Column("drawn_at", Float, nullable=False),
+    # The lookup of a query's draws: the primary key leads with the dataset, so without this
+    # index every search read all the node's draws.
+    Index("disclosure_noise_by_query", "node_id", "query_hash"),
 )
 
 charge_table = Table(
@@ -76,6 +81,7 @@ request_table = Table(
 )
 
 RATE_WINDOW_S = 60.0
+NOISE_CACHE_QUERIES = 4096  # queries whose draws a ledger keeps in memory
 
 # Statements of the per-request path, built once: executing the same statement object with
 # new parameters skips SQLAlchemy's expression building and cache-key walk (most of the
@@ -130,6 +136,13 @@ class PrivacyLedger:
         self.clock = clock
         self.sampler = sampler or LaplaceSampler()
         metadata.create_all(engine)
+        # create_all makes indexes only with their table: add any a newer version defines.
+        for index in noise_table.indexes:
+            index.create(engine, checkfirst=True)
+        # Draws already read, per (node, query): a draw is never changed or deleted once
+        # stored, so a copy in memory stays true; bounded, the oldest forgotten first.
+        self._noise: OrderedDict[tuple[str, str], dict[tuple[str, str], int]] = OrderedDict()
+        self._noise_lock = threading.Lock()
 
     # -- rate limit and budget -------------------------------------------------------------
 
@@ -192,7 +205,9 @@ class PrivacyLedger:
         """
         wanted = list(wanted)
         keys = {(d, s) for d, s, _ in wanted}
-        cached = self._cached(node_id, query_hash)
+        cached = self._noise.get((node_id, query_hash))
+        if cached is None or not keys <= cached.keys():
+            cached = self._cached(node_id, query_hash)
         missing = [(d, s, scale) for d, s, scale in wanted if (d, s) not in cached]
         if missing:
             rows = [
@@ -222,6 +237,13 @@ class PrivacyLedger:
         return {k: v for k, v in cached.items() if k in keys}
 
     def _cached(self, node_id: str, query_hash: str) -> dict[tuple[str, str], int]:
+        """The stored draws of a query, read from the database and remembered."""
         with self.engine.connect() as conn:
             rows = conn.execute(_CACHED_NOISE, {"node": node_id, "qhash": query_hash}).all()
-        return {(r[0], r[1]): int(r[2]) for r in rows}
+        draws = {(r[0], r[1]): int(r[2]) for r in rows}
+        with self._noise_lock:
+            self._noise[(node_id, query_hash)] = draws
+            self._noise.move_to_end((node_id, query_hash))
+            while len(self._noise) > NOISE_CACHE_QUERIES:
+                self._noise.popitem(last=False)
+        return draws

@@ -436,32 +436,46 @@ class ColumnarSearch:
 
     def __init__(self) -> None:
         self._index: ColumnarIndex | None = None
+        # The writer's generation (NodeStore.generation) when the snapshot was confirmed
+        # current: while it has not moved, this process wrote nothing and the count of
+        # store changes need not be read again.
+        self._generation: int | None = None
         self._lock = threading.Lock()
 
-    def counts(self, con: Cursor, op: Operation) -> list[DatasetCounts]:
-        """Exact raw counts of a canonical query, as :func:`count_matches` returns them."""
-        return self.current(con).count(op)
+    def counts(
+        self, con: Cursor, op: Operation, generation: int | None = None
+    ) -> list[DatasetCounts]:
+        """Exact raw counts of a canonical query, as :func:`count_matches` returns them.
 
-    def current(self, con: Cursor) -> ColumnarIndex:
+        ``generation``: a number the caller bumps after each of its writes, when it is the
+        store's only writer (the node service); skips the freshness query while unchanged.
+        """
+        return self.current(con, generation).count(op)
+
+    def current(self, con: Cursor, generation: int | None = None) -> ColumnarIndex:
         """The snapshot for the store as it is now (rebuilding the index if need be)."""
         index = self._index
+        if index is not None and generation is not None and generation == self._generation:
+            return index
         if index is not None and index.changes == _changes(con):
+            self._generation = generation
             return index
         with self._lock:
             for _ in range(5):
                 index = self._index
                 if index is not None and index.changes == _changes(con):
+                    self._generation = generation
                     return index
                 rebuild_search_index(con)  # a no-op when the index is fresh
                 index = ColumnarIndex.load(con)
                 if index is not None:
-                    self._index = index
+                    self._index, self._generation = index, generation
                     return index
         raise RuntimeError("the search index keeps going stale: the store is being written")
 
     def clear(self) -> None:
         """Forget the snapshot (the store was closed)."""
-        self._index = None
+        self._index, self._generation = None, None
 
 
 def _changes(con: Cursor) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
@@ -14,8 +13,9 @@ from oncofed.hub import search_runs
 from oncofed.hub.auth import Caller, require
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext, hub_context
-from oncofed.hub.search import SearchRefused, combine
-from oncofed.hub.search_runs import RECHECK_SECONDS, search_view, start_search
+from oncofed.hub.search import SEARCH_KIND, SearchRefused, combine
+from oncofed.hub.search_runs import start_search
+from oncofed.hub.waiting import wait_for_results
 from oncofed.query import QueryValidationError, vocabulary
 
 router = APIRouter()
@@ -35,22 +35,19 @@ async def get_vocabulary() -> Any:
     return vocabulary()
 
 
-async def _view(ctx: HubContext, task_id: str) -> TaskView:
+async def _wait(
+    ctx: HubContext, task_id: str, seconds: float, targets: int | None = None
+) -> TaskView:
+    """The search's state once every node answered, or at the deadline (404: no search)."""
+
+    def is_search(view: TaskView) -> None:
+        if view.kind != SEARCH_KIND:
+            raise ChannelError(404, f"no search {task_id}")
+
     try:
-        return await search_view(ctx, task_id)
+        return await wait_for_results(ctx, task_id, seconds, targets=targets, check=is_search)
     except ChannelError as exc:
         raise HTTPException(exc.status, exc.message) from exc
-
-
-async def _wait(ctx: HubContext, task_id: str, seconds: float) -> TaskView:
-    deadline = time.monotonic() + seconds
-    while True:
-        ev = ctx.notifier.event(f"task:{task_id}")
-        view = await _view(ctx, task_id)
-        remaining = deadline - time.monotonic()
-        if view.complete or remaining <= 0:
-            return view
-        await ctx.notifier.wait(ev, min(remaining, RECHECK_SECONDS))
 
 
 @router.post("/api/search", tags=["search"])
@@ -76,7 +73,7 @@ async def search(
             status_code=202,
             headers={"Location": f"/api/search/{task_id}"},
         )
-    view = await _wait(ctx, task_id, req.timeout_seconds + 1)
+    view = await _wait(ctx, task_id, req.timeout_seconds + 1, len(node_ids))
     return JSONResponse(combine(view), status_code=200 if view.complete else 206)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
@@ -12,10 +11,10 @@ from pydantic import BaseModel, Field
 from oncofed.hub.auth import Caller, require
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext, hub_context
+from oncofed.hub.waiting import wait_for_results
 from oncofed.protocol import TaskBodyError, validate_body
 
 router = APIRouter()
-RECHECK_SECONDS = 1.0
 
 
 class TaskRequest(BaseModel):
@@ -95,33 +94,16 @@ async def wait_results(
 
     200 when every node has a final status, 206 while some are still working (Beam's rule).
 
-    The task is read once; after that a wake-up (a result recorded for the task) re-reads
-    it only when the results counted since (`Channel.progress`) can make up what is
-    still missing, so a fan-out to N nodes costs one or two reads, not N. The database is
-    still read every RECHECK_SECONDS (results recorded by another hub process) and at the
-    deadline.
+    See :func:`oncofed.hub.waiting.wait_for_results` for how few reads that takes.
     """
-    deadline = time.monotonic() + wait_time
-    key = f"task:{task_id}"
-    channel = ctx.channel
-    view: TaskView | None = None
-    missing = counted = 0
-    reread = False
-    while True:
-        ev = ctx.notifier.event(key)
-        progress = channel.progress(task_id)  # taken before the read: never ahead of it
-        remaining = deadline - time.monotonic()
-        if view is None or reread or progress - counted >= missing or remaining <= 0:
-            first = view is None
-            try:
-                view = await run_in_threadpool(channel.view, task_id)
-            except ChannelError as exc:
-                raise HTTPException(exc.status, exc.message) from exc
-            if first and view.created_by != caller.username and "admin" not in caller.roles:
-                raise HTTPException(404, f"no task {task_id}")
-            wanted = len(view.targets) if wait_count is None else min(wait_count, len(view.targets))
-            missing, counted = wanted - view.done, progress
-            if missing <= 0 or remaining <= 0:
-                response.status_code = 200 if view.complete else 206
-                return view.as_dict()
-        reread = not await ctx.notifier.wait(ev, min(remaining, RECHECK_SECONDS))
+
+    def owned(view: TaskView) -> None:
+        if view.created_by != caller.username and "admin" not in caller.roles:
+            raise HTTPException(404, f"no task {task_id}")
+
+    try:
+        view = await wait_for_results(ctx, task_id, wait_time, wanted=wait_count, check=owned)
+    except ChannelError as exc:
+        raise HTTPException(exc.status, exc.message) from exc
+    response.status_code = 200 if view.complete else 206
+    return view.as_dict()
