@@ -226,6 +226,9 @@ class Channel:
         max_attempts: int,
     ) -> None:
         self.sessions = sessions
+        # The hot paths (results, views) use Core connections: an ORM session per batch of
+        # results cost more than the batch's own statements.
+        self.engine: sa.Engine = sessions.kw["bind"]
         self.key = key
         self.audit = audit
         self.lease = timedelta(seconds=lease_seconds)
@@ -384,16 +387,17 @@ class Channel:
 
     def view(self, task_id: str) -> TaskView:
         """The task and every target's status and result (called on each result's wake-up)."""
-        with self.sessions() as s:
-            con = s.connection()
+        with self.engine.connect() as con:
             task = con.execute(_TASK_VIEW, {"k_task": task_id}).first()
             if task is None:
                 raise ChannelError(404, f"no task {task_id}")
-            if task.expires_at <= utcnow():
-                s.close()
-                self.expire_overdue(task_id)
-                con = s.connection()
-            rows = con.execute(_TARGETS_VIEW, {"k_task": task_id}).all()
+            expired = task.expires_at <= utcnow()
+            if not expired:
+                rows = con.execute(_TARGETS_VIEW, {"k_task": task_id}).all()
+        if expired:  # outside the read: SQLite's pool holds one connection
+            self.expire_overdue(task_id)
+            with self.engine.connect() as con:
+                rows = con.execute(_TARGETS_VIEW, {"k_task": task_id}).all()
         return TaskView(
             id=task.id,
             kind=task.kind,
@@ -593,8 +597,8 @@ class Channel:
             else:
                 outcomes.append(True)  # placeholder, replaced below
         if valid:
-            with self.sessions.begin() as s:
-                stored = self._record(s.connection(), valid)
+            with self.engine.begin() as con:
+                stored = self._record(con, valid)
             self._advance([v[1] for v, o in zip(valid, stored, strict=True) if o is True])
             recorded = iter(stored)
             outcomes = [o if isinstance(o, ChannelError) else next(recorded) for o in outcomes]

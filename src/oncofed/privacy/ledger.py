@@ -94,14 +94,14 @@ _RECENT_REQUESTS = select(func.count(), func.min(request_table.c.at)).where(
 _PRUNE_REQUESTS = delete(request_table).where(
     request_table.c.requester == _bp("who"), request_table.c.at < _bp("before")
 )
-_CHARGED = select(charge_table.c.epsilon).where(
-    charge_table.c.requester == _bp("who"),
-    charge_table.c.day == _bp("today"),
-    charge_table.c.query_hash == _bp("qhash"),
-)
 _SPENT = select(func.coalesce(func.sum(charge_table.c.epsilon), 0.0)).where(
     charge_table.c.requester == _bp("who"), charge_table.c.day == _bp("today")
 )
+# The day's spending and whether this query is among it, in one statement.
+_SPENT_AND_CHARGED = select(
+    func.coalesce(func.sum(charge_table.c.epsilon), 0.0),
+    func.coalesce(func.max(charge_table.c.query_hash == _bp("qhash")), 0),
+).where(charge_table.c.requester == _bp("who"), charge_table.c.day == _bp("today"))
 _INSERT_CHARGE = insert(charge_table)
 _CACHED_NOISE = select(
     noise_table.c.dataset_id, noise_table.c.statistic, noise_table.c.noise
@@ -143,6 +143,7 @@ class PrivacyLedger:
         # stored, so a copy in memory stays true; bounded, the oldest forgotten first.
         self._noise: OrderedDict[tuple[str, str], dict[tuple[str, str], int]] = OrderedDict()
         self._noise_lock = threading.Lock()
+        self._pruned: dict[str, float] = {}  # requester -> when its old requests were dropped
 
     # -- rate limit and budget -------------------------------------------------------------
 
@@ -166,12 +167,17 @@ class PrivacyLedger:
                     policy.rate_limit_per_minute,
                     max(1.0, RATE_WINDOW_S - (now - float(recent[1]))),
                 )
-            conn.execute(_PRUNE_REQUESTS, {"who": requester, "before": now - 10 * RATE_WINDOW_S})
-            already = conn.execute(
-                _CHARGED, {"who": requester, "today": day, "qhash": query_hash}
-            ).first()
-            spent = float(conn.execute(_SPENT, {"who": requester, "today": day}).scalar_one())
-            if already is not None:
+            if now - self._pruned.get(requester, 0.0) > RATE_WINDOW_S:
+                # Old request times only take space: dropped once a minute per requester.
+                conn.execute(
+                    _PRUNE_REQUESTS, {"who": requester, "before": now - 10 * RATE_WINDOW_S}
+                )
+                self._pruned[requester] = now
+            row = conn.execute(
+                _SPENT_AND_CHARGED, {"who": requester, "today": day, "qhash": query_hash}
+            ).one()
+            spent, already = float(row[0]), bool(row[1])
+            if already:
                 return Admission(0.0, spent, max(0.0, policy.daily_budget - spent), resets_at)
             if spent + policy.epsilon > policy.daily_budget + 1e-9:
                 raise BudgetExhausted(requester, spent, policy.daily_budget, resets_at)
