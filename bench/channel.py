@@ -22,11 +22,7 @@ from pathlib import Path
 
 import httpx
 
-try:  # optional: CPU time per process (not a dependency of the package)
-    import psutil
-except ImportError:  # pragma: no cover
-    psutil = None
-
+from measure import cpu_seconds, summary  # bench/measure.py
 from oncofed import __version__
 from oncofed.client.hub import HubClient
 from oncofed.local import LocalFederation
@@ -34,25 +30,8 @@ from oncofed.local import LocalFederation
 TARGET_P95_MS = 50.0
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-    return {
-        "p50_ms": round(pct(50), 2),
-        "p95_ms": round(pct(95), 2),
-        "p99_ms": round(pct(99), 2),
-        "mean_ms": round(statistics.fmean(ordered), 2),
-    }
-
-
-def cpu_seconds(pids: list[int]) -> list[float]:
-    """User + system CPU time of each process (empty without psutil)."""
-    if psutil is None:
-        return []
-    return [sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids]
+def cpu_per_process(pids: list[int]) -> list[float]:
+    return [cpu_seconds(pid) for pid in pids]
 
 
 def round_trip(client: HubClient) -> float:
@@ -85,9 +64,9 @@ def main() -> None:
                 for _ in range(10):  # warm-up: connections, caches
                     round_trip(client)
                 pids = [p.proc.pid for p in (fed.hub, *fed.nodes.values()) if p.proc]
-                cpu_before = cpu_seconds(pids)
+                cpu_before = cpu_per_process(pids)
                 sequential = [round_trip(client) for _ in range(args.tasks)]
-                cpu_after = cpu_seconds(pids)
+                cpu_after = cpu_per_process(pids)
 
                 started = time.perf_counter()
                 with ThreadPoolExecutor(args.concurrency) as pool:
@@ -109,7 +88,7 @@ def main() -> None:
         finally:
             fed.stop()
 
-    seq = percentiles(sequential)
+    seq = summary(sequential)
     cpu = [(b - a) * 1000 / args.tasks for a, b in zip(cpu_before, cpu_after, strict=True)]
     result = {
         "benchmark": "channel",
@@ -125,7 +104,7 @@ def main() -> None:
         "task_channel_sequential": {
             **seq,
             "tasks_per_s": round(1000 / statistics.fmean(sequential), 1),
-            # CPU per task (psutil, user + system) during the sequential run.
+            # CPU per task (user + system, from /proc) during the sequential run.
             **(
                 {
                     "hub_cpu_ms_per_task": round(cpu[0], 2),
@@ -136,12 +115,12 @@ def main() -> None:
             ),
         },
         "task_channel_concurrent": {
-            **percentiles(concurrent),
+            **summary(concurrent),
             "concurrency": args.concurrency,
             "tasks_per_s": round(args.tasks / wall, 1),
         },
         "direct_http_one_node_floor": {
-            **percentiles(floor),
+            **summary(floor),
             "requests_per_s": round(1000 / statistics.fmean(floor), 1),
         },
         "target": {"p95_ms": TARGET_P95_MS, "met": seq["p95_ms"] <= TARGET_P95_MS},

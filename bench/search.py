@@ -17,12 +17,12 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from measure import cpu_seconds, pct, summary  # bench/measure.py
 from oncofed import __version__
 from oncofed.local import LocalFederation
 from oncofed.node.search import answer_search
@@ -91,33 +91,6 @@ QUERIES = {
 }
 
 
-def pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return round(ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))], 2)
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": pct(samples, 50),
-        "p95_ms": pct(samples, 95),
-        "p99_ms": pct(samples, 99),
-        "mean_ms": round(statistics.fmean(samples), 2),
-    }
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process has used so far, from /proc (0 where absent).
-
-    Wall-clock latencies on a shared machine are noisy; the CPU the hub and the nodes burn
-    per search is not, and tells where the time goes.
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def fill(node_dir: str, index: int, patients: int) -> int:
     settings = load_node_settings(Path(node_dir))
     store = NodeStore(settings.resolve(settings.store_file))
@@ -131,6 +104,32 @@ def fill(node_dir: str, index: int, patients: int) -> int:
         )
     finally:
         store.close()
+
+
+def result_cpu(hub_cpu: float, node_cpu: float, searches: int) -> dict[str, float]:
+    return {
+        "hub": round(hub_cpu * 1000 / searches, 2),
+        "nodes_total": round(node_cpu * 1000 / searches, 2),
+    }
+
+
+def colocation(
+    cpu_ms: dict[str, float], floor_cpu: dict[str, list[float]], nodes: int
+) -> dict[str, object]:
+    """What sharing the machine's cores costs, derived from the measurements above.
+
+    The floor is one node's work alone; a search makes every node do it at once, on the
+    same cores as the hub. These bounds say how much of the end-to-end time no hub or
+    channel could remove on this machine.
+    """
+    cpus = os.cpu_count() or 1
+    one = pct([x for v in floor_cpu.values() for x in v], 50)
+    return {
+        "cpus": cpus,
+        "all_node_floors_cpu_ms": round(one * nodes, 2),
+        "all_node_floors_on_these_cpus_ms": round(one * nodes / cpus, 2),
+        "cpu_per_search_on_these_cpus_ms": round((cpu_ms["hub"] + cpu_ms["nodes_total"]) / cpus, 2),
+    }
 
 
 def main() -> None:
@@ -274,12 +273,10 @@ def main() -> None:
         "floor_one_node": overall_floor,
         "floor_one_node_cpu": summary([x for v in floor_cpu.values() for x in v]),
         # CPU burnt per measured search (warm-ups excluded), hub and all nodes together.
-        "cpu_ms_per_search": {
-            "hub": round(hub_cpu * 1000 / searches, 2),
-            "nodes_total": round(node_cpu * 1000 / searches, 2),
-        },
+        "cpu_ms_per_search": result_cpu(hub_cpu, node_cpu, searches),
         "load_average": {"before": load_before, "after": load_after},
         "overhead_p50_ms": overhead,
+        "colocation": colocation(result_cpu(hub_cpu, node_cpu, searches), floor_cpu, args.nodes),
         "per_query": per_query,
         "target": {
             "p95_ms": TARGET_P95_MS,
