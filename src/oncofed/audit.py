@@ -53,13 +53,6 @@ DECISIONS = {"allow", "deny", "info", "error"}
 
 # An append runs on hot paths (every task and result); its statements are built once so that
 # each call only binds parameters (SQLAlchemy then reuses the compiled form).
-_BUMP_HEAD = (
-    sa.update(audit_head)
-    .where(audit_head.c.id == 1)
-    .values(seq=audit_head.c.seq + 1)
-    .returning(audit_head.c.seq, audit_head.c.hash)
-)
-_FIRST_HEAD = sa.insert(audit_head).values(id=1, seq=1, hash=GENESIS)
 _BUMP_HEAD_BY = (
     sa.update(audit_head)
     .where(audit_head.c.id == 1)
@@ -119,23 +112,31 @@ class AuditLog:
         Writing the entry in the same transaction as the decision it records means neither
         can exist without the other, and saves a commit on the hot path.
         """
-        if decision not in DECISIONS:
-            raise ValueError(f"audit decision must be one of {sorted(DECISIONS)}, not {decision}")
+        entry = {
+            "actor": actor,
+            "action": action,
+            "decision": decision,
+            "target": target,
+            "reason": reason,
+            "details": details,
+        }
         if con is None:
             with self.engine.begin() as own:
-                return self._append(own, actor, action, decision, target, reason, details)
-        return self._append(con, actor, action, decision, target, reason, details)
+                return self.append_many([entry], own)
+        return self.append_many([entry], con)
 
-    def append_many(self, entries: list[dict[str, Any]], con: sa.Connection) -> None:
+    def append_many(self, entries: list[dict[str, Any]], con: sa.Connection) -> int:
         """Append several entries (keyword arguments of `append`) in the caller's transaction.
 
         The chain is the same as from one `append` per entry, but the head moves once and
         the entries go in one executemany: a batch of channel results costs three
         statements instead of three per result. Inside the caller's transaction, so a crash
-        leaves either all of them with their decisions or none.
+        leaves either all of them with their decisions or none. Moving the head first takes
+        its row lock (PostgreSQL) or the database write lock (SQLite), so concurrent appends
+        queue there instead of forking the chain. Returns the last entry's sequence number.
         """
         if not entries:
-            return
+            return 0
         for entry in entries:
             if entry["decision"] not in DECISIONS:
                 raise ValueError(
@@ -166,40 +167,7 @@ class AuditLog:
             rows.append(row)
         con.execute(_INSERT_ENTRY, rows)
         con.execute(_SET_HEAD_HASH, {"new_hash": prev_hash})
-
-    @staticmethod
-    def _append(
-        con: sa.Connection,
-        actor: str,
-        action: str,
-        decision: str,
-        target: str,
-        reason: str,
-        details: dict[str, Any] | None,
-    ) -> int:
-        # Moving the head first takes its row lock (PostgreSQL) or the database write lock
-        # (SQLite), so concurrent appends queue here instead of forking the chain.
-        head = con.execute(_BUMP_HEAD).first()
-        if head is None:
-            con.execute(_FIRST_HEAD)
-            seq, prev_hash = 1, GENESIS
-        else:
-            seq, prev_hash = int(head.seq), str(head.hash)
-        row: dict[str, Any] = {
-            "seq": seq,
-            "at": iso(utcnow()),
-            "actor": actor[:200],
-            "action": action[:100],
-            "target": target[:400],
-            "decision": decision,
-            "reason": reason,
-            "details": json.dumps(details or {}, sort_keys=True, default=str),
-            "prev_hash": prev_hash,
-        }
-        row["hash"] = entry_hash(row)
-        con.execute(_INSERT_ENTRY, row)
-        con.execute(_SET_HEAD_HASH, {"new_hash": row["hash"]})
-        return seq
+        return last
 
     def entries(self, since: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
         query = sa.select(audit_entry).where(audit_entry.c.seq > since).order_by(audit_entry.c.seq)

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from oncofed.node.store import NodeStore
-from oncofed.query import count_matches, parse_query
+from oncofed.query import parse_query
 from oncofed.query.columnar import ColumnarSearch, TextColumn
-from oncofed.query.evaluate import evaluate_counts, load_cohort
-from tests.unit.test_query_compile import TABLES, load
+from tests.unit.test_query_compile import TABLES, assert_counts_agree, load
 
 
 @pytest.mark.parametrize("matching", [0, 1, 2, 3, 4, 6])
@@ -81,13 +80,7 @@ def test_unlisted_datasets_and_several_datasets(tmp_path: Path) -> None:
         ("se5", "st4", "p4", None, "PELVIS", None),
     ]
     load(store, rows)
-    with store.reading() as con:
-        cohort = load_cohort(con)
-        for raw in QUERIES:
-            op = parse_query(raw)
-            expected = evaluate_counts(op, cohort)
-            assert count_matches(con, op) == expected, raw
-            assert store.search_counts(op) == expected, raw
+    assert_counts_agree(store, QUERIES)
     assert [d.dataset_id for d in store.search_counts(parse_query(QUERIES[0]))] == [
         "ds0",
         "ds9",

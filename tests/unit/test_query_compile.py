@@ -278,13 +278,18 @@ def test_sql_counts_equal_python_evaluator(
     store: NodeStore, rows: dict[str, list[tuple[Any, ...]]], queries: list[dict[str, Any]]
 ) -> None:
     load(store, rows)
+    assert_counts_agree(store, queries)
+
+
+def assert_counts_agree(store: NodeStore, queries: list[dict[str, Any]]) -> None:
+    """The SQL compiler, the in-memory path federated search takes (query.columnar) and the
+    plain-Python reference evaluator count the same for every query."""
     with store.reading() as con:
         cohort = load_cohort(con)
         for raw in queries:
             op = parse_query(raw)
             expected = evaluate_counts(op, cohort)
             assert count_matches(con, op) == expected, raw
-            # The in-memory path federated search takes (oncofed.query.columnar).
             assert store.search_counts(op) == expected, raw
 
 
