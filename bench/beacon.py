@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import platform
 import random
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from measure import machine  # bench/measure.py
 from oncofed import __version__
 from oncofed.node.admin import init_node
 from oncofed.node.beacon import BeaconRequest, engine_for
@@ -127,6 +127,7 @@ def main() -> None:
     ap.add_argument("--store-threads", type=int, default=1, help="node.toml store_threads")
     ap.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
     args = ap.parse_args()
+    measured_on = machine()
     work = Path(args.keep or tempfile.mkdtemp(prefix="oncofed-bench-beacon-"))
     work.mkdir(parents=True, exist_ok=True)
     vcf = work / "bench.vcf.gz"
@@ -185,11 +186,7 @@ def main() -> None:
         "command": f"python bench/beacon.py --samples {args.samples} --variants "
         f"{args.variants} --queries {args.queries} --store-threads {args.store_threads}",
         "version": __version__,
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-        },
+        "machine": measured_on,
         "node": {"store_threads": args.store_threads},
         "data": {
             "samples": args.samples,

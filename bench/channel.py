@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from measure import cpu_seconds, summary  # bench/measure.py
+from measure import cpu_seconds, machine, summary  # bench/measure.py
 from oncofed import __version__
 from oncofed.client.hub import HubClient
 from oncofed.local import LocalFederation
@@ -52,6 +51,7 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "channel.json"
     )
     args = parser.parse_args()
+    measured_on = machine()
 
     with tempfile.TemporaryDirectory(prefix="oncofed-bench-") as tmp:
         fed = LocalFederation(Path(tmp))
@@ -93,11 +93,7 @@ def main() -> None:
     result = {
         "benchmark": "channel",
         "oncofed_version": __version__,
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": __import__("os").cpu_count(),
-        },
+        "machine": measured_on,
         "nodes": args.nodes,
         "tasks": args.tasks,
         "hub_database": "sqlite",

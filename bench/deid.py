@@ -48,7 +48,6 @@ import io
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -62,6 +61,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from measure import machine  # bench/measure.py
 from oncofed.node.cas import ContentStore
 from oncofed.node.deid import DeidContext, check_output, collect_identifiers, deidentify
 from oncofed.node.deid.deidentify import encode
@@ -364,6 +364,7 @@ def main() -> None:
     parser.add_argument("--fsync", action="store_true", help="fsync every output file")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
+    measured_on = machine()
     work = args.work or Path(tempfile.mkdtemp(prefix="oncofed-bench-deid-"))
     corpora: list[dict[str, object]] = []
     try:
@@ -397,8 +398,7 @@ def main() -> None:
         "corpus": first["corpus"],
         "fsync": args.fsync,
         "repeat": args.repeat,
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
-        f"Python {platform.python_version()}",
+        "machine": measured_on,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "results": first["results"],
         "oncofed_fast_path_share": first["oncofed_fast_path_share"],

@@ -7,7 +7,9 @@ which puts the folder on the import path).
 from __future__ import annotations
 
 import os
+import platform
 import statistics
+import time
 from pathlib import Path
 
 
@@ -38,3 +40,34 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def python_speed() -> dict[str, float]:
+    """How fast this machine runs plain Python now: a fixed loop, best of three, in ms.
+
+    The machines these benchmarks run on differ from session to session by more than two
+    times in single-core speed (the same loop took 0.5 s on one and 1.6 s on another), and
+    so do the latencies. Recording this next to them lets two results be compared: a
+    run whose latencies fell while this stayed put is faster code, not a faster machine.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(5_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return {"loop_5m_ms": round(best * 1000, 1)}
+
+
+def machine() -> dict[str, object]:
+    """The machine a result was measured on, with its Python speed (`python_speed`).
+
+    Call it before starting the services under test, while the cores are quiet.
+    """
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        **python_speed(),
+    }

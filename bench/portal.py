@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import statistics
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from measure import machine  # bench/measure.py
 from oncofed import __version__
 from oncofed.hub.admin import add_user, open_hub
 from oncofed.local import LocalFederation
@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args()
+    measured_on = machine()
     with tempfile.TemporaryDirectory(prefix="oncofed-bench-portal-") as tmp:
         fed = LocalFederation(Path(tmp))
         try:
@@ -166,7 +167,7 @@ def main() -> None:
     result = {
         "benchmark": "portal",
         "version": __version__,
-        "machine": {"cpu_count": __import__("os").cpu_count(), "python": platform.python_version()},
+        "machine": measured_on,
         "setup": {
             "nodes": args.nodes,
             "patients_per_node": args.patients,

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from measure import cpu_seconds, pct, summary  # bench/measure.py
+from measure import cpu_seconds, machine, pct, summary  # bench/measure.py
 from oncofed import __version__
 from oncofed.local import LocalFederation
 from oncofed.node.search import answer_search
@@ -147,6 +146,7 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "search.json"
     )
     args = parser.parse_args()
+    measured_on = machine()
 
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="oncofed-bench-search-"))
     fed = LocalFederation(tmp)
@@ -257,11 +257,7 @@ def main() -> None:
     result = {
         "benchmark": "search",
         "oncofed_version": __version__,
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": measured_on,
         "nodes": args.nodes,
         "patients_per_node": args.patients,
         "patients_loaded": sum(loaded),
