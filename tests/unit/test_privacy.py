@@ -48,16 +48,24 @@ def make_store(path: Path, with_x: bool = True) -> NodeStore:
         patients += [(f"s{i}", "small", "male", 2015, 60) for i in range(3)]
         if with_x:
             patients.append(("x", "big", "male", 2003, 61))
-        cur.execute("CREATE TEMP TABLE seed (pid VARCHAR, ds VARCHAR, sex VARCHAR, "
-                    "year INTEGER, age INTEGER)")
-        cur.execute("INSERT INTO seed VALUES " + ", ".join("(?, ?, ?, ?, ?)" for _ in patients),
-                    [x for row in patients for x in row])
+        cur.execute(
+            "CREATE TEMP TABLE seed (pid VARCHAR, ds VARCHAR, sex VARCHAR, "
+            "year INTEGER, age INTEGER)"
+        )
+        cur.execute(
+            "INSERT INTO seed VALUES " + ", ".join("(?, ?, ?, ?, ?)" for _ in patients),
+            [x for row in patients for x in row],
+        )
         cur.execute("INSERT INTO patient (id, dataset_id, sex) SELECT pid, ds, sex FROM seed")
-        cur.execute("INSERT INTO disease (id, patient_id, diagnosis_year, age_at_diagnosis) "
-                    "SELECT 'd' || pid, pid, year, age FROM seed")
-        cur.execute("INSERT INTO imaging_series (uid, study_uid, patient_id, modality, "
-                    "body_part) SELECT 'se' || pid, 'st' || pid, pid, "
-                    "CASE WHEN age % 2 = 1 THEN 'MR' ELSE 'CT' END, 'PROSTATE' FROM seed")
+        cur.execute(
+            "INSERT INTO disease (id, patient_id, diagnosis_year, age_at_diagnosis) "
+            "SELECT 'd' || pid, pid, year, age FROM seed"
+        )
+        cur.execute(
+            "INSERT INTO imaging_series (uid, study_uid, patient_id, modality, "
+            "body_part) SELECT 'se' || pid, 'st' || pid, pid, "
+            "CASE WHEN age % 2 = 1 THEN 'MR' ELSE 'CT' END, 'PROSTATE' FROM seed"
+        )
         cur.execute("DROP TABLE seed")
     return store
 
@@ -72,26 +80,44 @@ def engine(tmp_path: Path) -> Engine:
     return create_engine(f"sqlite:///{tmp_path / 'state.db'}")
 
 
-def ask(store: NodeStore, engine: Engine, query: dict[str, Any],
-        policy: DisclosurePolicy = GENEROUS, node: str = "node-a", who: str = "alice",
-        **kw: Any) -> dict[str, Any]:
+def ask(
+    store: NodeStore,
+    engine: Engine,
+    query: dict[str, Any],
+    policy: DisclosurePolicy = GENEROUS,
+    node: str = "node-a",
+    who: str = "alice",
+    **kw: Any,
+) -> dict[str, Any]:
     return answer_search(store, query, who, policy, engine, node, **kw).model_dump()
 
 
 @settings(max_examples=300, deadline=None)
-@given(true=st.integers(0, 200), noise=st.integers(-50, 50), k=st.integers(1, 20),
-       base=st.sampled_from([1, 5, 10]))
-def test_released_counts_are_never_below_the_minimum(true: int, noise: int, k: int,
-                                                     base: int) -> None:
+@given(
+    true=st.integers(0, 200),
+    noise=st.integers(-50, 50),
+    k=st.integers(1, 20),
+    base=st.sampled_from([1, 5, 10]),
+)
+def test_released_counts_are_never_below_the_minimum(
+    true: int, noise: int, k: int, base: int
+) -> None:
     policy = DisclosurePolicy(min_count=k, rounding=base)
     value = release_count(true, noise, policy)
     assert value is None or (value >= k and value % base == 0)
 
 
 def test_no_answer_shows_a_count_below_the_minimum(store: NodeStore, engine: Engine) -> None:
-    queries = [AND(), AND(MALE), AND(FEMALE), AND(MR), AND(MALE, MR), AND(FEMALE, MR),
-               AND(NOT_2003), AND({"key": "SNOMEDCT432213005", "type": "EQUALS",
-                                   "value": 2003})]
+    queries = [
+        AND(),
+        AND(MALE),
+        AND(FEMALE),
+        AND(MR),
+        AND(MALE, MR),
+        AND(FEMALE, MR),
+        AND(NOT_2003),
+        AND({"key": "SNOMEDCT432213005", "type": "EQUALS", "value": 2003}),
+    ]
     for node in ("n1", "n2", "n3"):
         for q in queries:
             for coll in ask(store, engine, q, node=node)["collections"]:
@@ -108,8 +134,7 @@ def test_no_answer_shows_a_count_below_the_minimum(store: NodeStore, engine: Eng
                     assert coll["age_range"]["min"] % 5 == 0 == coll["age_range"]["max"] % 5
 
 
-def test_small_dataset_and_single_patient_are_withheld(store: NodeStore,
-                                                       engine: Engine) -> None:
+def test_small_dataset_and_single_patient_are_withheld(store: NodeStore, engine: Engine) -> None:
     one = AND({"key": "SNOMEDCT432213005", "type": "EQUALS", "value": 2003})
     answer = {c["id"]: c for c in ask(store, engine, one)["collections"]}
     assert answer["big"]["subjects_count"] is None
@@ -117,8 +142,7 @@ def test_small_dataset_and_single_patient_are_withheld(store: NodeStore,
     assert answer["small"]["subjects_count"] is None
 
 
-def test_repeating_a_query_100_times_gives_one_answer(store: NodeStore,
-                                                      engine: Engine) -> None:
+def test_repeating_a_query_100_times_gives_one_answer(store: NodeStore, engine: Engine) -> None:
     ledger = PrivacyLedger(engine)
     answers = {str(ask(store, engine, AND(MALE, MR), ledger=ledger)) for _ in range(100)}
     assert len(answers) == 1
@@ -126,10 +150,22 @@ def test_repeating_a_query_100_times_gives_one_answer(store: NodeStore,
 
 
 def test_reordered_query_gives_the_same_answer(store: NodeStore, engine: Engine) -> None:
-    a = ask(store, engine, {"operand": "OR", "children": [
-        {"operand": "AND", "children": [
-            {"operand": "OR", "children": [MALE]},
-            {"operand": "OR", "children": [MR, {**MR, "system": "urn:x"}]}]}]})
+    a = ask(
+        store,
+        engine,
+        {
+            "operand": "OR",
+            "children": [
+                {
+                    "operand": "AND",
+                    "children": [
+                        {"operand": "OR", "children": [MALE]},
+                        {"operand": "OR", "children": [MR, {**MR, "system": "urn:x"}]},
+                    ],
+                }
+            ],
+        },
+    )
     b = ask(store, engine, AND(MR, MALE), who="bob")
     assert a == b
     # and on another node the noise differs (each node draws its own)
@@ -180,8 +216,7 @@ def test_noise_lookup_index_is_added_to_an_older_state_database(tmp_path: Path) 
     assert "disclosure_noise_by_query" in str(plan)
 
 
-def test_budget_exhaustion_is_a_clear_error_and_resets(store: NodeStore,
-                                                       engine: Engine) -> None:
+def test_budget_exhaustion_is_a_clear_error_and_resets(store: NodeStore, engine: Engine) -> None:
     now = [dt.datetime(2025, 3, 14, 15, 0, tzinfo=dt.UTC).timestamp()]
     policy = DisclosurePolicy(epsilon=1.0, daily_budget=3.0)
     decisions: list[DisclosureDecision] = []
@@ -217,8 +252,12 @@ def test_rate_limit(store: NodeStore, engine: Engine) -> None:
 def test_invalid_query_is_refused_and_logged(store: NodeStore, engine: Engine) -> None:
     decisions: list[DisclosureDecision] = []
     with pytest.raises(QueryValidationError, match="RID0.*RID10311"):
-        ask(store, engine, AND({"key": "RID10311", "type": "EQUALS", "value": "RID0"}),
-            audit=decisions.append)
+        ask(
+            store,
+            engine,
+            AND({"key": "RID10311", "type": "EQUALS", "value": "RID0"}),
+            audit=decisions.append,
+        )
     assert decisions[0].reason == "invalid_query"
     assert decisions[0].requester == "alice"
 
@@ -232,15 +271,17 @@ def test_differencing_attack_cannot_tell_whether_x_exists(tmp_path: Path) -> Non
     reordering) returns the same cached answers, so repetition cannot average the noise.
     """
     engine = create_engine(f"sqlite:///{tmp_path / 'state.db'}")
-    worlds = {True: make_store(tmp_path / "w1.duckdb", with_x=True),
-              False: make_store(tmp_path / "w0.duckdb", with_x=False)}
+    worlds = {
+        True: make_store(tmp_path / "w1.duckdb", with_x=True),
+        False: make_store(tmp_path / "w0.duckdb", with_x=False),
+    }
     a, a_not_x = AND(MALE), AND(MALE, NOT_2003)
     exact = {}
     for has_x, store in worlds.items():
         with store.reading() as con:
             from oncofed.query import count_matches
-            exact[has_x] = [count_matches(con, parse_query(q))[0].subjects
-                            for q in (a, a_not_x)]
+
+            exact[has_x] = [count_matches(con, parse_query(q))[0].subjects for q in (a, a_not_x)]
     assert exact[True][0] - exact[True][1] == 1 and exact[False][0] == exact[False][1]
 
     def big(store: NodeStore, q: dict[str, Any], node: str) -> int | None:

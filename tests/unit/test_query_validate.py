@@ -31,21 +31,32 @@ PROSTATE = c("SNOMEDCT123037004", "SNOMEDCT41216001")
 SIEMENS = c("C25392", "C200140")
 
 
-@pytest.mark.parametrize(("query", "key", "value"), [
-    (AND(c("SNOMEDCT999", "x")), "SNOMEDCT999", "x"),
-    (AND(c("RID10311", "RID99999")), "RID10311", "RID99999"),
-    (AND(c("SNOMEDCT263495000", ["SNOMEDCT248153007", "nope"], "IN")),
-     "SNOMEDCT263495000", "nope"),
-    (AND(c("SNOMEDCT423493009", "old")), "SNOMEDCT423493009", "old"),
-    (AND(c("SNOMEDCT423493009", {"min": 70, "max": 40}, "BETWEEN")),
-     "SNOMEDCT423493009", {"min": 70, "max": 40}),
-    (AND(c("oncofed:t_stage", "T9")), "oncofed:t_stage", "T9"),
-    (AND(c("oncofed:variant", "chr7:abc:A:T")), "oncofed:variant", "chr7:abc:A:T"),
-    (AND(c("SNOMEDCT263495000", "SNOMEDCT248153007", "BETWEEN")),
-     "SNOMEDCT263495000", "SNOMEDCT248153007"),
-])
-def test_validation_errors_name_key_and_value(query: dict[str, Any], key: str,
-                                              value: Any) -> None:
+@pytest.mark.parametrize(
+    ("query", "key", "value"),
+    [
+        (AND(c("SNOMEDCT999", "x")), "SNOMEDCT999", "x"),
+        (AND(c("RID10311", "RID99999")), "RID10311", "RID99999"),
+        (
+            AND(c("SNOMEDCT263495000", ["SNOMEDCT248153007", "nope"], "IN")),
+            "SNOMEDCT263495000",
+            "nope",
+        ),
+        (AND(c("SNOMEDCT423493009", "old")), "SNOMEDCT423493009", "old"),
+        (
+            AND(c("SNOMEDCT423493009", {"min": 70, "max": 40}, "BETWEEN")),
+            "SNOMEDCT423493009",
+            {"min": 70, "max": 40},
+        ),
+        (AND(c("oncofed:t_stage", "T9")), "oncofed:t_stage", "T9"),
+        (AND(c("oncofed:variant", "chr7:abc:A:T")), "oncofed:variant", "chr7:abc:A:T"),
+        (
+            AND(c("SNOMEDCT263495000", "SNOMEDCT248153007", "BETWEEN")),
+            "SNOMEDCT263495000",
+            "SNOMEDCT248153007",
+        ),
+    ],
+)
+def test_validation_errors_name_key_and_value(query: dict[str, Any], key: str, value: Any) -> None:
     with pytest.raises(QueryValidationError) as err:
         parse_query(query)
     problem = err.value.problems[0]
@@ -78,8 +89,11 @@ def test_canonical_form_merges_and_normalises() -> None:
     b = parse_query(AND(PROSTATE, MR))
     assert a == b and query_hash(a) == query_hash(b)
     merged = parse_query(OR(MR, CT))
-    assert merged.children[0].model_dump() == {"key": "RID10311", "type": "IN",
-                                              "value": ["RID10312", "RID10321"]}
+    assert merged.children[0].model_dump() == {
+        "key": "RID10311",
+        "type": "IN",
+        "value": ["RID10312", "RID10321"],
+    }
     age = parse_query(AND(c("SNOMEDCT423493009", {"min": 40.0, "max": 70}, "EQUALS")))
     assert age.children[0].model_dump()["type"] == "BETWEEN"
     assert age.children[0].model_dump()["value"] == {"min": 40, "max": 70}
@@ -92,8 +106,16 @@ def test_vocabulary_lists_every_key_and_is_json() -> None:
     vocab = vocabulary()
     text = json.dumps(vocab)
     assert {k["key"] for k in vocab["keys"]} == {k.key for k in KEYS}
-    for key in ("SNOMEDCT263495000", "RID10311", "C25392", "oncofed:gene", "oncofed:variant",
-                "oncofed:t_stage", "oncofed:marker:ER", "oncofed:survival_days"):
+    for key in (
+        "SNOMEDCT263495000",
+        "RID10311",
+        "C25392",
+        "oncofed:gene",
+        "oncofed:variant",
+        "oncofed:t_stage",
+        "oncofed:marker:ER",
+        "oncofed:survival_days",
+    ):
         assert key in text
     sex = next(k for k in vocab["keys"] if k["key"] == "SNOMEDCT263495000")
     assert {"code": "SNOMEDCT248152002", "label": "female"} in sex["values"]
@@ -105,8 +127,7 @@ def store(tmp_path: Path) -> NodeStore:
     with s.transaction() as cur:
         cur.execute("INSERT INTO dataset (id, name) VALUES ('ds', 'Prostate MRI')")
         for pid in ("a", "b", "c", "d"):
-            cur.execute("INSERT INTO patient (id, dataset_id, sex) VALUES (?, 'ds', 'male')",
-                        [pid])
+            cur.execute("INSERT INTO patient (id, dataset_id, sex) VALUES (?, 'ds', 'male')", [pid])
         series = [
             # a: one MR prostate series from Siemens
             ("a1", "sa", "a", "MR", "PROSTATE", "SIEMENS"),
@@ -117,14 +138,21 @@ def store(tmp_path: Path) -> NodeStore:
             ("c1", "sc", "c", "MR", "PROSTATE", "Philips Medical Systems"),
         ]
         for row in series:
-            cur.execute("INSERT INTO imaging_series (uid, study_uid, patient_id, modality, "
-                        "body_part, manufacturer) VALUES (?, ?, ?, ?, ?, ?)", list(row))
+            cur.execute(
+                "INSERT INTO imaging_series (uid, study_uid, patient_id, modality, "
+                "body_part, manufacturer) VALUES (?, ?, ?, ?, ?, ?)",
+                list(row),
+            )
         cur.execute("INSERT INTO imaging_study (uid, patient_id) VALUES ('sd', 'd')")
-        cur.execute("INSERT INTO variant (id, chrom, pos, ref, alt, gene) VALUES "
-                    "('v1', 'chr12', 25245350, 'C', 'T', 'KRAS'), "
-                    "('v2', 'chr17', 7675088, 'C', 'T', 'TP53')")
-        cur.execute("INSERT INTO variant_call (variant_id, biosample_id, patient_id) VALUES "
-                    "('v1', 's', 'a'), ('v2', 's', 'a'), ('v1', 's', 'b')")
+        cur.execute(
+            "INSERT INTO variant (id, chrom, pos, ref, alt, gene) VALUES "
+            "('v1', 'chr12', 25245350, 'C', 'T', 'KRAS'), "
+            "('v2', 'chr17', 7675088, 'C', 'T', 'TP53')"
+        )
+        cur.execute(
+            "INSERT INTO variant_call (variant_id, biosample_id, patient_id) VALUES "
+            "('v1', 's', 'a'), ('v2', 's', 'a'), ('v1', 's', 'b')"
+        )
     return s
 
 
@@ -134,8 +162,7 @@ def subjects(store: NodeStore, query: dict[str, Any]) -> tuple[int, int]:
     return ds.subjects, ds.studies
 
 
-def test_series_conditions_in_one_and_group_hold_for_the_same_series(
-        store: NodeStore) -> None:
+def test_series_conditions_in_one_and_group_hold_for_the_same_series(store: NodeStore) -> None:
     # EUCAIM shape: OR(AND(OR(MR), OR(PROSTATE)))
     assert subjects(store, OR(AND(OR(MR), OR(PROSTATE)))) == (2, 2)  # a, c, not b
     assert subjects(store, AND(MR, PROSTATE, SIEMENS)) == (1, 1)  # a only

@@ -34,22 +34,25 @@ async def start_search(
     except QueryValidationError as exc:
         await run_in_threadpool(ctx.audit.append, username, "search", "deny", "", str(exc)[:2000])
         raise
-    try:
-        await run_in_threadpool(ctx.search_admission.admit, ctx.sessions, username)
-        task_id, node_ids = await run_in_threadpool(
-            ctx.channel.create,
-            SEARCH_KIND,
-            {"ast": to_json(op)},
-            nodes,
-            max(1, round(timeout_seconds)),
-            username,
-        )
-    except SearchRefused as exc:
-        await run_in_threadpool(ctx.audit.append, username, "search", "deny", "", exc.message)
-        raise
+    # Admission and the task in one trip to a worker thread: on a busy hub each trip waits
+    # for a core, and this one is on every search's critical path.
+    task_id, node_ids = await run_in_threadpool(
+        _admit_and_create, ctx, username, op, nodes, max(1, round(timeout_seconds))
+    )
     for node_id in node_ids:
         ctx.notifier.wake(f"node:{node_id}")
     return task_id, node_ids
+
+
+def _admit_and_create(
+    ctx: HubContext, username: str, op: Operation, nodes: list[str] | None, ttl: int
+) -> tuple[str, list[str]]:
+    try:
+        ctx.search_admission.admit(ctx.sessions, username)
+    except SearchRefused as exc:
+        ctx.audit.append(username, "search", "deny", "", exc.message)
+        raise
+    return ctx.channel.create(SEARCH_KIND, {"ast": to_json(op)}, nodes, ttl, username)
 
 
 async def search_view(ctx: HubContext, task_id: str) -> TaskView:

@@ -67,60 +67,88 @@ def _strata_wanted(c: DatasetCounts, policy: DisclosurePolicy) -> dict[str, int]
     return wanted
 
 
-def disclose(counts: list[DatasetCounts], policy: DisclosurePolicy, ledger: PrivacyLedger,
-             node_id: str, query_hash: str) -> tuple[MediatorResponse, DisclosureSummary]:
+def disclose(
+    counts: list[DatasetCounts],
+    policy: DisclosurePolicy,
+    ledger: PrivacyLedger,
+    node_id: str,
+    query_hash: str,
+) -> tuple[MediatorResponse, DisclosureSummary]:
     """Apply the policy to exact counts; noise comes from (and goes to) the ledger."""
     summary = DisclosureSummary(datasets=len(counts))
     subjects_scale = 1.0 / policy.epsilon
     studies_scale = policy.max_studies_per_subject / policy.epsilon
-    noise = ledger.noise(node_id, query_hash, [
-        w for c in counts for w in ((c.dataset_id, "subjects", subjects_scale),
-                                    (c.dataset_id, "studies", studies_scale))
-    ])
+    noise = ledger.noise(
+        node_id,
+        query_hash,
+        [
+            w
+            for c in counts
+            for w in (
+                (c.dataset_id, "subjects", subjects_scale),
+                (c.dataset_id, "studies", studies_scale),
+            )
+        ],
+    )
     released: dict[str, int | None] = {}
     for c in counts:
-        released[c.dataset_id] = release_count(c.subjects, noise[(c.dataset_id, "subjects")],
-                                               policy)
+        released[c.dataset_id] = release_count(
+            c.subjects, noise[(c.dataset_id, "subjects")], policy
+        )
     strata: dict[str, dict[str, int]] = {}
     if policy.strata:
-        strata = {c.dataset_id: _strata_wanted(c, policy) for c in counts
-                  if released[c.dataset_id] is not None}
-        noise.update(ledger.noise(node_id, query_hash, [
-            (ds, stat, subjects_scale) for ds, stats in strata.items() for stat in stats
-        ]))
+        strata = {
+            c.dataset_id: _strata_wanted(c, policy)
+            for c in counts
+            if released[c.dataset_id] is not None
+        }
+        noise.update(
+            ledger.noise(
+                node_id,
+                query_hash,
+                [(ds, stat, subjects_scale) for ds, stats in strata.items() for stat in stats],
+            )
+        )
     collections: list[Collection] = []
     for c in counts:
         subjects = released[c.dataset_id]
-        studies = (None if subjects is None else
-                   release_count(c.studies, noise[(c.dataset_id, "studies")], policy))
+        studies = (
+            None
+            if subjects is None
+            else release_count(c.studies, noise[(c.dataset_id, "studies")], policy)
+        )
         for value in (subjects, studies):
             if value is None:
                 summary.withheld += 1
             else:
                 summary.released += 1
         shown = [
-            stat for stat, n in strata.get(c.dataset_id, {}).items()
+            stat
+            for stat, n in strata.get(c.dataset_id, {}).items()
             if release_count(n, noise[(c.dataset_id, stat)], policy) is not None
         ]
-        collections.append(Collection(
-            id=c.dataset_id,
-            name=c.name,
-            description=c.description,
-            subjects_count=subjects,
-            subjects_count_below=policy.min_count if subjects is None else None,
-            studies_count=studies,
-            studies_count_below=policy.min_count if studies is None else None,
-            age_range=_age_range(shown, policy.age_band_years),
-            gender=sorted(s.split(":", 1)[1] for s in shown if s.startswith("gender:")),
-            modalities=sorted({MODALITY_LABELS.get(code, code)
-                               for code in _labels(shown, "modality:")}),
-            body_parts=sorted({p.lower() for p in _labels(shown, "body_part:")}),
-        ))
+        collections.append(
+            Collection(
+                id=c.dataset_id,
+                name=c.name,
+                description=c.description,
+                subjects_count=subjects,
+                subjects_count_below=policy.min_count if subjects is None else None,
+                studies_count=studies,
+                studies_count_below=policy.min_count if studies is None else None,
+                age_range=_age_range(shown, policy.age_band_years),
+                gender=sorted(s.split(":", 1)[1] for s in shown if s.startswith("gender:")),
+                modalities=sorted(
+                    {MODALITY_LABELS.get(code, code) for code in _labels(shown, "modality:")}
+                ),
+                body_parts=sorted({p.lower() for p in _labels(shown, "body_part:")}),
+            )
+        )
     return MediatorResponse(collections=collections), summary
 
 
 def _labels(shown: list[str], prefix: str) -> list[str]:
-    return [s[len(prefix):] for s in shown if s.startswith(prefix)]
+    return [s[len(prefix) :] for s in shown if s.startswith(prefix)]
 
 
 def _age_range(shown: list[str], band: int) -> AgeRange | None:

@@ -31,8 +31,7 @@ class BudgetExhausted(DisclosureRefused):
 
     reason = "budget_exhausted"
 
-    def __init__(self, requester: str, spent: float, budget: float,
-                 resets_at: dt.datetime) -> None:
+    def __init__(self, requester: str, spent: float, budget: float, resets_at: dt.datetime) -> None:
         self.requester = requester
         self.spent = spent
         self.budget = budget

@@ -54,7 +54,7 @@ def load_cohort(con: Cursor) -> Cohort:
         "outcome": "SELECT * FROM outcome",
         "biomarker": "SELECT * FROM biomarker",
         "variant": "SELECT c.patient_id, v.* FROM variant_call c JOIN variant v "
-                   "ON v.id = c.variant_id",
+        "ON v.id = c.variant_id",
     }
     for table, sql in tables.items():
         by_patient: dict[str, list[Row]] = defaultdict(list)
@@ -64,8 +64,14 @@ def load_cohort(con: Cursor) -> Cohort:
     return cohort
 
 
-_TABLE = {"disease": "disease", "series": "imaging_series", "treatment": "treatment",
-          "outcome": "outcome", "variant": "variant", "biomarker": "biomarker"}
+_TABLE = {
+    "disease": "disease",
+    "series": "imaging_series",
+    "treatment": "treatment",
+    "outcome": "outcome",
+    "variant": "variant",
+    "biomarker": "biomarker",
+}
 
 
 # ------------------------------------------------------------------------------------------
@@ -74,8 +80,7 @@ _TABLE = {"disease": "disease", "series": "imaging_series", "treatment": "treatm
 
 
 def _like(pattern: str, text: str) -> bool:
-    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch)
-                    for ch in pattern)
+    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
     return re.fullmatch(regex, text, re.DOTALL) is not None
 
 
@@ -99,11 +104,14 @@ def condition_holds(spec: KeySpec, cond: Condition, row: Row) -> bool:
             parts = str(v).split(":")
             assembly = parts.pop(0) if len(parts) == 5 else None
             chrom, pos, ref, alt = parts
-            if (row["chrom"] is not None and _bare_chrom(row["chrom"]) == _bare_chrom(chrom)
-                    and row["pos"] == int(pos) and (row["ref"] or "").upper() == ref
-                    and (row["alt"] or "").upper() == alt
-                    and (assembly is None
-                         or (row["assembly"] or "").lower() == assembly.lower())):
+            if (
+                row["chrom"] is not None
+                and _bare_chrom(row["chrom"]) == _bare_chrom(chrom)
+                and row["pos"] == int(pos)
+                and (row["ref"] or "").upper() == ref
+                and (row["alt"] or "").upper() == alt
+                and (assembly is None or (row["assembly"] or "").lower() == assembly.lower())
+            ):
                 return True
         return False
     if spec.code_match == "diagnosis":
@@ -112,8 +120,10 @@ def condition_holds(spec: KeySpec, cond: Condition, row: Row) -> bool:
                 continue
             for m in c.match:
                 if m.startswith("C"):
-                    if any((row.get(col) or "").upper().startswith(m)
-                           for col in ("topography", "icd10")):
+                    if any(
+                        (row.get(col) or "").upper().startswith(m)
+                        for col in ("topography", "icd10")
+                    ):
                         return True
                 elif row.get(spec.column) == m:
                     return True
@@ -128,8 +138,9 @@ def condition_holds(spec: KeySpec, cond: Condition, row: Row) -> bool:
             return (lo is None or x >= lo) and (hi is None or x <= hi)
         assert isinstance(cond.value, int | float)
         target = float(cond.value)
-        return {"EQUALS": x == target, "LOWER_THAN": x < target,
-                "GREATER_THAN": x > target}[cond.type]
+        return {"EQUALS": x == target, "LOWER_THAN": x < target, "GREATER_THAN": x > target}[
+            cond.type
+        ]
     text = str(stored)
     if spec.kind == "code":
         codes = [c for c in spec.codes if c.code in values]
@@ -204,8 +215,7 @@ class Evaluator:
         return rows
 
     def some_record(self, group: str, nodes: Sequence[Node], patient: Row) -> bool:
-        return any(all(_on_record(n, row) for n in nodes)
-                   for row in self.records(group, patient))
+        return any(all(_on_record(n, row) for n in nodes) for row in self.records(group, patient))
 
     def matches(self, node: Node, patient: Row) -> bool:
         if isinstance(node, Operation) and not node.children:
@@ -215,8 +225,11 @@ class Evaluator:
             return self.some_record(group, [node], patient)
         if isinstance(node, Condition):  # NOT_EQUALS: no record has the value
             values = value_list(node.value)
-            pos = (Condition(key=node.key, type="EQUALS", value=values[0]) if len(values) == 1
-                   else Condition(key=node.key, type="IN", value=values))
+            pos = (
+                Condition(key=node.key, type="EQUALS", value=values[0])
+                if len(values) == 1
+                else Condition(key=node.key, type="IN", value=values)
+            )
             return not self.some_record(KEYS_BY_NAME[node.key].group, [pos], patient)
         if node.operand == "OR":
             return any(self.matches(c, patient) for c in node.children)
@@ -289,8 +302,11 @@ def evaluate_counts(op: Operation, cohort: Cohort) -> list[DatasetCounts]:
         entry = out.setdefault(ds, DatasetCounts(ds, ds))
         entry.subjects += 1
         entry.gender[patient["sex"]] = entry.gender.get(patient["sex"], 0) + 1
-        ages = [d["age_at_diagnosis"] for d in cohort.records("disease", patient["id"])
-                if d["age_at_diagnosis"] is not None]
+        ages = [
+            d["age_at_diagnosis"]
+            for d in cohort.records("disease", patient["id"])
+            if d["age_at_diagnosis"] is not None
+        ]
         if ages:
             entry.ages[min(ages)] = entry.ages.get(min(ages), 0) + 1
         for s in cohort.records("imaging_series", patient["id"]):

@@ -40,8 +40,7 @@ class Problem:
     value: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "key": self.key, "value": self.value,
-                "message": self.message}
+        return {"path": self.path, "key": self.key, "value": self.value, "message": self.message}
 
 
 class QueryValidationError(ValueError):
@@ -74,11 +73,15 @@ def parse_query(data: dict[str, Any] | Operation | str) -> Operation:
         try:
             data = Operation.model_validate(data)
         except ValidationError as exc:
-            raise QueryValidationError([
-                Problem("$." + ".".join(str(x) for x in err["loc"]),
-                        f"{err['msg']} (got {err.get('input')!r})"[:300])
-                for err in exc.errors()[:10]
-            ]) from None
+            raise QueryValidationError(
+                [
+                    Problem(
+                        "$." + ".".join(str(x) for x in err["loc"]),
+                        f"{err['msg']} (got {err.get('input')!r})"[:300],
+                    )
+                    for err in exc.errors()[:10]
+                ]
+            ) from None
     counter = [0]
     result = _canonical(data, "$", 0, counter)
     if isinstance(result, Condition):
@@ -86,8 +89,7 @@ def parse_query(data: dict[str, Any] | Operation | str) -> Operation:
     return result
 
 
-def _canonical(op: Operation, path: str, depth: int, counter: list[int]
-               ) -> Operation | Condition:
+def _canonical(op: Operation, path: str, depth: int, counter: list[int]) -> Operation | Condition:
     if depth > MAX_DEPTH:
         _fail(path, f"the query is nested deeper than {MAX_DEPTH} levels")
     children: list[Operation | Condition] = []
@@ -122,8 +124,11 @@ def _merge_in(children: list[Operation | Condition]) -> list[Operation | Conditi
     merged: dict[str, set[str]] = {}
     rest: list[Operation | Condition] = []
     for child in children:
-        if (isinstance(child, Condition) and child.type in ("EQUALS", "IN")
-                and KEYS_BY_NAME[child.key].kind != "number"):
+        if (
+            isinstance(child, Condition)
+            and child.type in ("EQUALS", "IN")
+            and KEYS_BY_NAME[child.key].kind != "number"
+        ):
             merged.setdefault(child.key, set()).update(str(v) for v in value_list(child.value))
         else:
             rest.append(child)
@@ -134,8 +139,9 @@ def _merge_in(children: list[Operation | Condition]) -> list[Operation | Conditi
 
 def _set_condition(key: str, ctype: str, values: list[str]) -> Condition:
     if ctype == "NOT_EQUALS":
-        return Condition(key=key, type="NOT_EQUALS",
-                         value=values[0] if len(values) == 1 else list(values))
+        return Condition(
+            key=key, type="NOT_EQUALS", value=values[0] if len(values) == 1 else list(values)
+        )
     if len(values) == 1:
         return Condition(key=key, type="EQUALS", value=values[0])
     return Condition(key=key, type="IN", value=list(values))
@@ -145,27 +151,49 @@ def normalise_condition(cond: Condition, path: str = "$") -> Condition:
     """Check one condition against the vocabulary and return its canonical form."""
     spec = KEYS_BY_NAME.get(cond.key)
     if spec is None:
-        _fail(path, f"unknown search key {cond.key!r} (value {_show(cond.value)}); the "
-              "vocabulary endpoint lists the keys this federation understands",
-              cond.key, _jsonable(cond.value))
+        _fail(
+            path,
+            f"unknown search key {cond.key!r} (value {_show(cond.value)}); the "
+            "vocabulary endpoint lists the keys this federation understands",
+            cond.key,
+            _jsonable(cond.value),
+        )
         raise AssertionError  # unreachable, for type checkers
     if cond.type not in spec.types:
-        _fail(path, f"condition type {cond.type} is not allowed for key {spec.key!r} "
-              f"({spec.label}) with value {_show(cond.value)}; use one of "
-              f"{', '.join(sorted(spec.types))}", spec.key, _jsonable(cond.value))
+        _fail(
+            path,
+            f"condition type {cond.type} is not allowed for key {spec.key!r} "
+            f"({spec.label}) with value {_show(cond.value)}; use one of "
+            f"{', '.join(sorted(spec.types))}",
+            spec.key,
+            _jsonable(cond.value),
+        )
     if spec.kind == "number":
         return _normalise_number(spec, cond, path)
     if cond.type == "CONTAINS":
         if not isinstance(cond.value, str) or not cond.value.strip():
-            _fail(path, f"CONTAINS on key {spec.key!r} ({spec.label}) needs a non-empty "
-                  f"text, got {_show(cond.value)}", spec.key, _jsonable(cond.value))
+            _fail(
+                path,
+                f"CONTAINS on key {spec.key!r} ({spec.label}) needs a non-empty "
+                f"text, got {_show(cond.value)}",
+                spec.key,
+                _jsonable(cond.value),
+            )
         text = str(cond.value).strip()
-        return Condition(key=spec.key, type="CONTAINS",
-                         value=text.lower() if spec.case == "lower" else text.upper())
+        return Condition(
+            key=spec.key,
+            type="CONTAINS",
+            value=text.lower() if spec.case == "lower" else text.upper(),
+        )
     raw = [] if isinstance(cond.value, Range) else value_list(cond.value)
     if not raw:
-        _fail(path, f"key {spec.key!r} ({spec.label}) needs a value or a list of values, "
-              f"got {_show(cond.value)}", spec.key, _jsonable(cond.value))
+        _fail(
+            path,
+            f"key {spec.key!r} ({spec.label}) needs a value or a list of values, "
+            f"got {_show(cond.value)}",
+            spec.key,
+            _jsonable(cond.value),
+        )
     if len(raw) > MAX_LIST:
         _fail(path, f"key {spec.key!r} has more than {MAX_LIST} values", spec.key)
     values = sorted({_normalise_value(spec, v, path) for v in raw})
@@ -188,34 +216,57 @@ _GENE = re.compile(r"^[A-Z0-9][A-Z0-9\-.]{0,29}$")
 
 def _normalise_value(spec: KeySpec, value: Scalar, path: str) -> str:
     if not isinstance(value, str) or isinstance(value, bool):
-        _fail(path, f"key {spec.key!r} ({spec.label}) takes text values, got "
-              f"{_show(value)}", spec.key, value)
+        _fail(
+            path,
+            f"key {spec.key!r} ({spec.label}) takes text values, got {_show(value)}",
+            spec.key,
+            value,
+        )
     text = str(value).strip()
     if spec.kind == "code":
         code = spec.code(text)
         if code is None:
             allowed = ", ".join(f"{c.code} ({c.label})" for c in spec.codes)
-            _fail(path, f"unknown value {text!r} for key {spec.key!r} ({spec.label}); "
-                  f"allowed: {allowed}", spec.key, value)
+            _fail(
+                path,
+                f"unknown value {text!r} for key {spec.key!r} ({spec.label}); allowed: {allowed}",
+                spec.key,
+                value,
+            )
             raise AssertionError
         return code.code
     if spec.kind == "stage":
         up = text.upper()
         if up not in spec.values:
-            _fail(path, f"unknown value {text!r} for key {spec.key!r} ({spec.label}); "
-                  f"allowed: {', '.join(spec.values)}", spec.key, value)
+            _fail(
+                path,
+                f"unknown value {text!r} for key {spec.key!r} ({spec.label}); "
+                f"allowed: {', '.join(spec.values)}",
+                spec.key,
+                value,
+            )
         return up
     if spec.kind == "hierarchical":
         up = text.upper()
         if not _HIERARCHICAL[spec.separator].match(up):
-            _fail(path, f"value {text!r} for key {spec.key!r} ({spec.label}) is not a valid "
-                  f"code; examples: {', '.join(spec.examples)}", spec.key, value)
+            _fail(
+                path,
+                f"value {text!r} for key {spec.key!r} ({spec.label}) is not a valid "
+                f"code; examples: {', '.join(spec.examples)}",
+                spec.key,
+                value,
+            )
         return up
     if spec.kind == "variant":
         m = _VARIANT.match(text)
         if m is None:
-            _fail(path, f"value {text!r} for key {spec.key!r} ({spec.label}) is not "
-                  "[assembly:]chrom:pos:ref:alt, e.g. chr7:140753336:A:T", spec.key, value)
+            _fail(
+                path,
+                f"value {text!r} for key {spec.key!r} ({spec.label}) is not "
+                "[assembly:]chrom:pos:ref:alt, e.g. chr7:140753336:A:T",
+                spec.key,
+                value,
+            )
             raise AssertionError
         chrom = m["chrom"].upper()
         chrom = "M" if chrom == "MT" else chrom
@@ -225,24 +276,40 @@ def _normalise_value(spec: KeySpec, value: Scalar, path: str) -> str:
     # free text (gene symbols, agents)
     norm = text.lower() if spec.case == "lower" else text.upper()
     if not norm or len(norm) > 100 or (spec.key == "oncofed:gene" and not _GENE.match(norm)):
-        _fail(path, f"value {text!r} for key {spec.key!r} ({spec.label}) is not valid",
-              spec.key, value)
+        _fail(
+            path,
+            f"value {text!r} for key {spec.key!r} ({spec.label}) is not valid",
+            spec.key,
+            value,
+        )
     return norm
 
 
 def _number(spec: KeySpec, value: Any, path: str, raw: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        _fail(path, f"key {spec.key!r} ({spec.label}) takes a number, got {_show(raw)}",
-              spec.key, _jsonable(raw))
+        _fail(
+            path,
+            f"key {spec.key!r} ({spec.label}) takes a number, got {_show(raw)}",
+            spec.key,
+            _jsonable(raw),
+        )
     try:
         number = float(value)
     except ValueError:
-        _fail(path, f"key {spec.key!r} ({spec.label}) takes a number, got {_show(raw)}",
-              spec.key, _jsonable(raw))
+        _fail(
+            path,
+            f"key {spec.key!r} ({spec.label}) takes a number, got {_show(raw)}",
+            spec.key,
+            _jsonable(raw),
+        )
         raise AssertionError from None
     if not math.isfinite(number) or abs(number) > 1e12:
-        _fail(path, f"key {spec.key!r} ({spec.label}): {_show(raw)} is out of range",
-              spec.key, _jsonable(raw))
+        _fail(
+            path,
+            f"key {spec.key!r} ({spec.label}): {_show(raw)} is out of range",
+            spec.key,
+            _jsonable(raw),
+        )
     return int(number) if number.is_integer() else number
 
 
@@ -252,25 +319,46 @@ def _normalise_number(spec: KeySpec, cond: Condition, path: str) -> Condition:
         value = Range.model_validate(value)
     if isinstance(value, Range) or cond.type == "BETWEEN":
         if not isinstance(value, Range):
-            _fail(path, f"BETWEEN on key {spec.key!r} ({spec.label}) needs "
-                  f'{{"min": .., "max": ..}}, got {_show(value)}', spec.key, _jsonable(value))
+            _fail(
+                path,
+                f"BETWEEN on key {spec.key!r} ({spec.label}) needs "
+                f'{{"min": .., "max": ..}}, got {_show(value)}',
+                spec.key,
+                _jsonable(value),
+            )
             raise AssertionError
         if cond.type not in ("BETWEEN", "EQUALS"):
-            _fail(path, f"{cond.type} on key {spec.key!r} ({spec.label}) takes a number, got "
-                  f"{_show(value)}", spec.key, _jsonable(value))
+            _fail(
+                path,
+                f"{cond.type} on key {spec.key!r} ({spec.label}) takes a number, got "
+                f"{_show(value)}",
+                spec.key,
+                _jsonable(value),
+            )
         lo = None if value.min is None else _number(spec, value.min, path, cond.value)
         hi = None if value.max is None else _number(spec, value.max, path, cond.value)
         if lo is None and hi is None:
-            _fail(path, f"BETWEEN on key {spec.key!r} ({spec.label}) needs min or max",
-                  spec.key, _jsonable(value))
+            _fail(
+                path,
+                f"BETWEEN on key {spec.key!r} ({spec.label}) needs min or max",
+                spec.key,
+                _jsonable(value),
+            )
         if lo is not None and hi is not None and lo > hi:
-            _fail(path, f"key {spec.key!r} ({spec.label}): min {lo} is above max {hi} in "
-                  f"{_show(value)}",
-                  spec.key, _jsonable(value))
+            _fail(
+                path,
+                f"key {spec.key!r} ({spec.label}): min {lo} is above max {hi} in {_show(value)}",
+                spec.key,
+                _jsonable(value),
+            )
         return Condition(key=spec.key, type="BETWEEN", value=Range(min=lo, max=hi))
     if isinstance(value, list):
-        _fail(path, f"{cond.type} on key {spec.key!r} ({spec.label}) takes one number, got "
-              f"{_show(value)}", spec.key, _jsonable(value))
+        _fail(
+            path,
+            f"{cond.type} on key {spec.key!r} ({spec.label}) takes one number, got {_show(value)}",
+            spec.key,
+            _jsonable(value),
+        )
     return Condition(key=spec.key, type=cond.type, value=_number(spec, value, path, value))
 
 

@@ -80,7 +80,13 @@ def _codes(*rows: tuple[str, str, tuple[str, ...]]) -> tuple[Code, ...]:
 
 
 SEX = KeySpec(
-    "SNOMEDCT263495000", "Sex", "patient", "code", "sex", CODE_TYPES, "EUCAIM",
+    "SNOMEDCT263495000",
+    "Sex",
+    "patient",
+    "code",
+    "sex",
+    CODE_TYPES,
+    "EUCAIM",
     "Administrative sex of the subject.",
     codes=_codes(
         ("SNOMEDCT248153007", "male", ("male",)),
@@ -90,11 +96,24 @@ SEX = KeySpec(
     ),
 )
 AGE_AT_DIAGNOSIS = KeySpec(
-    "SNOMEDCT423493009", "Age at diagnosis", "disease", "number", "age_at_diagnosis",
-    NUMBER_TYPES, "EUCAIM", "Age in whole years when the cancer was diagnosed.", unit="years",
+    "SNOMEDCT423493009",
+    "Age at diagnosis",
+    "disease",
+    "number",
+    "age_at_diagnosis",
+    NUMBER_TYPES,
+    "EUCAIM",
+    "Age in whole years when the cancer was diagnosed.",
+    unit="years",
 )
 DIAGNOSIS = KeySpec(
-    "SNOMEDCT439401001", "Diagnosis", "disease", "code", "site_snomed", CODE_TYPES, "EUCAIM",
+    "SNOMEDCT439401001",
+    "Diagnosis",
+    "disease",
+    "code",
+    "site_snomed",
+    CODE_TYPES,
+    "EUCAIM",
     "Primary cancer site; matches the SNOMED CT code or the ICD-O-3/ICD-10 topography.",
     code_match="diagnosis",
     codes=_codes(
@@ -110,11 +129,24 @@ DIAGNOSIS = KeySpec(
     ),
 )
 DIAGNOSIS_YEAR = KeySpec(
-    "SNOMEDCT432213005", "Year of diagnosis", "disease", "number", "diagnosis_year",
-    NUMBER_TYPES, "EUCAIM", "Calendar year of the diagnosis.", unit="year",
+    "SNOMEDCT432213005",
+    "Year of diagnosis",
+    "disease",
+    "number",
+    "diagnosis_year",
+    NUMBER_TYPES,
+    "EUCAIM",
+    "Calendar year of the diagnosis.",
+    unit="year",
 )
 MODALITY = KeySpec(
-    "RID10311", "Imaging modality", "series", "code", "modality", CODE_TYPES, "EUCAIM",
+    "RID10311",
+    "Imaging modality",
+    "series",
+    "code",
+    "modality",
+    CODE_TYPES,
+    "EUCAIM",
     "Modality of at least one imaging series (DICOM Modality).",
     codes=_codes(
         ("RID10312", "MR", ("MR",)),
@@ -125,7 +157,13 @@ MODALITY = KeySpec(
     ),
 )
 BODY_PART = KeySpec(
-    "SNOMEDCT123037004", "Body part", "series", "code", "body_part", CODE_TYPES, "EUCAIM",
+    "SNOMEDCT123037004",
+    "Body part",
+    "series",
+    "code",
+    "body_part",
+    CODE_TYPES,
+    "EUCAIM",
     "Body part examined by at least one imaging series (DICOM BodyPartExamined).",
     codes=_codes(
         ("SNOMEDCT41216001", "prostate", ("PROSTATE",)),
@@ -143,7 +181,13 @@ BODY_PART = KeySpec(
     ),
 )
 MANUFACTURER = KeySpec(
-    "C25392", "Manufacturer", "series", "code", "manufacturer", CODE_TYPES, "EUCAIM",
+    "C25392",
+    "Manufacturer",
+    "series",
+    "code",
+    "manufacturer",
+    CODE_TYPES,
+    "EUCAIM",
     "Scanner manufacturer of at least one imaging series, as written in the DICOM header.",
     code_match="like",
     codes=_codes(
@@ -155,37 +199,121 @@ MANUFACTURER = KeySpec(
     ),
 )
 
-_T = ("TX", "T0", "TIS", "T1", "T1A", "T1B", "T1C", "T2", "T2A", "T2B", "T2C", "T3", "T3A",
-      "T3B", "T3C", "T4", "T4A", "T4B", "T4C", "T4D")
-_N = ("NX", "N0", "N1", "N1A", "N1B", "N1C", "N2", "N2A", "N2B", "N2C", "N3", "N3A", "N3B",
-      "N3C")
+_T = (
+    "TX",
+    "T0",
+    "TIS",
+    "T1",
+    "T1A",
+    "T1B",
+    "T1C",
+    "T2",
+    "T2A",
+    "T2B",
+    "T2C",
+    "T3",
+    "T3A",
+    "T3B",
+    "T3C",
+    "T4",
+    "T4A",
+    "T4B",
+    "T4C",
+    "T4D",
+)
+_N = ("NX", "N0", "N1", "N1A", "N1B", "N1C", "N2", "N2A", "N2B", "N2C", "N3", "N3A", "N3B", "N3C")
 _M = ("MX", "M0", "M1", "M1A", "M1B", "M1C", "M1D")
-_STAGE = ("0", "I", "IA", "IB", "IC", "II", "IIA", "IIB", "IIC", "III", "IIIA", "IIIB",
-          "IIIC", "IIID", "IV", "IVA", "IVB", "IVC")
+_STAGE = (
+    "0",
+    "I",
+    "IA",
+    "IB",
+    "IC",
+    "II",
+    "IIA",
+    "IIB",
+    "IIC",
+    "III",
+    "IIIA",
+    "IIIB",
+    "IIIC",
+    "IIID",
+    "IV",
+    "IVA",
+    "IVB",
+    "IVC",
+)
 _STAGE_HELP = " A value also matches its subdivisions (T1 matches T1a, III matches IIIB)."
 
-T_STAGE = KeySpec("oncofed:t_stage", "TNM T category", "disease", "stage", "t_stage",
-                  CODE_TYPES, description="Primary tumour (TNM)." + _STAGE_HELP, values=_T)
-N_STAGE = KeySpec("oncofed:n_stage", "TNM N category", "disease", "stage", "n_stage",
-                  CODE_TYPES, description="Regional lymph nodes (TNM)." + _STAGE_HELP,
-                  values=_N)
-M_STAGE = KeySpec("oncofed:m_stage", "TNM M category", "disease", "stage", "m_stage",
-                  CODE_TYPES, description="Distant metastasis (TNM)." + _STAGE_HELP, values=_M)
-STAGE_GROUP = KeySpec("oncofed:stage_group", "Stage group", "disease", "stage", "stage_group",
-                      CODE_TYPES, description="AJCC/UICC stage group." + _STAGE_HELP,
-                      values=_STAGE)
+T_STAGE = KeySpec(
+    "oncofed:t_stage",
+    "TNM T category",
+    "disease",
+    "stage",
+    "t_stage",
+    CODE_TYPES,
+    description="Primary tumour (TNM)." + _STAGE_HELP,
+    values=_T,
+)
+N_STAGE = KeySpec(
+    "oncofed:n_stage",
+    "TNM N category",
+    "disease",
+    "stage",
+    "n_stage",
+    CODE_TYPES,
+    description="Regional lymph nodes (TNM)." + _STAGE_HELP,
+    values=_N,
+)
+M_STAGE = KeySpec(
+    "oncofed:m_stage",
+    "TNM M category",
+    "disease",
+    "stage",
+    "m_stage",
+    CODE_TYPES,
+    description="Distant metastasis (TNM)." + _STAGE_HELP,
+    values=_M,
+)
+STAGE_GROUP = KeySpec(
+    "oncofed:stage_group",
+    "Stage group",
+    "disease",
+    "stage",
+    "stage_group",
+    CODE_TYPES,
+    description="AJCC/UICC stage group." + _STAGE_HELP,
+    values=_STAGE,
+)
 MORPHOLOGY = KeySpec(
-    "oncofed:morphology", "Morphology (ICD-O-3)", "disease", "hierarchical", "morphology",
-    CODE_TYPES, description="ICD-O-3 histology/behaviour, e.g. 8140/3; 8140 matches any "
-    "behaviour.", examples=("8140/3", "8070/3", "8500/3", "8140"), separator="/",
+    "oncofed:morphology",
+    "Morphology (ICD-O-3)",
+    "disease",
+    "hierarchical",
+    "morphology",
+    CODE_TYPES,
+    description="ICD-O-3 histology/behaviour, e.g. 8140/3; 8140 matches any behaviour.",
+    examples=("8140/3", "8070/3", "8500/3", "8140"),
+    separator="/",
 )
 TOPOGRAPHY = KeySpec(
-    "oncofed:topography", "Topography (ICD-O-3)", "disease", "hierarchical", "topography",
-    CODE_TYPES, description="ICD-O-3 topography, e.g. C34.1; C34 matches every sub-site.",
-    examples=("C34", "C34.1", "C50", "C61"), separator=".",
+    "oncofed:topography",
+    "Topography (ICD-O-3)",
+    "disease",
+    "hierarchical",
+    "topography",
+    CODE_TYPES,
+    description="ICD-O-3 topography, e.g. C34.1; C34 matches every sub-site.",
+    examples=("C34", "C34.1", "C50", "C61"),
+    separator=".",
 )
 TREATMENT = KeySpec(
-    "oncofed:treatment", "Treatment type", "treatment", "code", "kind", CODE_TYPES,
+    "oncofed:treatment",
+    "Treatment type",
+    "treatment",
+    "code",
+    "kind",
+    CODE_TYPES,
     description="At least one treatment of this kind.",
     codes=_codes(
         ("surgery", "surgery", ("surgery",)),
@@ -197,12 +325,23 @@ TREATMENT = KeySpec(
     ),
 )
 TREATMENT_AGENT = KeySpec(
-    "oncofed:treatment_agent", "Treatment agent", "treatment", "text", "agent", TEXT_TYPES,
+    "oncofed:treatment_agent",
+    "Treatment agent",
+    "treatment",
+    "text",
+    "agent",
+    TEXT_TYPES,
     description="Drug or procedure name (case-insensitive); CONTAINS matches part of it.",
-    examples=("cisplatin", "pembrolizumab", "osimertinib"), case="lower",
+    examples=("cisplatin", "pembrolizumab", "osimertinib"),
+    case="lower",
 )
 VITAL_STATUS = KeySpec(
-    "oncofed:vital_status", "Vital status", "outcome", "code", "vital_status", CODE_TYPES,
+    "oncofed:vital_status",
+    "Vital status",
+    "outcome",
+    "code",
+    "vital_status",
+    CODE_TYPES,
     description="Vital status at last contact.",
     codes=_codes(
         ("alive", "alive", ("alive",)),
@@ -211,17 +350,32 @@ VITAL_STATUS = KeySpec(
     ),
 )
 SURVIVAL_DAYS = KeySpec(
-    "oncofed:survival_days", "Survival / follow-up (days)", "outcome", "number",
-    "survival_days", NUMBER_TYPES,
-    description="Days from diagnosis to death or last contact (follow-up time).", unit="days",
+    "oncofed:survival_days",
+    "Survival / follow-up (days)",
+    "outcome",
+    "number",
+    "survival_days",
+    NUMBER_TYPES,
+    description="Days from diagnosis to death or last contact (follow-up time).",
+    unit="days",
 )
 GENE = KeySpec(
-    "oncofed:gene", "Variant in gene", "variant", "text", "gene", CODE_TYPES,
+    "oncofed:gene",
+    "Variant in gene",
+    "variant",
+    "text",
+    "gene",
+    CODE_TYPES,
     description="At least one called variant in this gene (HGNC symbol).",
     examples=("KRAS", "EGFR", "BRAF", "TP53", "PIK3CA"),
 )
 VARIANT = KeySpec(
-    "oncofed:variant", "Specific variant", "variant", "variant", "pos", CODE_TYPES,
+    "oncofed:variant",
+    "Specific variant",
+    "variant",
+    "variant",
+    "pos",
+    CODE_TYPES,
     description="A variant by position and alleles: [assembly:]chrom:pos:ref:alt, 1-based "
     "(VCF), e.g. chr7:140753336:A:T or GRCh38:chr12:25245350:C:T.",
     examples=("chr7:140753336:A:T", "GRCh38:chr12:25245351:C:A"),
@@ -234,26 +388,51 @@ _POS_NEG = _codes(
 )
 
 
-def _marker_code(name: str, label: str, aliases: tuple[str, ...],
-                 codes: tuple[Code, ...] = _POS_NEG) -> KeySpec:
-    return KeySpec(f"oncofed:marker:{name}", label, f"biomarker:{name}", "code", "value_code",
-                   CODE_TYPES, description=f"Result of the {label} test.", codes=codes,
-                   marker_names=aliases)
+def _marker_code(
+    name: str, label: str, aliases: tuple[str, ...], codes: tuple[Code, ...] = _POS_NEG
+) -> KeySpec:
+    return KeySpec(
+        f"oncofed:marker:{name}",
+        label,
+        f"biomarker:{name}",
+        "code",
+        "value_code",
+        CODE_TYPES,
+        description=f"Result of the {label} test.",
+        codes=codes,
+        marker_names=aliases,
+    )
 
 
 def _marker_number(name: str, label: str, aliases: tuple[str, ...], unit: str) -> KeySpec:
-    return KeySpec(f"oncofed:marker:{name}", label, f"biomarker:{name}", "number",
-                   "value_number", NUMBER_TYPES, description=f"Measured {label}.",
-                   marker_names=aliases, unit=unit, integer=False)
+    return KeySpec(
+        f"oncofed:marker:{name}",
+        label,
+        f"biomarker:{name}",
+        "number",
+        "value_number",
+        NUMBER_TYPES,
+        description=f"Measured {label}.",
+        marker_names=aliases,
+        unit=unit,
+        integer=False,
+    )
 
 
 MARKERS: tuple[KeySpec, ...] = (
     _marker_code("ER", "Oestrogen receptor", ("ER", "ESTROGEN RECEPTOR", "OESTROGEN RECEPTOR")),
     _marker_code("PR", "Progesterone receptor", ("PR", "PGR", "PROGESTERONE RECEPTOR")),
     _marker_code("HER2", "HER2", ("HER2", "ERBB2")),
-    _marker_code("MSI", "Microsatellite instability", ("MSI",), _codes(
-        ("MSI-H", "MSI-high", ("MSI-H",)), ("MSI-L", "MSI-low", ("MSI-L",)),
-        ("MSS", "stable", ("MSS",)))),
+    _marker_code(
+        "MSI",
+        "Microsatellite instability",
+        ("MSI",),
+        _codes(
+            ("MSI-H", "MSI-high", ("MSI-H",)),
+            ("MSI-L", "MSI-low", ("MSI-L",)),
+            ("MSS", "stable", ("MSS",)),
+        ),
+    ),
     _marker_number("PSA", "PSA", ("PSA",), "ng/mL"),
     _marker_number("KI67", "Ki-67 index", ("KI67", "KI-67"), "%"),
     _marker_number("PDL1", "PD-L1 (TPS)", ("PDL1", "PD-L1"), "%"),
@@ -262,9 +441,26 @@ MARKERS: tuple[KeySpec, ...] = (
 )
 
 KEYS: tuple[KeySpec, ...] = (
-    SEX, AGE_AT_DIAGNOSIS, DIAGNOSIS, DIAGNOSIS_YEAR, MODALITY, BODY_PART, MANUFACTURER,
-    T_STAGE, N_STAGE, M_STAGE, STAGE_GROUP, MORPHOLOGY, TOPOGRAPHY, TREATMENT,
-    TREATMENT_AGENT, VITAL_STATUS, SURVIVAL_DAYS, GENE, VARIANT, *MARKERS,
+    SEX,
+    AGE_AT_DIAGNOSIS,
+    DIAGNOSIS,
+    DIAGNOSIS_YEAR,
+    MODALITY,
+    BODY_PART,
+    MANUFACTURER,
+    T_STAGE,
+    N_STAGE,
+    M_STAGE,
+    STAGE_GROUP,
+    MORPHOLOGY,
+    TOPOGRAPHY,
+    TREATMENT,
+    TREATMENT_AGENT,
+    VITAL_STATUS,
+    SURVIVAL_DAYS,
+    GENE,
+    VARIANT,
+    *MARKERS,
 )
 KEYS_BY_NAME: dict[str, KeySpec] = {k.key: k for k in KEYS}
 
@@ -286,9 +482,14 @@ def vocabulary() -> dict[str, Any]:
             "label": spec.label,
             "source": spec.source,
             "level": spec.group.split(":", 1)[0],
-            "value_type": {"code": "code", "stage": "code", "number": "number",
-                           "text": "string", "hierarchical": "string",
-                           "variant": "string"}[spec.kind],
+            "value_type": {
+                "code": "code",
+                "stage": "code",
+                "number": "number",
+                "text": "string",
+                "hierarchical": "string",
+                "variant": "string",
+            }[spec.kind],
             "types": sorted(spec.types),
             "description": spec.description,
         }
