@@ -26,7 +26,7 @@ import httpx
 
 from oncofed.node.context import NodeContext
 from oncofed.node.tasks import TaskMeta, handler
-from oncofed.privacy.disclose import release_count
+from oncofed.privacy.disclose import headline_noise, release_count, strata_wanted
 from oncofed.protocol import CATALOGUE_KIND
 from oncofed.query.ast import Condition, Operation, query_hash
 from oncofed.query.compile import row_predicate
@@ -120,33 +120,16 @@ def describe(ctx: NodeContext) -> dict[str, Any]:
                 "SELECT id, name, description, access_level FROM dataset"
             ).fetchall()
         }
-    subjects_scale = 1.0 / policy.epsilon
-    studies_scale = policy.max_studies_per_subject / policy.epsilon
-    noise = ctx.privacy_ledger.noise(
-        node_id,
-        qhash,
-        [
-            w
-            for c in counts
-            for w in (
-                (c.dataset_id, "subjects", subjects_scale),
-                (c.dataset_id, "studies", studies_scale),
-            )
-        ],
-    )
     band = policy.age_band_years
+    subjects_scale = 1.0 / policy.epsilon
+    noise = headline_noise(counts, policy, ctx.privacy_ledger, node_id, qhash)
     strata: dict[str, dict[str, int]] = {}
     for c in counts:
         if release_count(c.subjects, noise[(c.dataset_id, "subjects")], policy) is None:
             continue
         wanted: dict[str, int] = {}
         if policy.strata:
-            wanted.update({f"gender:{k}": n for k, n in c.gender.items()})
-            for age, n in c.ages.items():
-                key = f"age{band}:{(age // band) * band}"
-                wanted[key] = wanted.get(key, 0) + n
-            wanted.update({f"modality:{k}": n for k, n in c.modalities.items()})
-            wanted.update({f"body_part:{k}": n for k, n in c.body_parts.items()})
+            wanted.update(strata_wanted(c, policy))
             wanted.update({f"condition:{k}": n for k, n in conditions[c.dataset_id].items()})
             wanted.update({f"manufacturer:{k}": n for k, n in manufacturers[c.dataset_id].items()})
         strata[c.dataset_id] = wanted

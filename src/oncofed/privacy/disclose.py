@@ -52,7 +52,9 @@ class DisclosureSummary:
     withheld: int = 0
 
 
-def _strata_wanted(c: DatasetCounts, policy: DisclosurePolicy) -> dict[str, int]:
+def strata_wanted(c: DatasetCounts, policy: DisclosurePolicy) -> dict[str, int]:
+    """A dataset's strata as (statistic -> exact subject count): the keys their noise is
+    cached under, shared by search answers and the published catalogue entry."""
     band = policy.age_band_years
     wanted: dict[str, int] = {}
     for sex, n in c.gender.items():
@@ -67,18 +69,21 @@ def _strata_wanted(c: DatasetCounts, policy: DisclosurePolicy) -> dict[str, int]
     return wanted
 
 
-def disclose(
+def headline_noise(
     counts: list[DatasetCounts],
     policy: DisclosurePolicy,
     ledger: PrivacyLedger,
     node_id: str,
     query_hash: str,
-) -> tuple[MediatorResponse, DisclosureSummary]:
-    """Apply the policy to exact counts; noise comes from (and goes to) the ledger."""
-    summary = DisclosureSummary(datasets=len(counts))
+) -> dict[tuple[str, str], int]:
+    """The cached noise of every dataset's subjects and studies counts, in one ledger call.
+
+    Studies have the larger sensitivity: one subject may add up to
+    ``max_studies_per_subject`` of them.
+    """
     subjects_scale = 1.0 / policy.epsilon
     studies_scale = policy.max_studies_per_subject / policy.epsilon
-    noise = ledger.noise(
+    return ledger.noise(
         node_id,
         query_hash,
         [
@@ -90,6 +95,18 @@ def disclose(
             )
         ],
     )
+
+
+def disclose(
+    counts: list[DatasetCounts],
+    policy: DisclosurePolicy,
+    ledger: PrivacyLedger,
+    node_id: str,
+    query_hash: str,
+) -> tuple[MediatorResponse, DisclosureSummary]:
+    """Apply the policy to exact counts; noise comes from (and goes to) the ledger."""
+    summary = DisclosureSummary(datasets=len(counts))
+    noise = headline_noise(counts, policy, ledger, node_id, query_hash)
     released: dict[str, int | None] = {}
     for c in counts:
         released[c.dataset_id] = release_count(
@@ -98,7 +115,7 @@ def disclose(
     strata: dict[str, dict[str, int]] = {}
     if policy.strata:
         strata = {
-            c.dataset_id: _strata_wanted(c, policy)
+            c.dataset_id: strata_wanted(c, policy)
             for c in counts
             if released[c.dataset_id] is not None
         }
@@ -106,7 +123,11 @@ def disclose(
             ledger.noise(
                 node_id,
                 query_hash,
-                [(ds, stat, subjects_scale) for ds, stats in strata.items() for stat in stats],
+                [
+                    (ds, stat, 1.0 / policy.epsilon)
+                    for ds, stats in strata.items()
+                    for stat in stats
+                ],
             )
         )
     collections: list[Collection] = []
