@@ -723,53 +723,9 @@ def _criteria(where: list[str]) -> dict[str, Any]:
 
 
 def print_search(result: dict[str, Any]) -> None:
-    total = result["total"]["subjects"]
-    title = (
-        f"{total['min']} patients"
-        if total["exact"]
-        else f"{total['min']}-{total['max']} patients (some counts withheld)"
-    )
-    table = Table(
-        "provider",
-        "status",
-        "dataset",
-        "patients",
-        "studies",
-        "modalities",
-        "age range",
-        title=f"search {result['id']}: {title}",
-    )
-    for provider in result["providers"]:
-        colour = {"succeeded": "green", "timed_out": "yellow"}.get(provider["status"], "red")
-        status = f"[{colour}]{provider['status']}[/]"
-        collections = provider.get("collections") or [None]
-        for c in collections:
-            if c is None:
-                table.add_row(
-                    provider["provider"], status, "", "", "", "", provider.get("error", "")
-                )
-                continue
-            subjects = (
-                str(c["subjects_count"])
-                if c["subjects_count"] is not None
-                else f"<{c.get('subjects_count_below')}"
-            )
-            studies = (
-                str(c["studies_count"])
-                if c["studies_count"] is not None
-                else f"<{c.get('studies_count_below')}"
-            )
-            ages = c.get("age_range") or {}
-            table.add_row(
-                provider["provider"],
-                status,
-                c["name"],
-                subjects,
-                studies,
-                ", ".join(c.get("modalities", [])),
-                f"{ages['min']}-{ages['max']}" if ages else "",
-            )
-    console.print(table)
+    from oncofed.client.render import search_table
+
+    console.print(search_table(result))
 
 
 @app.command()

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from oncofed.client.render import beacon_table, released, search_table
 from oncofed.hub.admin import add_user, open_hub
 from oncofed.local import LocalFederation
 from oncofed.synth import generate_federation
@@ -64,6 +65,13 @@ LOADERS: list[tuple[str, Callable[[Path, Path], list[str] | None]]] = [
         ],
     ),
 ]
+
+
+# The sample search: patients with a CT series (EUCAIM's modality key and RadLex code).
+SAMPLE_SEARCH: dict[str, Any] = {
+    "operand": "AND",
+    "children": [{"key": "RID10311", "type": "EQUALS", "value": "RID10321"}],
+}
 
 
 def load_data(fed: LocalFederation, data: dict[str, Path], console: Console) -> None:
@@ -163,6 +171,16 @@ def run_demo(
             view = client.run("node.info", wait_time=30)
             elapsed = time.perf_counter() - started
         _print_info(console, view, elapsed)
+        with console.status("counting patients with CT imaging across the nodes ..."):
+            result = client.search(SAMPLE_SEARCH, timeout_seconds=30)
+        console.print(search_table(result, title="federated search, CT imaging"))
+        console.print(
+            "  each node's counts are noised, rounded to 5 and withheld below 10 "
+            "(its policy.toml); the total is a range where any was withheld"
+        )
+        with console.status("asking the Beacon network for variants in KRAS ..."):
+            beacon = client.beacon("g_variants", geneId="KRAS", requestedGranularity="count")
+        console.print(beacon_table(beacon, "Beacon v2 network, variants in KRAS"))
         people = demo_users(fed, list(data))
         console.print()
         console.print(f"portal:        [bold]{fed.hub.url}/[/]   (API docs: {fed.hub.url}/docs)")
@@ -172,6 +190,7 @@ def run_demo(
         for username, (password, what) in people.items():
             console.print(f"{what + ':':<15}{username} / [bold]{password}[/]")
         console.print(f"CLI:           oncofed login --hub {fed.hub.url} --username admin")
+        console.print("               oncofed search --where RID10311=RID10321   (CT imaging)")
         console.print(f"logs:          {directory / 'logs'}")
         if once:
             return 0 if view["complete"] else 1
@@ -198,7 +217,7 @@ def _print_info(console: Console, view: dict[str, Any], elapsed: float) -> None:
         result = t["result"] or {}
         datasets = (
             ", ".join(
-                f"{d['name']} ({_count(d['patients'], d.get('patients_below'))})"
+                f"{d['name']} ({released(d['patients'], d.get('patients_below'))})"
                 for d in result.get("datasets", [])
             )
             or "-"
@@ -211,7 +230,3 @@ def _print_info(console: Console, view: dict[str, Any], elapsed: float) -> None:
             ", ".join(result.get("policy", {}).get("allowed_tasks", [])),
         )
     console.print(table)
-
-
-def _count(value: int | None, below: int | None) -> str:
-    return str(value) if value is not None else f"<{below}"

@@ -168,6 +168,15 @@ class HubClient:
             self._call("POST", "/api/search", json=payload, timeout=timeout_seconds + 30).json()
         )
 
+    def beacon(self, entry: str, timeout_seconds: float = 30, **params: str) -> dict[str, Any]:
+        """Ask the hub's Beacon v2 network (every node's Beacon) about ``entry``, e.g.
+        ``g_variants`` with ``geneId="KRAS"``; the answer keeps each node's status."""
+        return dict(
+            self._call(
+                "GET", f"/beacon/v2/{entry}", params=params, timeout=timeout_seconds + 30
+            ).json()
+        )
+
     def catalogue(self, q: str = "", **facets: str) -> dict[str, Any]:
         """Search the public catalogue (full text and facets)."""
         params = {"q": q, **facets}
