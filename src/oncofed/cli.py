@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from oncofed import __version__
+from oncofed.cli_common import console, err, fail, hub_client
+from oncofed.cli_requests import beacon, request_app
 
 app = typer.Typer(
     help="oncofed: federated infrastructure for cancer research data.",
@@ -36,9 +37,8 @@ hub_app.add_typer(hub_user_app, name="user")
 app.add_typer(node_app, name="node")
 app.add_typer(task_app, name="task")
 app.add_typer(audit_app, name="audit")
-
-console = Console()
-err = Console(stderr=True)
+app.add_typer(request_app, name="request")
+app.command("beacon")(beacon)
 
 
 def _mount_synth() -> None:
@@ -59,11 +59,6 @@ NodeDir = Annotated[
 ]
 DEFAULT_HUB_DIR = Path(".oncofed/hub")
 DEFAULT_NODE_DIR = Path(".oncofed/node")
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def _serve(app_: Any, host: str, port: int, log_level: str) -> None:
@@ -596,13 +591,7 @@ def node_pull(
 # -- researcher -----------------------------------------------------------------------------
 
 
-def _client(hub: str | None) -> Any:
-    from oncofed.client.hub import HubClient, HubError
-
-    try:
-        return HubClient.from_saved(hub)
-    except HubError as exc:
-        raise fail(exc.message) from exc
+_client = hub_client
 
 
 @app.command()

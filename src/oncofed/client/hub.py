@@ -75,9 +75,15 @@ class HubClient:
             raise HubError(0, f"cannot reach the hub at {self.url}: {exc}") from exc
         if response.status_code >= 400:
             try:
-                detail = response.json().get("detail", response.text)
+                body = response.json()
             except ValueError:
-                detail = response.text
+                body = None
+            detail: Any = response.text
+            if isinstance(body, dict) and "detail" in body:
+                detail = body["detail"]
+            elif isinstance(body, dict) and isinstance(body.get("error"), dict):
+                # A Beacon v2 error document: {"meta": ..., "error": {"errorMessage": ...}}
+                detail = body["error"].get("errorMessage") or response.text
             raise HubError(response.status_code, _explain(detail))
         return response
 
@@ -197,3 +203,86 @@ class HubClient:
 
     def task(self, task_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/tasks/{task_id}").json())
+
+    # -- access negotiation -----------------------------------------------------------------
+
+    def create_access_request(
+        self,
+        title: str,
+        resources: list[dict[str, str]],
+        form: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create an access request (researchers); it starts as a DRAFT that only its author
+        sees. Each resource is ``{"id": dataset id, "provider": node name}`` (``"name"``
+        optional). Returns the request's view, whose ``missing`` lists the form fields
+        still needed before it can be submitted."""
+        payload = {"title": title, "resources": resources, "form": form or {}}
+        return dict(self._call("POST", "/api/negotiations", json=payload).json())
+
+    def access_requests(self) -> list[dict[str, Any]]:
+        """The access requests the caller may see: their own, every one for a hub admin, and
+        for DAC members and data holders the submitted ones naming their nodes' datasets.
+        Summary rows (providers, not resources): `access_request` has the rest."""
+        return list(self._call("GET", "/api/negotiations").json())
+
+    def access_request(self, request_id: str) -> dict[str, Any]:
+        """One request: form, resources with their states and rows, and its history."""
+        return dict(self._call("GET", f"/api/negotiations/{request_id}").json())
+
+    def edit_access_form(self, request_id: str, form: dict[str, Any]) -> dict[str, Any]:
+        """Replace the whole access form (the author, while it is a DRAFT or returned for
+        resubmission); send every field, not only the changed ones."""
+        return dict(self._call("PUT", f"/api/negotiations/{request_id}/form", json=form).json())
+
+    def request_event(self, request_id: str, event: str, note: str = "") -> dict[str, Any]:
+        """Fire a request-level lifecycle event (SUBMIT, APPROVE, START ...); the hub checks
+        the caller's role and the current state. Returns the request's new view."""
+        return dict(
+            self._call(
+                "POST",
+                f"/api/negotiations/{request_id}/events",
+                json={"event": event, "note": note},
+            ).json()
+        )
+
+    def resource_event(
+        self,
+        request_id: str,
+        row: int,
+        event: str,
+        note: str = "",
+        conditions: str = "",
+        grant_days: int | None = None,
+    ) -> dict[str, Any]:
+        """Fire an event on one requested resource: a DAC member's decision, or the author's
+        answer to it. ``row`` is the resource's ``row`` in the request's view, not its
+        dataset id (several requests may name one dataset). ``conditions`` go with
+        INDICATE_ACCESS_CONDITIONS; ``grant_days`` sets the visa's lifetime on a grant."""
+        body: dict[str, Any] = {"event": event, "note": note, "conditions": conditions}
+        if grant_days is not None:
+            body["grant_days"] = grant_days
+        return dict(
+            self._call(
+                "POST", f"/api/negotiations/{request_id}/resources/{row}/events", json=body
+            ).json()
+        )
+
+    def comments(self, request_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/api/negotiations/{request_id}/comments").json())
+
+    def add_comment(
+        self, request_id: str, body: str, provider: str | None = None
+    ) -> dict[str, Any]:
+        """Comment on a request; ``provider`` (a node name) addresses only that provider's
+        DAC instead of every provider's."""
+        return dict(
+            self._call(
+                "POST",
+                f"/api/negotiations/{request_id}/comments",
+                json={"body": body, "provider": provider},
+            ).json()
+        )
+
+    def visas(self) -> list[dict[str, Any]]:
+        """The caller's valid (unrevoked, unexpired) visas, each with its signed token."""
+        return list(self._call("GET", "/api/visas").json()["visas"])
