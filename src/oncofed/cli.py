@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from oncofed import __version__
-from oncofed.cli_common import console, err, fail, hub_client
+from oncofed.cli_common import console, err, fail, hub_client, hub_errors
 from oncofed.cli_requests import beacon, request_app
 
 app = typer.Typer(
@@ -886,20 +886,8 @@ def catalogue_refresh(
     hub: Annotated[str | None, typer.Option(help="hub URL")] = None,
 ) -> None:
     """Ask the nodes to describe their datasets now (admin)."""
-    from oncofed.client.hub import HubError
-
-    try:
-        result = (
-            _client(hub)
-            ._call(
-                "POST",
-                "/api/catalogue/refresh",
-                json={"nodes": node, "timeout_seconds": timeout},
-            )
-            .json()
-        )
-    except HubError as exc:
-        raise fail(exc.message) from exc
+    with hub_errors():
+        result = _client(hub).refresh_catalogue(node, timeout)
     table = Table("node", "status", "added", "updated", "withdrawn", "error")
     for name, e in result["nodes"].items():
         table.add_row(
@@ -920,12 +908,8 @@ def catalogue_export(
     hub: Annotated[str | None, typer.Option(help="hub URL")] = None,
 ) -> None:
     """Write the whole catalogue (EUCAIM DCAT-AP) as Turtle, JSON-LD or JSON."""
-    from oncofed.client.hub import HubError
-
-    try:
-        text = _client(hub)._call("GET", "/api/catalogue/export", params={"format": format_}).text
-    except HubError as exc:
-        raise fail(exc.message) from exc
+    with hub_errors():
+        text = _client(hub).export_catalogue(format_)
     if output is None:
         typer.echo(text)
     else:
@@ -939,16 +923,8 @@ def catalogue_harvest(
     hub: Annotated[str | None, typer.Option(help="hub URL")] = None,
 ) -> None:
     """Import another FAIR Data Point's catalogue into this hub's (admin)."""
-    from oncofed.client.hub import HubError
-
-    try:
-        result = (
-            _client(hub)
-            ._call("POST", "/api/catalogue/harvest", json={"url": url}, timeout=300)
-            .json()
-        )
-    except HubError as exc:
-        raise fail(exc.message) from exc
+    with hub_errors():
+        result = _client(hub).harvest_catalogue(url)
     for origin, counts in result["catalogues"].items():
         console.print(
             f"{origin}: {counts['added']} added, {counts['updated']} updated, "

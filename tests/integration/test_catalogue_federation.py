@@ -3,6 +3,10 @@ node asks for a refresh after an ingest, and a second hub harvests our FAIR Data
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +58,7 @@ def public(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r["identifier"])
 
 
-def test_publish_refresh_after_ingest_and_harvest_by_second_hub(feds) -> None:  # type: ignore[no-untyped-def]
+def test_publish_refresh_after_ingest_and_harvest_by_second_hub(feds, tmp_path) -> None:  # type: ignore[no-untyped-def]
     a, b = feds
     with a.admin() as admin:
         r = admin.http.post("/api/catalogue/refresh", json={"timeout_seconds": 30})
@@ -99,11 +103,38 @@ def test_publish_refresh_after_ingest_and_harvest_by_second_hub(feds) -> None:  
             time.sleep(0.3)
         ours = admin.http.get("/api/catalogue/datasets").json()["results"]
 
+    # The same from the command line: refresh and export at hub A, harvest into hub B.
+    refreshed = oncofed(a, "catalogue", "refresh", "--node", "node-2")
+    assert re.search(r"node-2\W+succeeded", refreshed), refreshed
+    exported = tmp_path / "catalogue.ttl"
+    oncofed(a, "catalogue", "export", "--format", "ttl", "-o", str(exported))
+    gaps = dcat.mandatory_gaps(dcat.parse(exported.read_text(), "turtle"))
+    assert len(gaps) == 2 and all(v == [] for v in gaps.values()), gaps
+    harvested = oncofed(b, "catalogue", "harvest", f"{a.hub.url}/fdp")
+    assert f"{a.hub.url}/fdp/catalog: 2 added, 0 updated, 0 removed" in harvested, harvested
+    refused = subprocess.run(
+        [sys.executable, "-m", "oncofed", "catalogue", "harvest", "http://127.0.0.1:9/fdp"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ONCOFED_HUB": b.hub.url, "ONCOFED_TOKEN": b.admin_token},
+    )
+    assert refused.returncode == 1 and refused.stderr.startswith("error: "), refused
     with b.admin() as admin_b:
-        r = admin_b.http.post("/api/catalogue/harvest", json={"url": f"{a.hub.url}/fdp"})
-        assert r.status_code == 200, r.text
-        assert r.json()["catalogues"] == {
-            f"{a.hub.url}/fdp/catalog": {"added": 2, "updated": 0, "removed": 0}
-        }
         theirs = admin_b.http.get("/api/catalogue/datasets").json()["results"]
     assert public(theirs) == public(ours)
+
+
+def oncofed(fed: LocalFederation, *args: str) -> str:
+    """`oncofed ARGS` as the hub's admin (the token from the environment, not a login)."""
+    env = {**os.environ, "ONCOFED_HUB": fed.hub.url, "ONCOFED_TOKEN": fed.admin_token}
+    env.update(COLUMNS="200", NO_COLOR="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "oncofed", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout

@@ -201,6 +201,18 @@ class HubClient:
             ).json()
         )
 
+    def export_catalogue(self, format_: str = "ttl") -> str:
+        """The whole catalogue as EUCAIM DCAT-AP: ``ttl``, ``jsonld`` or ``json`` text."""
+        return self._call("GET", "/api/catalogue/export", params={"format": format_}).text
+
+    def harvest_catalogue(self, url: str, timeout_seconds: float = 300) -> dict[str, Any]:
+        """Import another FAIR Data Point's catalogue into this hub's (admin)."""
+        return dict(
+            self._call(
+                "POST", "/api/catalogue/harvest", json={"url": url}, timeout=timeout_seconds
+            ).json()
+        )
+
     def task(self, task_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/tasks/{task_id}").json())
 
