@@ -351,6 +351,14 @@ def _after_ingest(directory: Path) -> None:
         )
 
 
+def _ingest_inputs(directory: Path, paths: list[Path]) -> None:
+    """Refuse before any work: a node directory that is not one, or inputs that are not there."""
+    _node_settings(directory)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise fail(f"no such file or folder: {', '.join(missing)}")
+
+
 @ingest_app.command("images")
 def ingest_images(
     paths: Annotated[list[Path], typer.Argument(help="DICOM folders, files or zip archives")],
@@ -361,10 +369,7 @@ def ingest_images(
     from oncofed.node.ingest.commands import images_command
     from oncofed.node.store import StoreBusyError
 
-    _node_settings(directory)
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise fail(f"no such file or folder: {', '.join(missing)}")
+    _ingest_inputs(directory, paths)
     try:
         images_command(paths, directory, progress=progress)
     except StoreBusyError as exc:
@@ -474,7 +479,7 @@ def ingest_clinical(
     """Import clinical CSV exports through a declarative mapping (one transaction per file)."""
     from oncofed.node.ingest.clinical_csv import clinical_command
 
-    _node_settings(directory)
+    _ingest_inputs(directory, paths)
     _import_report(
         directory,
         lambda: clinical_command(paths, mapping, directory, dataset, access_level),
@@ -495,7 +500,7 @@ def ingest_fhir(
     """Import FHIR R4 mCODE bundles (Patient, Condition, Observation, Procedure, Medication*)."""
     from oncofed.node.ingest.fhir import fhir_command
 
-    _node_settings(directory)
+    _ingest_inputs(directory, paths)
     _import_report(
         directory,
         lambda: fhir_command(paths, directory, dataset, access_level),
@@ -513,7 +518,7 @@ def ingest_omop(
     """Import OMOP CDM exports (one all-or-nothing unit per folder)."""
     from oncofed.node.ingest.omop import omop_command
 
-    _node_settings(directory)
+    _ingest_inputs(directory, paths)
     _import_report(
         directory,
         lambda: omop_command(paths, directory, dataset, access_level),
@@ -544,7 +549,7 @@ def ingest_vcf(
     """Import variant calls; samples become pseudonymised biosamples of their patients."""
     from oncofed.node.ingest.vcf import vcf_command
 
-    _node_settings(directory)
+    _ingest_inputs(directory, paths)
     _import_report(
         directory,
         lambda: vcf_command(
