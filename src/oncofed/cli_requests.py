@@ -255,6 +255,7 @@ def show(request_id: RequestId, as_json: AsJson = False, hub: HubUrl = None) -> 
         request_history_table,
         request_resources_table,
         request_table,
+        request_visas_table,
     )
 
     client = _client(hub)
@@ -267,6 +268,8 @@ def show(request_id: RequestId, as_json: AsJson = False, hub: HubUrl = None) -> 
     console.print(request_table(view))
     console.print(request_resources_table(view))
     console.print(request_history_table(view))
+    if view.get("visas"):
+        console.print(request_visas_table(view))
     if comments:
         console.print(comments_table(comments))
     else:
@@ -362,6 +365,20 @@ def comment(
         added = client.add_comment(request_id, text, provider)
     whom = f"{provider}'s DAC" if provider else "everyone on it"
     console.print(f"comment {added['id']} added to request [bold]{request_id}[/] (to {whom})")
+
+
+@request_app.command("revoke-visa")
+def revoke_visa(
+    jti: Annotated[str, typer.Argument(help="the visa's id, as `oncofed request show` lists it")],
+    reason: Annotated[str, typer.Option(help="why (kept in the audit log, mailed to the holder)")],
+    hub: HubUrl = None,
+) -> None:
+    """Revoke a visa (hub admins, or DAC members of its provider); nodes refuse it within a
+    minute."""
+    client = _client(hub)
+    with hub_errors(f"revoking visa {jti}: "):
+        result = client.revoke_visa(jti, reason)
+    console.print(f"visa {escape(jti)} revoked at {result['revoked_at']}")
 
 
 @request_app.command("visas")

@@ -212,6 +212,21 @@ def test_request_to_grant_through_the_cli(fed: Fed) -> None:
     assert timedelta(days=29) < expires - datetime.now(UTC) <= timedelta(days=30)
     assert "no valid visas" in fed.ok("bob", "request", "visas")
 
+    # The DAC finds the visa in the request and revokes it; the researcher holds none then.
+    (issued,) = fed.json("dac1", "request", "show", nid)["visas"]
+    assert (issued["jti"], issued["subject"], issued["revoked_at"]) == (
+        visas[0]["jti"],
+        "alice",
+        None,
+    )
+    assert issued["jti"] in fed.ok("dac1", "request", "show", nid)
+    refusal = fed.refused("bob", "request", "revoke-visa", issued["jti"], "--reason", "mine")
+    assert f"no visa {issued['jti']} that you may revoke" in refusal
+    fed.ok("dac1", "request", "revoke-visa", issued["jti"], "--reason", "consent withdrawn")
+    assert fed.json("alice", "request", "visas")["visas"] == []
+    (revoked,) = fed.json("alice", "request", "show", nid)["visas"]
+    assert revoked["revoked_at"] and revoked["revoked_reason"] == "consent withdrawn"
+
 
 def test_refusals_are_one_clear_line(fed: Fed) -> None:
     draft, out = _create(fed, "--purpose", "a study", "--duo", "DUO:0000042")

@@ -298,3 +298,8 @@ class HubClient:
     def visas(self) -> list[dict[str, Any]]:
         """The caller's valid (unrevoked, unexpired) visas, each with its signed token."""
         return list(self._call("GET", "/api/visas").json()["visas"])
+
+    def revoke_visa(self, jti: str, reason: str) -> dict[str, Any]:
+        """Revoke a visa (a hub admin, or a DAC member of its provider); nodes refuse it
+        within a minute. The request's view lists its visas with their ids."""
+        return dict(self._call("POST", f"/api/visas/{jti}/revoke", json={"reason": reason}).json())

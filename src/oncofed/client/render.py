@@ -208,6 +208,22 @@ def request_history_table(view: dict[str, Any]) -> Table:
     return table
 
 
+def request_visas_table(view: dict[str, Any]) -> Table:
+    """The visas a request's grants issued, revoked ones included (what a DAC revokes)."""
+    table = _table("visas issued", "visa id", "provider", "dataset", "to", "expires", "revoked")
+    for v in view.get("visas", []):
+        revoked = v.get("revoked_at")
+        table.add_row(
+            v["jti"],
+            v["provider"],
+            _text(v["dataset"]),
+            v["subject"],
+            _when(v["expires_at"])[:16],
+            f"{_when(revoked)[:16]}: {_text(v.get('revoked_reason'))}" if revoked else "",
+        )
+    return table
+
+
 def comments_table(comments: list[dict[str, Any]]) -> Table:
     table = _table("comments", "at", "author", "to", "comment")
     for c in comments:

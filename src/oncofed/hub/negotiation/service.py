@@ -105,6 +105,10 @@ def _view(s: Session, neg: Negotiation, resources: list[NegotiationResource]) ->
         .where(NegotiationEventRow.negotiation_id == neg.id)
         .order_by(NegotiationEventRow.id)
     )
+    # The visas the request's grants issued: what a DAC member or admin revokes (by jti).
+    grants = s.scalars(
+        sa.select(VisaGrant).where(VisaGrant.negotiation_id == neg.id).order_by(VisaGrant.issued_at)
+    )
     return {
         "id": neg.id,
         "title": neg.title,
@@ -140,6 +144,19 @@ def _view(s: Session, neg: Negotiation, resources: list[NegotiationResource]) ->
                 "note": e.note,
             }
             for e in events
+        ],
+        "visas": [
+            {
+                "jti": g.jti,
+                "dataset": g.dataset,
+                "provider": g.claims.get("oncofed", {}).get("node", ""),
+                "subject": g.subject,
+                "issued_at": iso(g.issued_at),
+                "expires_at": iso(g.expires_at),
+                "revoked_at": iso(g.revoked_at) if g.revoked_at else None,
+                "revoked_reason": g.revoked_reason,
+            }
+            for g in grants
         ],
     }
 
