@@ -26,7 +26,7 @@ def test_search_table_shows_withheld_counts_as_below_k_and_a_range() -> None:
                 "status": "succeeded",
                 "collections": [
                     {
-                        "name": "Berlin lung",
+                        "name": "Berlin [lung] cohort",
                         "subjects_count": 35,
                         "studies_count": None,
                         "studies_count_below": 10,
@@ -52,6 +52,7 @@ def test_search_table_shows_withheld_counts_as_below_k_and_a_range() -> None:
     milano = next(line for line in out.splitlines() if "it-milano" in line)
     assert "timed_out" in milano and "no result in time" in milano
     assert "50-70" in out
+    assert "Berlin [lung] cohort" in out  # a node's dataset name is text, not Rich markup
 
 
 def test_beacon_table_keeps_each_nodes_status_and_the_granularity() -> None:

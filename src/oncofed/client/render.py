@@ -39,14 +39,14 @@ def search_table(result: dict[str, Any], title: str | None = None) -> Table:
         for c in provider.get("collections") or [None]:
             if c is None:
                 table.add_row(
-                    provider["provider"], status, "", "", "", "", provider.get("error", "")
+                    provider["provider"], status, "", "", "", "", _text(provider.get("error"))
                 )
                 continue
             ages = c.get("age_range") or {}
             table.add_row(
                 provider["provider"],
                 status,
-                c["name"],
+                _text(c["name"]),
                 released(c["subjects_count"], c.get("subjects_count_below")),
                 released(c["studies_count"], c.get("studies_count_below")),
                 ", ".join(c.get("modalities", [])),
@@ -75,7 +75,7 @@ def beacon_table(response: dict[str, Any], title: str) -> Table:
             f"[{colour}]{node.get('status', '')}[/]",
             "" if exists is None else ("yes" if exists else "no"),
             "" if node.get("numTotalResults") is None else str(node["numTotalResults"]),
-            str(node.get("error", "")),
+            _text(node.get("error")),
         )
     return table
 
