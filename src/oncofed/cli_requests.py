@@ -8,6 +8,7 @@ transition, a wrong role, an unknown id) come out as one line on stderr and exit
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -365,6 +366,69 @@ def comment(
         added = client.add_comment(request_id, text, provider)
     whom = f"{provider}'s DAC" if provider else "everyone on it"
     console.print(f"comment {added['id']} added to request [bold]{request_id}[/] (to {whom})")
+
+
+@request_app.command("attach")
+def attach(
+    request_id: RequestId,
+    path: Annotated[Path, typer.Argument(help="the document, e.g. the ethics approval (≤ 10 MB)")],
+    hub: HubUrl = None,
+) -> None:
+    """Attach a document to your request (its author)."""
+    if not path.is_file():
+        raise fail(f"no such file: {path}")
+    client = _client(hub)
+    with hub_errors(f"attaching {path.name} to {request_id}: "):
+        added = client.attach(request_id, path)
+    console.print(
+        f"attachment {added['id']} ({escape(added['filename'])}, {added['size']} bytes) "
+        f"added to request [bold]{request_id}[/]"
+    )
+
+
+@request_app.command("attachments")
+def attachments(request_id: RequestId, as_json: AsJson = False, hub: HubUrl = None) -> None:
+    """The documents attached to a request."""
+    from oncofed.client.render import attachments_table
+
+    client = _client(hub)
+    with hub_errors():
+        listed = client.attachments(request_id)
+    if as_json:
+        _print_json(listed)
+    elif not listed:
+        console.print("no attachments")
+    else:
+        console.print(attachments_table(listed))
+
+
+@request_app.command("download")
+def download(
+    request_id: RequestId,
+    attachment_id: Annotated[int, typer.Argument(help="as `oncofed request attachments` lists")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file to write (default: its name)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+    hub: HubUrl = None,
+) -> None:
+    """Save an attached document; an existing file is kept unless --force."""
+    client = _client(hub)
+    with hub_errors():
+        listed = {a["id"]: a for a in client.attachments(request_id)}
+        if attachment_id not in listed:
+            raise fail(f"request {request_id} has no attachment {attachment_id}")
+        data = client.download_attachment(request_id, attachment_id)
+    if hashlib.sha256(data).hexdigest() != listed[attachment_id]["sha256"]:
+        raise fail(f"attachment {attachment_id} arrived altered (sha256 differs); not saved")
+    name = Path(str(listed[attachment_id]["filename"])).name or f"attachment-{attachment_id}"
+    target = output or Path(name)
+    if target.exists() and not force:
+        raise fail(f"{target} exists; choose another --output or pass --force")
+    partial = target.with_name(target.name + ".part")
+    partial.write_bytes(data)
+    partial.replace(target)  # never a half-written file under the real name
+    console.print(f"{escape(str(target))}: {len(data)} bytes")
 
 
 @request_app.command("revoke-visa")

@@ -212,6 +212,22 @@ def test_request_to_grant_through_the_cli(fed: Fed) -> None:
     assert timedelta(days=29) < expires - datetime.now(UTC) <= timedelta(days=30)
     assert "no valid visas" in fed.ok("bob", "request", "visas")
 
+    # Documents: the researcher attaches the ethics approval, the DAC lists and saves it.
+    ethics = fed.base / "ethics-approval.pdf"
+    ethics.write_bytes(b"%PDF-1.4 ethics committee approval 2024/117\n" * 50)
+    added = fed.ok("alice", "request", "attach", nid, str(ethics))
+    assert "ethics-approval.pdf" in added and f"{ethics.stat().st_size} bytes" in added
+    (listed,) = fed.json("dac1", "request", "attachments", nid)
+    saved = fed.base / "dac1-copy.pdf"
+    fed.ok("dac1", "request", "download", nid, str(listed["id"]), "-o", str(saved))
+    assert saved.read_bytes() == ethics.read_bytes()
+    again = fed.refused("dac1", "request", "download", nid, str(listed["id"]), "-o", str(saved))
+    assert "exists" in again and "--force" in again
+    assert "no attachment 999" in fed.refused("dac1", "request", "download", nid, "999")
+    assert "no such file" in fed.refused("alice", "request", "attach", nid, "missing.pdf")
+    refused = fed.refused("dac1", "request", "attach", nid, str(ethics))
+    assert "only the requesting researcher" in refused, refused
+
     # The DAC finds the visa in the request and revokes it; the researcher holds none then.
     (issued,) = fed.json("dac1", "request", "show", nid)["visas"]
     assert (issued["jti"], issued["subject"], issued["revoked_at"]) == (

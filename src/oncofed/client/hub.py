@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,23 @@ class HubClient:
     def visas(self) -> list[dict[str, Any]]:
         """The caller's valid (unrevoked, unexpired) visas, each with its signed token."""
         return list(self._call("GET", "/api/visas").json()["visas"])
+
+    def attachments(self, request_id: str) -> list[dict[str, Any]]:
+        """A request's attached documents: id, filename, size, sha256, content type."""
+        return list(self._call("GET", f"/api/negotiations/{request_id}/attachments").json())
+
+    def attach(self, request_id: str, path: Path) -> dict[str, Any]:
+        """Attach a document (its author; at most 10 MB), e.g. the ethics approval."""
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        files = {"file": (path.name, path.read_bytes(), content_type)}
+        return dict(
+            self._call("POST", f"/api/negotiations/{request_id}/attachments", files=files).json()
+        )
+
+    def download_attachment(self, request_id: str, attachment_id: int) -> bytes:
+        return self._call(
+            "GET", f"/api/negotiations/{request_id}/attachments/{attachment_id}"
+        ).content
 
     def revoke_visa(self, jti: str, reason: str) -> dict[str, Any]:
         """Revoke a visa (a hub admin, or a DAC member of its provider); nodes refuse it

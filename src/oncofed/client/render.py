@@ -224,6 +224,13 @@ def request_visas_table(view: dict[str, Any]) -> Table:
     return table
 
 
+def attachments_table(attachments: list[dict[str, Any]]) -> Table:
+    table = _table("attachments", "id", "file", "bytes", "sha256")
+    for a in attachments:
+        table.add_row(str(a["id"]), _text(a["filename"]), str(a["size"]), a["sha256"])
+    return table
+
+
 def comments_table(comments: list[dict[str, Any]]) -> Table:
     table = _table("comments", "at", "author", "to", "comment")
     for c in comments:
