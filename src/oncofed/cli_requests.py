@@ -90,12 +90,26 @@ FormFileOpt = Annotated[
 ]
 
 
+# The form's fields, each the name of its command parameter (`create`, `edit`).
+FORM_FIELDS = (
+    "purpose",
+    "duo_codes",
+    "hypothesis",
+    "objectives",
+    "methods",
+    "team",
+    "funding",
+    "ethics_approval",
+)
+
+
 def _form(
     base: dict[str, Any],
     form_file: Path | None,
-    fields: dict[str, Any],
+    options: dict[str, Any],
 ) -> dict[str, Any]:
-    """The access form: `base`, then the --form file, then the options given."""
+    """The access form: `base`, then the --form file, then the FORM_FIELDS among `options`
+    (a command's parameters) that were given."""
     form = dict(base)
     if form_file is not None:
         try:
@@ -105,7 +119,7 @@ def _form(
         if not isinstance(loaded, dict):
             raise fail(f"--form {form_file}: expected a JSON object of form fields")
         form.update(loaded)
-    form.update({k: v for k, v in fields.items() if v is not None})
+    form.update({k: options[k] for k in FORM_FIELDS if options.get(k) is not None})
     return form
 
 
@@ -138,7 +152,7 @@ def create(
         ),
     ],
     purpose: PurposeOpt = None,
-    duo: DuoOpt = None,
+    duo_codes: DuoOpt = None,
     hypothesis: HypothesisOpt = None,
     objectives: ObjectivesOpt = None,
     methods: MethodsOpt = None,
@@ -154,20 +168,7 @@ def create(
 
     The request starts as a DRAFT that only you see; every form field is needed to submit
     it (--submit does so at once)."""
-    form = _form(
-        {},
-        form_file,
-        {
-            "purpose": purpose,
-            "duo_codes": duo,
-            "hypothesis": hypothesis,
-            "objectives": objectives,
-            "methods": methods,
-            "team": team,
-            "funding": funding,
-            "ethics_approval": ethics_approval,
-        },
-    )
+    form = _form({}, form_file, locals())
     resources = _resources(dataset)
     client = _client(hub)
     with hub_errors():
@@ -189,7 +190,7 @@ def create(
 def edit(
     request_id: RequestId,
     purpose: PurposeOpt = None,
-    duo: DuoOpt = None,
+    duo_codes: DuoOpt = None,
     hypothesis: HypothesisOpt = None,
     objectives: ObjectivesOpt = None,
     methods: MethodsOpt = None,
@@ -207,20 +208,7 @@ def edit(
     client = _client(hub)
     with hub_errors():
         current = client.access_request(request_id)
-        form = _form(
-            current.get("form") or {},
-            form_file,
-            {
-                "purpose": purpose,
-                "duo_codes": duo,
-                "hypothesis": hypothesis,
-                "objectives": objectives,
-                "methods": methods,
-                "team": team,
-                "funding": funding,
-                "ethics_approval": ethics_approval,
-            },
-        )
+        form = _form(current.get("form") or {}, form_file, locals())
         view = client.edit_access_form(request_id, form)
     if as_json:
         _print_json(view)
