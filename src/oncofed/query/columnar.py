@@ -52,6 +52,9 @@ Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
 Node = Operation | Condition
 
+# What the per-value patient bitmaps of one snapshot may take (see patients_with).
+BITMAP_BYTES = 32 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class TextColumn:
@@ -60,13 +63,17 @@ class TextColumn:
     codes: npt.NDArray[np.integer[Any]]  # as narrow as the dictionary allows
     values: tuple[str, ...]
 
+    def matching(self, test: Callable[[str], bool]) -> list[int]:
+        """The codes of the values passing ``test`` (run once per distinct value)."""
+        return [i for i, value in enumerate(self.values, 1) if test(value)]
+
     def where(self, test: Callable[[str], bool]) -> Mask:
         """Rows whose value passes ``test`` (NULL never does, as a SQL filter treats it).
 
         ``test`` runs once per distinct value. Few matching codes are compared directly
         (a pass over narrow integers); more go through a lookup table.
         """
-        hits = [i for i, value in enumerate(self.values, 1) if test(value)]
+        hits = self.matching(test)
         if not hits:
             return np.zeros(len(self.codes), dtype=np.bool_)
         if len(hits) <= 3:
@@ -215,6 +222,11 @@ class ColumnarIndex:
             key = self.p_ds[pair_pk] * max(1, len(col.values)) + code - 1
             self.distinct[column] = (col.values, per_row, key)
         self.n_datasets = d
+        # Patients with some row of (group, column) holding a value code, as packed bits;
+        # filled as queries ask (see patients_with). Bounded by bytes: the first queries'
+        # values are the ones kept once it is full.
+        self._bitmaps: dict[tuple[str, str, int], npt.NDArray[np.uint8]] = {}
+        self._bitmap_room = max(64, BITMAP_BYTES // max(1, (n + 7) // 8))
 
     @classmethod
     def load(cls, con: Cursor) -> ColumnarIndex | None:
@@ -234,6 +246,30 @@ class ColumnarIndex:
         finally:
             con.execute("ROLLBACK")
         return cls(changes, datasets, tables)
+
+    def patients_with(self, group: str, tests: list[tuple[str, Callable[[str], bool]]]) -> Mask:
+        """Patients with some ``group`` row whose value passes a test of its column.
+
+        The union of one patient bitmap per matching value code: each is the scatter of
+        that value's rows into a patient mask (the costly step of an existence test at
+        100,000 patients: a few hundred thousand rows), done once per snapshot and kept
+        packed. The rows themselves do not change until the snapshot is replaced.
+        """
+        table = self.groups[group]
+        n = self.patients.rows
+        packed = np.zeros((n + 7) // 8, dtype=np.uint8)
+        for column, test in tests:
+            text = table.text[column]
+            for code in text.matching(test):
+                bits = self._bitmaps.get((group, column, code))
+                if bits is None:
+                    hit = np.zeros(n, dtype=np.bool_)
+                    hit[table.pk.take(np.flatnonzero(text.codes == code))] = True
+                    bits = np.packbits(hit)
+                    if len(self._bitmaps) < self._bitmap_room:
+                        self._bitmaps[(group, column, code)] = bits
+                packed |= bits
+        return np.unpackbits(packed, count=n).view(np.bool_)
 
     # --------------------------------------------------------------------------------------
     # Counting
@@ -338,6 +374,12 @@ class _Masks:
         if group == "patient":
             return self._rows(self.index.patients, nodes)
         table = self.index.groups[group.split(":", 1)[0]]
+        # One union of value tests (most criteria): from the per-value patient bitmaps.
+        tests = value_tests(table, nodes[0]) if len(nodes) == 1 and ":" not in group else None
+        if tests is not None:
+            if group == "series" and record:  # the statistics count the matching series
+                self.series_filters.append(self._rows(table, nodes))
+            return self.index.patients_with(group, tests)
         rows = self._rows(table, nodes)
         if group == "series" and record:
             self.series_filters.append(rows)
@@ -383,48 +425,95 @@ def row_mask(table: Table, spec: KeySpec, cond: Condition) -> Mask:
             if cond.type == "GREATER_THAN":
                 return col > cond.value
             return col == cond.value
+    tests = condition_tests(spec, cond)
+    if tests is None:
+        return _variant_mask(table, cond)
+    result = table.text[tests[0][0]].where(tests[0][1])
+    for column, test in tests[1:]:
+        result |= table.text[column].where(test)
+    return result
+
+
+Test = tuple[str, Callable[[str], bool]]
+
+
+def condition_tests(spec: KeySpec, cond: Condition) -> list[Test] | None:
+    """A positive condition on text as (column, test of a value) pairs, a row matching
+    when any pair does (as ``compile.row_predicate``); None for variants, which need
+    several columns of the same row at once."""
     values = condition_texts(cond)
-    text = table.text
     if spec.kind == "code":
         codes = [spec.code(v) for v in values]
         matches = sorted({m for c in codes if c is not None for m in c.match})
         if spec.code_match == "like":  # column holds lower(value)
             patterns = [_like(m) for m in matches]
-            return text[spec.column].where(lambda v: any(p.fullmatch(v) for p in patterns))
+            return [(spec.column, lambda v: any(p.fullmatch(v) for p in patterns))]
         if spec.code_match == "diagnosis":  # topography and icd10 hold upper(value)
             snomed = {m for m in matches if not m.startswith("C")}
             prefixes = tuple(m for m in matches if m.startswith("C"))
-            result = text[spec.column].where(snomed.__contains__)
+            tests: list[Test] = [(spec.column, snomed.__contains__)]
             if prefixes:
-                result |= text["topography"].where(lambda v: v.startswith(prefixes))
-                result |= text["icd10"].where(lambda v: v.startswith(prefixes))
-            return result
+                tests.append(("topography", lambda v: v.startswith(prefixes)))
+                tests.append(("icd10", lambda v: v.startswith(prefixes)))
+            return tests
         wanted = {m.upper() for m in matches}
-        return text[spec.column].where(wanted.__contains__)
+        return [(spec.column, wanted.__contains__)]
     if spec.kind == "stage":  # column holds upper(value)
         pattern = re.compile(stage_pattern(values))
-        return text[spec.column].where(lambda v: pattern.fullmatch(v) is not None)
+        return [(spec.column, lambda v: pattern.fullmatch(v) is not None)]
     if spec.kind == "hierarchical":  # <column>_h holds the value without separators
         heads = tuple(v.replace(spec.separator, "") for v in values)
-        return text[f"{spec.column}_h"].where(lambda v: v.startswith(heads))
-    if spec.kind == "variant":  # chrom, ref, alt hold upper(value), assembly lower(value)
-        result = np.zeros(table.rows, dtype=np.bool_)
-        for v in values:
-            assembly, chroms, pos, ref, alt = variant_parts(v)
-            hit = table.numbers["pos"] == pos
-            hit &= text["chrom"].where(set(chroms).__contains__)
-            hit &= text["ref"].where(ref.__eq__)
-            hit &= text["alt"].where(alt.__eq__)
-            if assembly is not None:
-                hit &= text["assembly"].where(assembly.lower().__eq__)
-            result |= hit
-        return result
+        return [(f"{spec.column}_h", lambda v: v.startswith(heads))]
+    if spec.kind == "variant":
+        return None
     # free text: the column holds spec.case(value)
     if cond.type == "CONTAINS":
         part = values[0]
-        return text[spec.column].where(lambda v: part in v)
+        return [(spec.column, lambda v: part in v)]
     wanted = set(values)
-    return text[spec.column].where(wanted.__contains__)
+    return [(spec.column, wanted.__contains__)]
+
+
+def value_tests(table: Table, node: Node) -> list[Test] | None:
+    """``node`` as a union of one-column value tests on ``table``'s rows, or None.
+
+    A record exists that satisfies a union exactly when one exists for some member, so
+    such a node can be answered from per-value patient bitmaps (``patients_with``).
+    """
+    if isinstance(node, Condition):
+        spec = KEYS_BY_NAME[node.key]
+        if spec.kind == "number" or node.type == "NOT_EQUALS":
+            return None
+        tests = condition_tests(spec, node)
+        if tests is None or any(column not in table.text for column, _ in tests):
+            return None
+        return tests
+    if not node.children or (node.operand == "AND" and len(node.children) != 1):
+        return None
+    out: list[Test] = []
+    for child in node.children:
+        more = value_tests(table, child)
+        if more is None:
+            return None
+        out.extend(more)
+    return out
+
+
+def _variant_mask(table: Table, cond: Condition) -> Mask:
+    """Rows holding one of the condition's variants (chrom, ref, alt hold upper(value),
+    assembly lower(value))."""
+    text = table.text
+    result = np.zeros(table.rows, dtype=np.bool_)
+    for v in condition_texts(cond):
+        assembly, chroms, pos, ref, alt = variant_parts(v)
+        hit = table.numbers["pos"] == pos
+        hit &= text["chrom"].where(set(chroms).__contains__)
+        hit &= text["ref"].where(ref.__eq__)
+        hit &= text["alt"].where(alt.__eq__)
+        if assembly is not None:
+            hit &= text["assembly"].where(assembly.lower().__eq__)
+        result |= hit
+    return result
 
 
 class ColumnarSearch:
