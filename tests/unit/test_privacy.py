@@ -325,3 +325,56 @@ def test_policy_file(tmp_path: Path) -> None:
     path.write_text("min_count = 0\n")
     with pytest.raises(ValueError, match="min_count"):
         load_policy(path)
+
+
+def test_concurrent_admissions_are_counted_exactly(tmp_path: Path) -> None:
+    """Threads admitting at once never overspend the day's budget or the rate limit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledger = PrivacyLedger(create_engine(f"sqlite:///{tmp_path / 'state.db'}"))
+    budget = DisclosurePolicy(epsilon=1.0, daily_budget=5.0, rate_limit_per_minute=1000)
+
+    def one(i: int) -> bool:
+        try:
+            ledger.admit("alice", f"q{i}", budget)
+        except BudgetExhausted:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(one, range(40))) == 5
+    assert ledger.spent_today("alice") == 5.0
+    rate = DisclosurePolicy(epsilon=0.01, daily_budget=5.0, rate_limit_per_minute=7)
+
+    def asked(i: int) -> bool:
+        try:
+            ledger.admit("bob", f"q{i}", rate)
+        except RateLimited:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(asked, range(30))) == 7
+
+
+def test_deferred_charge_is_stored_with_the_callers_transaction(tmp_path: Path) -> None:
+    """With ``defer`` nothing is written until the caller runs the write; a ledger that
+    starts later (a restarted node) reads what was stored, requests and charges."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    engine = create_engine(url)
+    ledger = PrivacyLedger(engine)
+    policy = DisclosurePolicy(epsilon=1.0, daily_budget=2.0, rate_limit_per_minute=3)
+    writes: list[Any] = []
+    first = ledger.admit("alice", "q1", policy, defer=writes)
+    assert first.epsilon_charged == 1.0 and len(writes) == 1
+    assert ledger.spent_today("alice") == 0.0  # not stored yet
+    with pytest.raises(BudgetExhausted):  # but counted: q2 fits, q3 does not
+        ledger.admit("alice", "q2", policy)
+        ledger.admit("alice", "q3", policy)
+    with engine.begin() as con:
+        writes[0](con)
+    assert ledger.spent_today("alice") == 2.0
+    restarted = PrivacyLedger(create_engine(url))
+    assert restarted.admit("alice", "q1", policy).epsilon_charged == 0.0  # asked today
+    with pytest.raises(RateLimited):  # three requests stored this minute, this is the 4th
+        restarted.admit("alice", "q2", policy)

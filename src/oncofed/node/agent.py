@@ -230,6 +230,8 @@ class Agent:
                     "expires_at": str(payload["expires_at"]),
                 },
             )
+            for write in meta.writes:
+                write(con)
             # The handler's own decisions first, then the task's; one chained write.
             self.ctx.audit.append_many(
                 [

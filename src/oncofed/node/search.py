@@ -20,7 +20,7 @@ from oncofed.node.store import NodeStore
 from oncofed.privacy.decision import DisclosureDecision
 from oncofed.privacy.disclose import disclose
 from oncofed.privacy.errors import DisclosureRefused
-from oncofed.privacy.ledger import PrivacyLedger
+from oncofed.privacy.ledger import PrivacyLedger, Write
 from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.query.ast import Operation, query_hash, to_json
 from oncofed.query.response import MediatorResponse
@@ -40,6 +40,7 @@ def answer_search(
     audit: AuditSink | None = None,
     ledger: PrivacyLedger | None = None,
     clock: Callable[[], float] = time.time,
+    defer: list[Write] | None = None,
 ) -> MediatorResponse:
     """Answer one search with disclosure-controlled counts per dataset.
 
@@ -47,7 +48,8 @@ def answer_search(
     :class:`~oncofed.privacy.RateLimited` or :class:`~oncofed.privacy.BudgetExhausted`
     (with ``resets_at``) when the researcher may not ask now. ``audit`` receives the
     decision record in every case; pass a long-lived ``ledger`` to skip re-checking the
-    state tables on each call.
+    state tables on each call. ``defer``: the budget's rows go there as writes for the
+    caller's transaction instead of a transaction of their own (see ``PrivacyLedger.admit``).
     """
     ledger = ledger or PrivacyLedger(state_engine, clock=clock)
 
@@ -80,7 +82,7 @@ def answer_search(
     qhash = query_hash(op)
     canonical = to_json(op)
     try:
-        admission = ledger.admit(requester, qhash, policy)
+        admission = ledger.admit(requester, qhash, policy, defer)
     except DisclosureRefused as exc:
         record("refused", exc.reason, detail=str(exc), query_hash=qhash, query=canonical)
         raise

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
 from oncofed import __version__
 from oncofed.node.context import NodeContext
 from oncofed.privacy.disclose import release_count
@@ -23,13 +25,16 @@ class TaskMeta:
     arguments of :meth:`oncofed.audit.AuditLog.append`) instead of appending it itself: the
     agent writes them in the transaction that records the task's outcome, so they cost no
     commit of their own and exist exactly when the outcome does. Entries are written
-    whether the handler returns or raises.
+    whether the handler returns or raises. `writes` work the same way for other rows of
+    the node's state database (a search's budget charge): each runs on the connection of
+    that transaction.
     """
 
     task_id: str
     kind: str
     requester: str
     audit_entries: list[dict[str, Any]] = field(default_factory=list)
+    writes: list[Callable[[sa.Connection], None]] = field(default_factory=list)
 
 
 class TaskRefused(Exception):
@@ -130,6 +135,7 @@ def search_count(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict
             ctx.settings.node_id or ctx.settings.name,
             audit=audit,
             ledger=ctx.privacy_ledger,
+            defer=meta.writes,
         )
     except (DisclosureRefused, QueryValidationError) as exc:
         raise TaskRefused(str(exc)) from exc

@@ -9,21 +9,26 @@ engine. Three tables of our own (:data:`metadata`):
 - ``disclosure_charge``: the epsilon a researcher spent, once per distinct query per UTC day.
 - ``disclosure_request``: request times, for the per-minute rate limit.
 
-Check-and-charge runs in one transaction that writes first, so SQLite's write lock
-serialises concurrent requests of the same researcher.
+Check-and-charge decides on the ledger's account of each researcher, read from these
+tables once and then kept in memory under a lock: the node service is the one process
+that admits requests (one long-lived ledger, ``NodeContext.privacy_ledger``), and a search
+then costs no reads here, only the rows it adds. Those can ride on the caller's
+transaction (``admit(defer=...)``): the task agent stores them with the task's outcome.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     Float,
     Index,
@@ -88,24 +93,36 @@ NOISE_CACHE_QUERIES = 4096  # queries whose draws a ledger keeps in memory
 # Python cost of a search's admission and noise lookup).
 _bp = bindparam
 _INSERT_REQUEST = insert(request_table)
-_RECENT_REQUESTS = select(func.count(), func.min(request_table.c.at)).where(
-    request_table.c.requester == _bp("who"), request_table.c.at > _bp("since")
-)
 _PRUNE_REQUESTS = delete(request_table).where(
     request_table.c.requester == _bp("who"), request_table.c.at < _bp("before")
 )
 _SPENT = select(func.coalesce(func.sum(charge_table.c.epsilon), 0.0)).where(
     charge_table.c.requester == _bp("who"), charge_table.c.day == _bp("today")
 )
-# The day's spending and whether this query is among it, in one statement.
-_SPENT_AND_CHARGED = select(
-    func.coalesce(func.sum(charge_table.c.epsilon), 0.0),
-    func.coalesce(func.max(charge_table.c.query_hash == _bp("qhash")), 0),
-).where(charge_table.c.requester == _bp("who"), charge_table.c.day == _bp("today"))
+_REQUEST_TIMES = select(request_table.c.at).where(
+    request_table.c.requester == _bp("who"), request_table.c.at > _bp("since")
+)
+_CHARGES = select(charge_table.c.query_hash, charge_table.c.epsilon).where(
+    charge_table.c.requester == _bp("who"), charge_table.c.day == _bp("today")
+)
 _INSERT_CHARGE = insert(charge_table)
 _CACHED_NOISE = select(
     noise_table.c.dataset_id, noise_table.c.statistic, noise_table.c.noise
 ).where(and_(noise_table.c.node_id == _bp("node"), noise_table.c.query_hash == _bp("qhash")))
+
+
+Write = Callable[[Connection], None]
+
+
+@dataclass
+class _Account:
+    """One researcher as a ledger knows them: request times of the last minute (sorted)
+    and the day's charges."""
+
+    recent: list[float]
+    day: str = ""
+    spent: float = 0.0
+    charged: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -144,55 +161,101 @@ class PrivacyLedger:
         self._noise: OrderedDict[tuple[str, str], dict[tuple[str, str], int]] = OrderedDict()
         self._noise_lock = threading.Lock()
         self._pruned: dict[str, float] = {}  # requester -> when its old requests were dropped
+        # Researchers' rate windows and budgets (see admit); the database is read once each.
+        self._accounts: dict[str, _Account] = {}
+        self._accounts_lock = threading.Lock()
 
     # -- rate limit and budget -------------------------------------------------------------
 
-    def admit(self, requester: str, query_hash: str, policy: DisclosurePolicy) -> Admission:
+    def admit(
+        self,
+        requester: str,
+        query_hash: str,
+        policy: DisclosurePolicy,
+        defer: list[Write] | None = None,
+    ) -> Admission:
         """Record a request and charge its epsilon, or raise RateLimited / BudgetExhausted.
 
         A query the researcher already asked today is free: its answer is cached noise and
         reveals nothing new. A refused request is not recorded and costs nothing.
+
+        The decision is taken on this ledger's account of the researcher (read from the
+        database once, then kept: the node service is the one process that admits), under
+        a lock, so concurrent requests are counted exactly. Its rows are written at once,
+        or, with ``defer``, appended there as a write for the caller's transaction (the
+        task's outcome and audit entries): stored exactly when the answer is. A write that
+        never commits leaves the account charged here and not in the database: it errs
+        towards refusing.
         """
         now = self.clock()
         day = dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
         resets_at = _next_midnight(now)
-        with self.engine.begin() as conn:
-            conn.execute(_INSERT_REQUEST, {"requester": requester, "at": now})
-            recent = conn.execute(
-                _RECENT_REQUESTS, {"who": requester, "since": now - RATE_WINDOW_S}
-            ).one()
-            if recent[0] > policy.rate_limit_per_minute:
+        with self._accounts_lock:
+            account = self._account(requester, day, now)
+            recent = account.recent
+            del recent[: bisect.bisect_right(recent, now - RATE_WINDOW_S)]
+            if len(recent) + 1 > policy.rate_limit_per_minute:
                 raise RateLimited(
                     requester,
                     policy.rate_limit_per_minute,
-                    max(1.0, RATE_WINDOW_S - (now - float(recent[1]))),
+                    max(1.0, RATE_WINDOW_S - (now - (recent[0] if recent else now))),
                 )
-            if now - self._pruned.get(requester, 0.0) > RATE_WINDOW_S:
-                # Old request times only take space: dropped once a minute per requester.
-                conn.execute(
-                    _PRUNE_REQUESTS, {"who": requester, "before": now - 10 * RATE_WINDOW_S}
-                )
-                self._pruned[requester] = now
-            row = conn.execute(
-                _SPENT_AND_CHARGED, {"who": requester, "today": day, "qhash": query_hash}
-            ).one()
-            spent, already = float(row[0]), bool(row[1])
-            if already:
-                return Admission(0.0, spent, max(0.0, policy.daily_budget - spent), resets_at)
-            if spent + policy.epsilon > policy.daily_budget + 1e-9:
-                raise BudgetExhausted(requester, spent, policy.daily_budget, resets_at)
-            conn.execute(
-                _INSERT_CHARGE,
-                {
+            charge: dict[str, object] | None = None
+            if query_hash in account.charged:
+                epsilon = 0.0
+            elif account.spent + policy.epsilon > policy.daily_budget + 1e-9:
+                raise BudgetExhausted(requester, account.spent, policy.daily_budget, resets_at)
+            else:
+                epsilon = policy.epsilon
+                account.spent += epsilon
+                account.charged.add(query_hash)
+                charge = {
                     "requester": requester,
                     "day": day,
                     "query_hash": query_hash,
-                    "epsilon": policy.epsilon,
+                    "epsilon": epsilon,
                     "at": now,
-                },
-            )
-            spent += policy.epsilon
-        return Admission(policy.epsilon, spent, max(0.0, policy.daily_budget - spent), resets_at)
+                }
+            bisect.insort(recent, now)
+            spent = account.spent
+            # Old request times only take space: dropped once a minute per requester.
+            prune = now - self._pruned.get(requester, 0.0) > RATE_WINDOW_S
+            if prune:
+                self._pruned[requester] = now
+
+        def write(conn: Connection) -> None:
+            conn.execute(_INSERT_REQUEST, {"requester": requester, "at": now})
+            if charge is not None:
+                conn.execute(_INSERT_CHARGE, charge)
+            if prune:
+                conn.execute(
+                    _PRUNE_REQUESTS, {"who": requester, "before": now - 10 * RATE_WINDOW_S}
+                )
+
+        if defer is None:
+            with self.engine.begin() as conn:
+                write(conn)
+        else:
+            defer.append(write)
+        return Admission(epsilon, spent, max(0.0, policy.daily_budget - spent), resets_at)
+
+    def _account(self, requester: str, day: str, now: float) -> _Account:
+        """The researcher's account for ``day``, read from the database when new here."""
+        account = self._accounts.get(requester)
+        if account is None:
+            with self.engine.connect() as conn:
+                times = conn.execute(
+                    _REQUEST_TIMES, {"who": requester, "since": now - RATE_WINDOW_S}
+                ).scalars()
+                account = _Account(recent=sorted(float(t) for t in times))
+            self._accounts[requester] = account
+        if account.day != day:
+            with self.engine.connect() as conn:
+                rows = conn.execute(_CHARGES, {"who": requester, "today": day}).all()
+            account.day = day
+            account.spent = float(sum(r[1] for r in rows))
+            account.charged = {str(r[0]) for r in rows}
+        return account
 
     def spent_today(self, requester: str) -> float:
         day = dt.datetime.fromtimestamp(self.clock(), dt.UTC).date().isoformat()
