@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -43,31 +44,43 @@ class PublicKey:
 
     @classmethod
     def from_b64(cls, text: str) -> PublicKey:
-        try:
-            raw = unb64url(text)
-        except (ValueError, TypeError) as exc:
-            raise KeyFileError("public key is not base64url") from exc
-        if len(raw) != 32:
-            raise KeyFileError(f"an Ed25519 public key has 32 bytes, this one has {len(raw)}")
-        return cls(raw)
+        # The same few keys (the hub's, the nodes') are read on every message: one object
+        # each, so that the decoded key below is built once.
+        return _public_key(text)
 
     @property
     def b64(self) -> str:
         return b64url(self.raw)
 
-    @property
+    @cached_property
     def kid(self) -> str:
         return key_id(self.raw)
 
+    @cached_property
+    def _key(self) -> Ed25519PublicKey:
+        # Decoding the point costs about as much as a signature check: done once per key.
+        return Ed25519PublicKey.from_public_bytes(self.raw)
+
     def verify(self, signature: bytes, message: bytes) -> bool:
         try:
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+            self._key.verify(signature, message)
         except InvalidSignature:
             return False
         return True
 
     def to_jwk(self) -> dict[str, str]:
         return {"kty": "OKP", "crv": "Ed25519", "x": self.b64, "kid": self.kid, "use": "sig"}
+
+
+@lru_cache(maxsize=4096)
+def _public_key(text: str) -> PublicKey:
+    try:
+        raw = unb64url(text)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError("public key is not base64url") from exc
+    if len(raw) != 32:
+        raise KeyFileError(f"an Ed25519 public key has 32 bytes, this one has {len(raw)}")
+    return PublicKey(raw)
 
 
 class SigningKey:
