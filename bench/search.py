@@ -5,12 +5,13 @@
 A hub and N nodes run as processes on loopback, each node holding `--patients` synthetic
 patients (about ten image series each, a tumour sequenced for most) loaded straight into
 its DuckDB store. Each query of a realistic set (2 to 6 criteria, with and without variant
-conditions) is sent through `POST /api/search`, waiting for every node; the floor is the
-node's own work for the same query (validation, in-memory counting, disclosure control) run
-in this process on a copy of one node's store. Also measured: the same searches sent to one
-node only (the hub and channel with the cores not shared by ten nodes), and the compiled
-counting SQL run directly on the DuckDB store (the floor as the issue first defined it).
-Results go to bench/results/search.json.
+conditions) is sent through `POST /api/search`, waiting for every node. Two floors, each
+run in this process on a copy of one node's store: the issue's, the compiled counting SQL
+run directly on the DuckDB store, and a stricter one, the node's own work for the query as
+it is done now (validation, in-memory counting, disclosure control). The overhead (end to
+end p50 minus floor p50) is checked against the target over both. Also measured: the same
+searches sent to one node only (the hub and channel with the cores not shared by ten
+nodes). Results go to bench/results/search.json.
 """
 
 from __future__ import annotations
@@ -304,21 +305,26 @@ def main() -> None:
         # CPU burnt per measured search (warm-ups excluded), hub and all nodes together.
         "cpu_ms_per_search": result_cpu(hub_cpu, node_cpu, searches),
         "load_average": {"before": load_before, "after": load_after},
+        # Overhead over the floor, read two ways (both are targeted below): against the
+        # issue's floor, the compiled counting SQL run directly on one node's store, and,
+        # stricter, against what a node now does instead (in-memory counting, 6-10 times
+        # cheaper than that SQL), which leaves the other nine nodes' work on the shared
+        # cores inside the "overhead".
         "overhead_p50_ms": overhead,
-        # Two other readings of "overhead over the floor", reported, not targeted: the
-        # search sent to one node (cores not shared with nine other nodes), and all ten
-        # nodes against the issue's own floor, the compiled SQL on one store.
-        "single_node_end_to_end": overall_single,
-        "single_node_overhead_p50_ms": single_overhead,
         "floor_compiled_sql": overall_sql,
         "overhead_over_compiled_sql_p50_ms": sql_overhead,
+        # The same searches sent to one node: the hub and channel with the cores not
+        # shared by ten nodes (what a deployment where nodes have machines of their own pays).
+        "single_node_end_to_end": overall_single,
+        "single_node_overhead_p50_ms": single_overhead,
         "colocation": colocation(result_cpu(hub_cpu, node_cpu, searches), floor_cpu, args.nodes),
         "per_query": per_query,
         "target": {
             "p95_ms": TARGET_P95_MS,
             "p95_met": overall_e2e["p95_ms"] <= TARGET_P95_MS,
             "overhead_ms": TARGET_OVERHEAD_MS,
-            "overhead_met": overhead <= TARGET_OVERHEAD_MS,
+            "overhead_over_compiled_sql_met": sql_overhead <= TARGET_OVERHEAD_MS,
+            "overhead_over_in_memory_floor_met": overhead <= TARGET_OVERHEAD_MS,
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
