@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 from fastapi.testclient import TestClient
 
@@ -261,6 +262,24 @@ def test_access_request_through_forms(hub: Hub) -> None:
     r = alice.post(f"/requests/{nid}/comments", data={"csrf": token, "body": "Thank you!"})
     assert r.status_code == 303
     assert "Thank you!" in alice.get(f"/requests/{nid}").text
+    # The grant's visa is listed on the request; node-1's DAC may revoke it, the researcher
+    # may not, and a revocation needs a reason.
+    page = alice.get(f"/requests/{nid}").text
+    jti = re.search(r'data-visa="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    assert "Visas issued" in page and "Revoke this visa" not in page
+    r = alice.post(f"/requests/{nid}/visas/{jti}/revoke", data={"csrf": token, "reason": "x"})
+    assert r.status_code == 404 and "that you may revoke" in r.text
+    assert "Revoke this visa" in dac.get(f"/requests/{nid}").text
+    revoke = f"/requests/{nid}/visas/{jti}/revoke"
+    r = dac.post(revoke, data={"csrf": dac_token, "reason": " "})
+    assert r.status_code == 422 and "reason" in r.text
+    r = dac.post(revoke, data={"csrf": dac_token, "reason": "consent withdrawn"})
+    assert r.status_code == 303 and r.headers["location"].endswith("done=revoked#visas")
+    page = dac.get(r.headers["location"]).text
+    assert "Visa revoked" in page and "consent withdrawn" in page
+    assert "Revoke this visa" not in page
+    revoked = hub.client.get("/api/visas/revoked").json()["token"]  # hub-signed, for nodes
+    assert jti in json.dumps(jwt.decode(revoked, options={"verify_signature": False}))
     # Someone with no part in the request gets 404, as in the API.
     assert browser(hub, "bob").get(f"/requests/{nid}").status_code == 404
 

@@ -28,6 +28,7 @@ from oncofed.hub.negotiation.forms import (
     NegotiationCreate,
     ResourceEventRequest,
     ResourceRef,
+    RevokeRequest,
 )
 from oncofed.hub.negotiation.service import NegotiationError, Who
 from oncofed.hub.portal.session import check_csrf, user_with
@@ -301,6 +302,10 @@ async def _detail(
         )
     for res in neg["resources"]:
         res["actions"] = resource_actions(user, neg, res)
+    for visa in neg["visas"]:  # as service.revoke decides it
+        visa["revocable"] = visa["revoked_at"] is None and (
+            "admin" in user.roles or f"dac:{visa['provider']}" in user.roles
+        )
     return render(
         request,
         ctx,
@@ -384,6 +389,20 @@ async def resource_event(
     back = (await request.form()).get("back", "")
     done = "/inbox?done=updated" if back == "inbox" else f"/requests/{nid}?done=updated"
     return await _act(request, ctx, user, nid, action, done)
+
+
+@router.post("/requests/{nid}/visas/{jti}/revoke", response_class=HTMLResponse)
+async def revoke_visa(
+    request: Request, nid: str, jti: str, ctx: Ctx, user: AnyUser, _: Csrf
+) -> Response:
+    """A DAC member of the visa's provider, or an admin, withdraws a grant (with a reason,
+    which the researcher is sent); nodes refuse the visa from their next revocation list."""
+
+    async def action(form: Any) -> None:
+        req = RevokeRequest(reason=str(form.get("reason", "")).strip())
+        await _call(service.revoke, ctx, who(user), jti, req.reason)
+
+    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=revoked#visas")
 
 
 @router.post("/requests/{nid}/comments", response_class=HTMLResponse)

@@ -72,6 +72,7 @@ NOTICES = {
     "created": "Draft created. Fill in what is missing, then submit.",
     "updated": "Saved.",
     "commented": "Comment added.",
+    "revoked": "Visa revoked: nodes refuse it from their next revocation list (within a minute).",
 }
 
 
