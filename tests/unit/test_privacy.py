@@ -332,29 +332,23 @@ def test_concurrent_admissions_are_counted_exactly(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     ledger = PrivacyLedger(create_engine(f"sqlite:///{tmp_path / 'state.db'}"))
+
+    def admitted(who: str, policy: DisclosurePolicy, asks: int) -> int:
+        def one(i: int) -> bool:
+            try:
+                ledger.admit(who, f"q{i}", policy)
+            except (BudgetExhausted, RateLimited):
+                return False
+            return True
+
+        with ThreadPoolExecutor(8) as pool:
+            return sum(pool.map(one, range(asks)))
+
     budget = DisclosurePolicy(epsilon=1.0, daily_budget=5.0, rate_limit_per_minute=1000)
-
-    def one(i: int) -> bool:
-        try:
-            ledger.admit("alice", f"q{i}", budget)
-        except BudgetExhausted:
-            return False
-        return True
-
-    with ThreadPoolExecutor(8) as pool:
-        assert sum(pool.map(one, range(40))) == 5
+    assert admitted("alice", budget, 40) == 5
     assert ledger.spent_today("alice") == 5.0
     rate = DisclosurePolicy(epsilon=0.01, daily_budget=5.0, rate_limit_per_minute=7)
-
-    def asked(i: int) -> bool:
-        try:
-            ledger.admit("bob", f"q{i}", rate)
-        except RateLimited:
-            return False
-        return True
-
-    with ThreadPoolExecutor(8) as pool:
-        assert sum(pool.map(asked, range(30))) == 7
+    assert admitted("bob", rate, 30) == 7
 
 
 def test_deferred_charge_is_stored_with_the_callers_transaction(tmp_path: Path) -> None:
