@@ -10,7 +10,9 @@ memory per store generation and answers each query with vectorised numpy operati
   its (already normalised) values; a condition is evaluated once per *distinct value* in
   Python and applied to all rows as a few integer comparisons or a lookup table;
 - "some record of the patient satisfies ..." is a scatter of the matching rows' patient
-  numbers into a boolean patient mask; ``AND``/``OR``/``NOT`` are mask operations;
+  numbers into a boolean patient mask; ``AND``/``OR``/``NOT`` are mask operations. Where
+  the condition is a test of one column's value (most criteria), the mask is the union of
+  per-value patient bitmaps, each scattered once per snapshot when a query first needs it;
 - counts are ``bincount``s; distinct counts (studies, subjects per modality) use ids of the
   distinct pairs computed at load time and a "seen" bitmap.
 
