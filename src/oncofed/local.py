@@ -99,6 +99,22 @@ class LocalFederation:
         self.base.mkdir(parents=True, exist_ok=True)
         self.hub = Process("hub", self.base / "hub", free_port(), self.base / "logs" / "hub.log")
 
+    @classmethod
+    def reopen(cls, base: Path) -> LocalFederation:
+        """The federation an earlier run left in `base` (hub and enrolled nodes, not running),
+        on the ports it was set up with: the nodes are enrolled with the hub's address."""
+        from oncofed.settings import load_hub_settings, load_node_settings
+
+        fed = cls(base)
+        fed.hub.port = load_hub_settings(fed.hub.directory).port
+        fed.admin_token = (fed.hub.directory / "admin.token").read_text().strip()
+        for directory in sorted(p for p in (base / "nodes").iterdir() if p.is_dir()):
+            settings = load_node_settings(directory)
+            fed.nodes[settings.name] = Process(
+                settings.name, directory, settings.port, base / "logs" / f"node-{settings.name}.log"
+            )
+        return fed
+
     # -- hub --------------------------------------------------------------------------------
 
     def init_hub(self, name: str = "oncofed demo hub") -> None:

@@ -46,6 +46,7 @@ class HubClient:
         self.url = url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._vocabulary: dict[str, Any] | None = None
 
     @classmethod
     def from_saved(cls, url: str | None = None) -> HubClient:
@@ -164,13 +165,33 @@ class HubClient:
         return self.results(task_id, wait_time=wait_time)
 
     def vocabulary(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/api/vocabulary").json())
+        """Every search key with its label, value type and allowed values (fetched once)."""
+        if self._vocabulary is None:
+            self._vocabulary = dict(self._call("GET", "/api/vocabulary").json())
+        return self._vocabulary
 
     def search(
-        self, ast: dict[str, Any], nodes: list[str] | None = None, timeout_seconds: float = 10
+        self,
+        ast: dict[str, Any] | None = None,
+        nodes: list[str] | None = None,
+        timeout_seconds: float = 10,
+        *,
+        where: str | list[str] | None = None,
     ) -> dict[str, Any]:
-        """Count matching patients across the federation (answers by the deadline)."""
-        payload = {"ast": ast, "nodes": nodes or None, "timeout_seconds": timeout_seconds}
+        """Count matching patients across the federation; answers by the deadline with each
+        provider's disclosure-controlled counts and status.
+
+        Say what to count either as ``where`` criteria, read like the CLI's ``--where``
+        (``"diagnosis=lung cancer"``, ``["modality=CT", "age=50..70"]``: keys and values by
+        label or code, AND-ed), or as a EUCAIM ``ast``: a tree (``{"operand": "AND",
+        "children": [...]}``) or one condition (``{"key", "type", "value"}``). Raises
+        :class:`WhereError` for a criterion the vocabulary does not know."""
+        from oncofed.client.where import as_tree, criteria
+
+        if (ast is None) == (where is None):
+            raise TypeError("search() takes either ast or where")
+        tree = criteria(self.vocabulary(), where) if where is not None else as_tree(ast or {})
+        payload = {"ast": tree, "nodes": nodes or None, "timeout_seconds": timeout_seconds}
         return dict(
             self._call("POST", "/api/search", json=payload, timeout=timeout_seconds + 30).json()
         )

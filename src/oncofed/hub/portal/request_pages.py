@@ -158,8 +158,18 @@ def _errors(exc: ValidationError) -> str:
     )
 
 
+def _local_dataset_id(provider: str, identifier: str) -> str:
+    """A catalogue record of this hub's own nodes is identified as ``provider:dataset``; a
+    search result and a request name the dataset alone (with the provider beside it)."""
+    return identifier.removeprefix(f"{provider}:")
+
+
 async def _candidates(request: Request, ctx: HubContext, user: Caller) -> list[dict[str, Any]]:
-    """The datasets a new request is about: from a cohort result, a dataset page, or all."""
+    """The datasets a new request is about: from a cohort result, a dataset page, or all.
+
+    From a cohort result, a dataset whose count was released is ticked; one whose count the
+    node withheld (fewer than its minimum) may hold no matching patient at all, so it is
+    offered unticked with that said. Each dataset is listed once."""
     params = request.query_params
     out: list[dict[str, Any]] = []
     run_id = params.get("run", "")
@@ -168,12 +178,19 @@ async def _candidates(request: Request, ctx: HubContext, user: Caller) -> list[d
             if await _call(ctx.channel.owner, run_id) == user.username:
                 result = combine(await search_view(ctx, run_id))
                 for c in result["collections"]:
+                    released = c.get("subjects_count") is not None and c["subjects_count"] > 0
+                    below = c.get("subjects_count_below")
                     out.append(
                         {
                             "provider": c["provider"],
-                            "id": c["id"],
+                            "id": _local_dataset_id(c["provider"], str(c["id"])),
                             "name": c["name"],
-                            "checked": True,
+                            "checked": released,
+                            "note": f"{c['subjects_count']:,} matching patients"
+                            if released
+                            else f"may match (fewer than {below} patients)"
+                            if below
+                            else "no matching patients",
                         }
                     )
         except ChannelError:
@@ -184,10 +201,10 @@ async def _candidates(request: Request, ctx: HubContext, user: Caller) -> list[d
             out.append({"provider": provider, "id": dataset, "name": dataset, "checked": True})
     chosen = {(c["provider"], c["id"]) for c in out}
     for r in await _call(catalogue.list_records, ctx):
-        if not r.origin and (r.provider, r.identifier) not in chosen:
-            out.append(
-                {"provider": r.provider, "id": r.identifier, "name": r.title, "checked": False}
-            )
+        dataset = _local_dataset_id(r.provider, r.identifier)
+        if not r.origin and (r.provider, dataset) not in chosen:
+            chosen.add((r.provider, dataset))
+            out.append({"provider": r.provider, "id": dataset, "name": r.title, "checked": False})
     for c in out:
         c["value"] = f"{c['provider']}:{c['id']}"
     return out

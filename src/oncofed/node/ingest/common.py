@@ -275,6 +275,34 @@ def replace_rows(
     if not batch:
         return 0
     cur.execute(f"DELETE FROM {table} WHERE list_contains(?, {key})", [list(batch)])
+    return _insert_columns(cur, table, columns, list(batch.values()), "")
+
+
+def insert_new_rows(
+    cur: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+) -> int:
+    """Insert rows whose key is not stored yet (``ON CONFLICT DO NOTHING``), as one
+    statement: ``executemany`` costs DuckDB a round trip per row (28 ms a DICOM file in the
+    image ingest, where this takes well under one). The first column is the key; of rows
+    repeating a key in `rows`, the first is kept."""
+    batch: dict[Any, list[Any]] = {}
+    for r in rows:
+        batch.setdefault(r[0], list(r))
+    if not batch:
+        return 0
+    return _insert_columns(cur, table, columns, list(batch.values()), " ON CONFLICT DO NOTHING")
+
+
+def _insert_columns(
+    cur: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    rows: list[list[Any]],
+    conflict: str,
+) -> int:
     types = {
         name: str(t)
         for name, t in cur.execute(
@@ -284,13 +312,13 @@ def replace_rows(
         ).fetchall()
     }
     selects = ", ".join(f"unnest(CAST(? AS {types.get(c, 'VARCHAR')}[])) AS {c}" for c in columns)
-    values = [list(c) for c in zip(*batch.values(), strict=True)]
+    values = [list(c) for c in zip(*rows, strict=True)]
     cur.execute(
         f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} "
-        f"FROM (SELECT {selects})",
+        f"FROM (SELECT {selects}){conflict}",
         values,
     )
-    return len(batch)
+    return len(rows)
 
 
 class CsvSink:

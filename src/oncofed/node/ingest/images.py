@@ -45,6 +45,7 @@ from oncofed.node.deid import DeidContext, DeidError, check_output, collect_iden
 from oncofed.node.deid.burnedin import element_values, hold_reason, hold_reason_of
 from oncofed.node.deid.deidentify import deidentify, encode
 from oncofed.node.deid.fastpath import FastResult, process
+from oncofed.node.ingest.common import insert_new_rows
 from oncofed.node.store import NodeStore
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -691,28 +692,30 @@ class ImageIngest:
                             "De-identified DICOM images ingested at the node",
                         ],
                     )
-                cur.executemany(
-                    "INSERT INTO patient (id, dataset_id, sex, source) VALUES (?, ?, ?, 'dicom') "
-                    "ON CONFLICT DO NOTHING",
-                    [[p, self.dataset_id, s] for p, s in sorted(patients)],
+                insert_new_rows(
+                    cur,
+                    "patient",
+                    ("id", "dataset_id", "sex", "source"),
+                    [[p, self.dataset_id, s, "dicom"] for p, s in sorted(patients)],
                 )
                 studies = {i.study[0]: (i.study, i.patient) for i in fresh}
-                cur.executemany(
-                    "INSERT INTO imaging_study (uid, patient_id, study_month, description, "
-                    "age_at_study) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                insert_new_rows(
+                    cur,
+                    "imaging_study",
+                    ("uid", "patient_id", "study_month", "description", "age_at_study"),
                     [[s[0], p, s[1], s[2], s[3]] for s, p in studies.values()],
                 )
                 series = {i.series[0]: i.series for i in fresh}
-                cur.executemany(
-                    "INSERT INTO imaging_series (uid, study_uid, patient_id, modality, "
-                    "body_part, manufacturer, model, series_month, description, "
-                    "slice_thickness, rows_, columns_, seg_source_series_uid) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                insert_new_rows(
+                    cur,
+                    "imaging_series",
+                    SERIES_COLUMNS,
                     [list(s) for s in series.values()],
                 )
-                cur.executemany(
-                    "INSERT INTO imaging_instance (sop_uid, series_uid, sop_class_uid, "
-                    "content_hash, size_bytes) VALUES (?, ?, ?, ?, ?)",
+                insert_new_rows(
+                    cur,
+                    "imaging_instance",
+                    ("sop_uid", "series_uid", "sop_class_uid", "content_hash", "size_bytes"),
                     [[i.sop_uid, i.series[0], i.sop_class, i.digest, len(i.data)] for i in fresh],
                 )
                 cur.execute(
@@ -721,9 +724,10 @@ class ImageIngest:
                     "WHERE list_contains(?, uid)",
                     [list(series)],
                 )
-            cur.executemany(
-                "INSERT INTO ingest_ledger (source_hash, source_path, kind, status, records, "
-                "detail) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            insert_new_rows(
+                cur,
+                "ingest_ledger",
+                ("source_hash", "source_path", "kind", "status", "records", "detail"),
                 [
                     [
                         d.source_hash,
@@ -737,12 +741,29 @@ class ImageIngest:
                 ],
             )
             rejected = [d for d in decisions if d.status in ("quarantined", "held")]
-            if rejected:
-                cur.executemany(
-                    "INSERT INTO quarantine (source_hash, source_path, reason, detail) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [[d.source_hash, d.source.name, d.reason, d.detail] for d in rejected],
-                )
+            insert_new_rows(
+                cur,
+                "quarantine",
+                ("source_hash", "source_path", "reason", "detail"),
+                [[d.source_hash, d.source.name, d.reason, d.detail] for d in rejected],
+            )
+
+
+SERIES_COLUMNS = (
+    "uid",
+    "study_uid",
+    "patient_id",
+    "modality",
+    "body_part",
+    "manufacturer",
+    "model",
+    "series_month",
+    "description",
+    "slice_thickness",
+    "rows_",
+    "columns_",
+    "seg_source_series_uid",
+)
 
 
 def ingest_sources(
