@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -166,7 +167,15 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     # -- access request from the result -----------------------------------------------------
     page.get_by_role("button", name="Count patients at every provider").click()
     expect(page.locator("#results")).to_contain_text("3 of 3 providers answered")
+    expect(page.locator("#results")).to_contain_text("Datasets that matched (3)")
     page.get_by_role("link", name="Request access to these datasets").click()
+    # Each dataset once, ticked because its count was released (issue 15: the catalogue's
+    # copy used to be listed again, unticked, under a doubled provider prefix).
+    boxes = page.locator('input[name="resource"]')
+    expect(boxes).to_have_count(3)
+    for i in range(3):
+        expect(boxes.nth(i)).to_be_checked()
+        assert boxes.nth(i).get_attribute("value") == f"node-{i + 1}:p{i + 1}-cohort"
     page.get_by_label("Title").fill("Female lung cancer imaging study")
     for field, text in {
         "Purpose": "Train a nodule detector on female patients.",
@@ -231,6 +240,40 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     )
     assert page.js_errors == []
     assert page.external == []
+
+
+def test_withheld_counts_may_match(browser: Any, portal: Portal, shots: Shots) -> None:
+    """A count below a provider's minimum is "may match (fewer than 10)", never "matched",
+    and a request started from such a result ticks none of those datasets (issue 15)."""
+    from playwright.sync_api import expect
+
+    page = new_page(browser, portal)
+    log_in(page, "rita", PASSWORDS["rita"])
+    # Men with breast cancer: rare (none in the synthetic data), so every node withholds it.
+    query = (
+        '{"operand":"AND","children":['
+        '{"key":"SNOMEDCT263495000","type":"EQUALS","value":"SNOMEDCT248153007"},'
+        '{"key":"SNOMEDCT439401001","type":"EQUALS","value":"SNOMEDCT254837009"}]}'
+    )
+    page.goto("/cohort?" + urlencode({"q": query}))
+    page.get_by_role("button", name="Count patients at every provider").click()
+    results = page.locator("#results")
+    expect(results).to_contain_text("3 of 3 providers answered")
+    expect(results).to_contain_text("Datasets that matched (0)")
+    expect(results).to_contain_text(
+        "Datasets that may match, fewer than the provider's minimum (3)"
+    )
+    results.get_by_text("Datasets that may match").click()
+    expect(results).to_contain_text("node-1 · node-1 cohort — may match (fewer than 10)")
+    shots(page, "cohort withheld counts")
+    page.get_by_role("link", name="Request access to these datasets").click()
+    boxes = page.locator('input[name="resource"]')
+    expect(boxes).to_have_count(3)
+    for i in range(3):
+        expect(boxes.nth(i)).not_to_be_checked()
+    expect(page.locator("fieldset").first).to_contain_text("may match (fewer than 10 patients)")
+    shots(page, "request form from a withheld result")
+    assert page.js_errors == []
 
 
 def test_roles_and_sessions(browser: Any, portal: Portal) -> None:
