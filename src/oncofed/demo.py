@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -161,6 +162,7 @@ def _build(
         formats=("dicom", "clinical", "vcf"),  # what the demo loads (FHIR: `oncofed synth`)
         force=True,  # a half-made earlier run is replaced
         progress=True,
+        workers=os.cpu_count() or 1,
     )
     with console.status("starting the hub ..."):
         fed.init_hub("oncofed demo federation")
@@ -176,12 +178,10 @@ def _build(
 
 
 def _oncofed() -> str:
-    """The `oncofed` command to print: the one beside this Python (the demo's venv), so the
-    printed commands work without activating anything."""
+    """The `oncofed` command to print: the one beside this Python (the demo's venv), so that
+    the printed commands work as pasted, without activating the venv first."""
     beside = Path(sys.executable).parent / "oncofed"
-    if beside.exists() and shutil.which("oncofed") != str(beside):
-        return str(beside)
-    return "oncofed"
+    return str(beside) if beside.exists() else "oncofed"
 
 
 def run_demo(
@@ -202,6 +202,7 @@ def run_demo(
         if fresh or not (directory / STATE_FILE).exists():
             # Fresh, or an earlier start that did not finish: begin again from nothing.
             shutil.rmtree(directory)
+    began = time.perf_counter()
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     fed: LocalFederation | None = None
@@ -259,6 +260,7 @@ def run_demo(
             beacon = client.beacon("g_variants", geneId="KRAS", requestedGranularity="count")
         console.print(beacon_table(beacon, "Beacon v2 network, variants in KRAS"))
         _print_welcome(console, fed, people, directory)
+        console.print(f"ready in {time.perf_counter() - began:.0f} s")
         if once:
             return 0 if view["complete"] else 1
         console.print("[bold]running; press Ctrl-C to stop (a rerun reuses this demo)[/]")
@@ -298,9 +300,7 @@ def _print_welcome(
     researcher = people.get("researcher", ("", ""))[0]
     lines = [f"{exe} login --hub {fed.hub.url} --username researcher   # password above"]
     if researcher:
-        lines[0] = (
-            f"{exe} login --hub {fed.hub.url} --username researcher --password {researcher}"
-        )
+        lines[0] = f"{exe} login --hub {fed.hub.url} --username researcher --password {researcher}"
     for title, where in EXAMPLES:
         args = " ".join(f'--where "{w}"' for w in where)
         lines.append(f"{exe} search {args}   # {title}")

@@ -5,10 +5,31 @@ from __future__ import annotations
 import json
 import mimetypes
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+# How long fetched visas are presented before asking the hub again, and how many fit in the
+# header the hub forwards to nodes (a node reads at most 50; the hub's field holds 20,000).
+PASSPORT_HEADER = "GA4GH-Passport"  # as oncofed.security.visas reads it (not imported: the
+# SDK stays free of the server's crypto stack, which costs start-up time)
+PASSPORT_SECONDS = 60.0
+PASSPORT_MAX_VISAS = 50
+PASSPORT_MAX_CHARS = 19_000
+
+
+# The hub answers a search or a Beacon query by its deadline (with what has arrived): the
+# client waits that long and this much more for the answer to travel, then gives up.
+ANSWER_GRACE_SECONDS = 3.0
+
+
+def answer_within(seconds: float) -> httpx.Timeout:
+    """The wait for a call the hub answers within `seconds`: connecting and each read are
+    bounded too, so a hub that accepts the connection and then hangs fails in time."""
+    total = seconds + ANSWER_GRACE_SECONDS
+    return httpx.Timeout(total, connect=min(total, 5.0))
 
 
 class HubError(RuntimeError):
@@ -47,6 +68,7 @@ class HubClient:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         self._vocabulary: dict[str, Any] | None = None
+        self._passport: tuple[float, str] | None = None
 
     @classmethod
     def from_saved(cls, url: str | None = None) -> HubClient:
@@ -70,9 +92,28 @@ class HubClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _call(
+        self, method: str, path: str, *, with_visas: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """One request to the hub; its error as a HubError with the hub's own words.
+
+        ``with_visas`` presents the caller's granted visas (``GA4GH-Passport``): every call
+        whose answer a grant can widen (Beacon records, Tier 3 analyses) sets it, so that a
+        researcher never has to fetch and pass visas by hand."""
+        if with_visas:
+            passport = self.passport()
+            if passport:
+                kwargs["headers"] = {**kwargs.get("headers", {}), PASSPORT_HEADER: passport}
         try:
             response = self.http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            what = "connect to" if isinstance(exc, httpx.ConnectTimeout) else "get an answer from"
+            limit = kwargs.get("timeout") or self.http.timeout
+            seconds = limit.read if isinstance(limit, httpx.Timeout) else limit
+            within = f" within {seconds:.0f} s" if seconds else ""
+            raise HubError(
+                0, f"could not {what} the hub at {self.url}{within}; is it running?"
+            ) from exc
         except httpx.TransportError as exc:
             raise HubError(0, f"cannot reach the hub at {self.url}: {exc}") from exc
         if response.status_code >= 400:
@@ -116,6 +157,35 @@ class HubClient:
         count = int(self._call("DELETE", "/api/auth/token").json()["revoked"])
         self.http.headers.pop("authorization", None)
         return count
+
+    def passport(self) -> str:
+        """The caller's valid visas as a ``GA4GH-Passport`` header value ('' without any).
+
+        Fetched from the hub at most once a minute (a revoked visa drops out at the next
+        fetch, and nodes refuse it from their revocation list anyway). A caller the hub
+        gives no visas (a node, an expired login) simply presents none."""
+        now = time.monotonic()
+        if self._passport is not None and now - self._passport[0] < PASSPORT_SECONDS:
+            return self._passport[1]
+        try:
+            visas = self.visas()
+        except HubError as exc:
+            if exc.status in (401, 403, 404):
+                visas = []
+            else:
+                raise
+        tokens: list[str] = []
+        size = 0
+        for visa in reversed(visas):  # the newest first, as many as a header carries
+            token = str(visa.get("visa", ""))
+            if not token or len(tokens) >= PASSPORT_MAX_VISAS:
+                continue
+            if size + len(token) + 1 > PASSPORT_MAX_CHARS:
+                break
+            tokens.append(token)
+            size += len(token) + 1
+        self._passport = (now, " ".join(tokens))
+        return self._passport[1]
 
     def me(self) -> dict[str, Any]:
         return dict(self._call("GET", "/api/me").json())
@@ -190,18 +260,27 @@ class HubClient:
 
         if (ast is None) == (where is None):
             raise TypeError("search() takes either ast or where")
+        limit = answer_within(timeout_seconds)
+        if where is not None and self._vocabulary is None:
+            self._vocabulary = dict(self._call("GET", "/api/vocabulary", timeout=limit).json())
         tree = criteria(self.vocabulary(), where) if where is not None else as_tree(ast or {})
         payload = {"ast": tree, "nodes": nodes or None, "timeout_seconds": timeout_seconds}
-        return dict(
-            self._call("POST", "/api/search", json=payload, timeout=timeout_seconds + 30).json()
-        )
+        return dict(self._call("POST", "/api/search", json=payload, timeout=limit).json())
 
     def beacon(self, entry: str, timeout_seconds: float = 30, **params: str) -> dict[str, Any]:
         """Ask the hub's Beacon v2 network (every node's Beacon) about ``entry``, e.g.
-        ``g_variants`` with ``geneId="KRAS"``; the answer keeps each node's status."""
+        ``g_variants`` with ``geneId="KRAS"``; the answer keeps each node's status.
+
+        The caller's granted visas go with the query, so ``requestedGranularity="record"``
+        returns records from every dataset a grant covers (each node verifies the visa
+        itself); elsewhere the answer stays a count or yes/no."""
         return dict(
             self._call(
-                "GET", f"/beacon/v2/{entry}", params=params, timeout=timeout_seconds + 30
+                "GET",
+                f"/beacon/v2/{entry}",
+                with_visas=True,
+                params=params,
+                timeout=answer_within(timeout_seconds),
             ).json()
         )
 

@@ -54,8 +54,8 @@ def find_key(vocabulary: dict[str, Any], name: str) -> dict[str, Any]:
         raise WhereError(f"key {name!r} could mean {options}; write one of those")
     every = {n: k for k in keys for n in _names(k)[0]}
     close = difflib.get_close_matches(wanted, list(every), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(every[c]['label']) for c in close)}?" if close else ""
-    raise WhereError(f"unknown search key {name!r}{hint} ({VOCABULARY_HINT})")
+    hint = f" Did you mean {', '.join(repr(every[c]['label']) for c in close)}?" if close else ""
+    raise WhereError(f"unknown search key {name!r}.{hint} ({VOCABULARY_HINT})")
 
 
 def _code(key: dict[str, Any], value: str) -> list[str]:
@@ -94,7 +94,7 @@ def condition(vocabulary: dict[str, Any], item: str) -> dict[str, Any]:
     match = re.fullmatch(r"\s*([^=!<>]+?)\s*(!=|=|<|>)\s*(.+?)\s*", item)
     if not match:
         raise WhereError(
-            f"{item!r}: write KEY=VALUE, e.g. \"diagnosis=lung cancer\" or RID10311=RID10321 "
+            f'{item!r}: write KEY=VALUE, e.g. "diagnosis=lung cancer" or RID10311=RID10321 '
             f"({VOCABULARY_HINT})"
         )
     name, op, value = match.groups()
@@ -125,10 +125,7 @@ def condition(vocabulary: dict[str, Any], item: str) -> dict[str, Any]:
             out["type"] = "NOT_EQUALS"
         return {"key": key["key"], **out}
     parts = [p.strip() for p in value.split(",") if p.strip()]
-    if key.get("values"):
-        codes = [c for p in parts for c in _code(key, p)]
-    else:
-        codes = parts
+    codes = [c for p in parts for c in _code(key, p)] if key.get("values") else parts
     codes = list(dict.fromkeys(codes))
     if negate:
         if len(codes) != 1:
