@@ -149,7 +149,7 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     expect(results).to_contain_text("3 of 3 providers answered")
     for node in ("node-1", "node-2", "node-3"):
         row = results.get_by_role("row", name=node)
-        expect(row).to_contain_text("succeeded")
+        expect(row).to_contain_text("answered")
         count = row.locator("td.num").first.inner_text()
         assert count.replace(",", "").isdigit() and int(count.replace(",", "")) > 0, count
     expect(results.locator("svg.chart rect.bar")).to_have_count(3)
@@ -191,6 +191,7 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     shots(page, "access request form")
     page.get_by_role("button", name="Submit request").click()
     expect(page.locator("#request-state")).to_have_text("submitted")
+    expect(page.get_by_role("status")).to_contain_text("Submitted for review")
     request_url = page.url.split("?")[0]
     shots(page, "request submitted")
     log_out(page)
@@ -202,6 +203,9 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     expect(page.locator("#request-state")).to_have_text("approved")
     page.get_by_role("button", name="Start: contact the providers").click()
     expect(page.locator("#request-state")).to_have_text("in progress")
+    expect(page.get_by_role("status")).to_contain_text(
+        "each provider's data access committee has been asked to decide"
+    )
     page.goto("/dashboard")
     expect(page.get_by_role("row", name="node-1")).to_contain_text("online")
     shots(page, "federation dashboard")
@@ -217,22 +221,28 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     page.goto("/inbox")
     expect(page.get_by_role("heading", name="Awaiting your decision (3)")).to_be_visible()
     shots(page, "dac inbox")
-    item = page.locator(".inbox-item").filter(has_text="node-1").first
-    item.get_by_role("button", name="Available", exact=True).click()
+    # One step: "Grant access" is there from the start (issue 15), and says what it did.
     item = page.locator(".inbox-item").filter(has_text="node-1").first
     item.get_by_label("Note to the researcher (optional)").fill(
         "Approved by the DAC on 2026-11-22."
     )
     item.get_by_role("button", name="Grant access").click()
     expect(page.get_by_role("heading", name="Awaiting your decision (2)")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text(
+        "Access granted: rita now holds a visa for node-1 cohort at node-1"
+    )
     shots(page, "dac decided")
     log_out(page)
 
     # -- the researcher sees the change ------------------------------------------------------
     log_in(page, "rita", PASSWORDS["rita"])
     page.goto(request_url)
-    expect(page.locator('[data-resource-state="node-1"]')).to_have_text("resource made available")
+    expect(page.locator('[data-resource-state="node-1"]')).to_have_text("granted")
+    expect(page.locator('[data-resource-state="node-2"]')).to_have_text(
+        "awaiting the provider's decision"
+    )
     expect(page.locator(".history")).to_contain_text("Approved by the DAC on 2026-11-22.")
+    expect(page.locator(".history")).to_contain_text("dora granted access for node-1")
     shots(page, "researcher sees the grant")
     page.goto("/requests")
     expect(page.get_by_role("row", name="Female lung cancer imaging study")).to_contain_text(

@@ -247,16 +247,28 @@ def test_access_request_through_forms(hub: Hub) -> None:
     assert "Awaiting your decision (1)" in inbox and "node-2" not in inbox.split("Awaiting")[1]
     row = re.search(rf"/requests/{nid}/resources/(\d+)/event", inbox).group(1)  # type: ignore[union-attr]
     dac_token = csrf(dac, "/inbox")
-    for event in ("MARK_AS_AVAILABLE", "GRANT_ACCESS_TO_RESOURCE"):
-        r = dac.post(
-            f"/requests/{nid}/resources/{row}/event",
-            data={"csrf": dac_token, "event": event, "note": "ok", "back": "inbox"},
-        )
-        assert r.status_code == 303 and r.headers["location"].startswith("/inbox"), r.text
-    assert "Awaiting your decision (0)" in dac.get("/inbox").text
-    # The researcher sees the grant; a comment reaches the request page.
+    # A grant is one step for the DAC, and the page says what happened (issue 15).
+    r = dac.post(
+        f"/requests/{nid}/resources/{row}/event",
+        data={
+            "csrf": dac_token,
+            "event": "GRANT_ACCESS_TO_RESOURCE",
+            "note": "ok",
+            "back": "inbox",
+        },
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/inbox"), r.text
+    inbox = dac.get(r.headers["location"]).text
+    assert "Awaiting your decision (0)" in inbox
+    assert "Access granted: alice now holds a visa for ds-a at node-1" in inbox
+    # The researcher sees "granted", and a history that names the provider.
     page = alice.get(f"/requests/{nid}").text
-    assert 'data-resource-state="node-1">resource made available' in page
+    assert 'data-resource-state="node-1">granted' in page
+    assert "resource made available" not in page
+    history = page.split('class="history"')[1]
+    assert re.search(r"<strong>dac1</strong> granted access for <strong>node-1</strong>", history)
+    assert re.search(r"<strong>hub</strong> asked the provider\S* data access committee for "
+                     r"<strong>node-2</strong>", history)  # fmt: skip
     grants = alice.get("/requests").text
     assert "Your access grants" in grants and "ds-a" in grants and "eyJ" in grants  # a JWT
     r = alice.post(f"/requests/{nid}/comments", data={"csrf": token, "body": "Thank you!"})

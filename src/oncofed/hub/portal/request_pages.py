@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -62,7 +62,7 @@ EVENT_LABELS = {
     "RETURN_FOR_RESUBMISSION": "Return for resubmission",
     "RESUBMIT": "Resubmit",
     "MARK_AS_CHECKING_AVAILABILITY": "Checking availability",
-    "MARK_AS_AVAILABLE": "Available",
+    "MARK_AS_AVAILABLE": "Available, decide later",
     "MARK_AS_UNAVAILABLE": "Unavailable",
     "MARK_AS_CURRENTLY_UNAVAILABLE_BUT_WILLING_TO_COLLECT": "Unavailable, willing to collect",
     "INDICATE_ACCESS_CONDITIONS": "Set access conditions",
@@ -71,6 +71,61 @@ EVENT_LABELS = {
     "MARK_AS_NOT_MADE_AVAILABLE": "Do not make available",
     "GRANT_ACCESS_TO_RESOURCE": "Grant access",
 }
+# What the page says after an event: what happened and what comes next (fixed texts filled
+# from the stored request, never from the address).
+EVENT_NOTICES = {
+    "SUBMIT": "Submitted for review: a hub reviewer approves it, then each provider's data "
+    "access committee decides.",
+    "APPROVE": "Approved. Start it to ask the providers' data access committees.",
+    "DECLINE": "Declined; {owner} has been told.",
+    "START": "Started: each provider's data access committee has been asked to decide.",
+    "PAUSE": "Paused: the providers cannot decide until it is resumed.",
+    "UNPAUSE": "Resumed: the providers can decide again.",
+    "ABANDON": "Withdrawn; any visas it issued are revoked.",
+    "CONCLUDE": "Concluded.",
+    "GRANT_ACCESS_TO_RESOURCE": "Access granted: {owner} now holds a visa for {dataset} at "
+    "{provider}, which {provider}'s node checks itself.",
+    "MARK_AS_AVAILABLE": "{dataset} at {provider} marked available: grant access or set "
+    "conditions next.",
+    "MARK_AS_UNAVAILABLE": "{dataset} at {provider} marked not available; {owner} has been told.",
+    "MARK_AS_CURRENTLY_UNAVAILABLE_BUT_WILLING_TO_COLLECT": "{dataset} at {provider}: not "
+    "available yet, willing to collect; {owner} has been told.",
+    "MARK_AS_CHECKING_AVAILABILITY": "{provider} is checking availability; {owner} has been told.",
+    "MARK_AS_NOT_MADE_AVAILABLE": "Access to {dataset} at {provider} refused; {owner} has been "
+    "told.",
+    "INDICATE_ACCESS_CONDITIONS": "Conditions for {dataset} at {provider} sent to {owner}.",
+    "ACCEPT_ACCESS_CONDITIONS": "Conditions accepted for {dataset} at {provider}: its data "
+    "access committee can now grant access.",
+    "DECLINE_ACCESS_CONDITIONS": "Conditions declined for {dataset} at {provider}.",
+    "RETURN_FOR_RESUBMISSION": "Returned to {owner} for changes ({dataset} at {provider}).",
+    "RESUBMIT": "Resubmitted to {provider}'s data access committee.",
+}
+
+
+def event_notice(params: Any, neg: dict[str, Any]) -> str:
+    """The notice for ``?done=ev-EVENT[&row=N]`` on this request ('' for anything else)."""
+    done = str(params.get("done", ""))
+    text = EVENT_NOTICES.get(done.removeprefix("ev-")) if done.startswith("ev-") else None
+    if text is None:
+        return ""
+    row = str(params.get("row", ""))
+    res = next((r for r in neg["resources"] if str(r["row"]) == row), None)
+    if res is None and "{provider}" in text:
+        return ""
+    return text.format(
+        owner=neg["owner"],
+        provider=res["provider"] if res else "",
+        dataset=(res["name"] or res["id"]) if res else "",
+    )
+
+
+def _done(event: str, row: int | None = None) -> str:
+    """The ``done`` query of a redirect after `event` (only events the notices know)."""
+    if event not in EVENT_NOTICES:
+        return "done=updated"
+    return f"done=ev-{event}" + (f"&row={row}" if row is not None else "")
+
+
 # Events that end something: their buttons look different and ask for a note.
 # Where a request waits for the hub's reviewer (an admin): approve or decline, then start.
 REVIEW_STATES = {lc.NegotiationState.SUBMITTED, lc.NegotiationState.APPROVED}
@@ -80,7 +135,6 @@ PRIMARY = {
     "APPROVE",
     "START",
     "RESUBMIT",
-    "MARK_AS_AVAILABLE",
     "GRANT_ACCESS_TO_RESOURCE",
     "ACCEPT_ACCESS_CONDITIONS",
     "UNPAUSE",
@@ -298,7 +352,7 @@ async def create_request(
             await _call(service.fire, ctx, who(user), neg["id"], "SUBMIT", "")
         except NegotiationError as exc:
             return await _detail(request, ctx, user, neg["id"], exc.status, exc.message)
-        return RedirectResponse(f"/requests/{neg['id']}?done=updated", status_code=303)
+        return RedirectResponse(f"/requests/{neg['id']}?{_done('SUBMIT')}", status_code=303)
     return RedirectResponse(f"/requests/{neg['id']}?done=created", status_code=303)
 
 
@@ -332,6 +386,7 @@ async def _detail(
         status_code,
         title=neg["title"],
         error=error,
+        flash="" if error else event_notice(request.query_params, neg),
         neg=neg,
         actions=negotiation_actions(user, neg),
         comments=comments,
@@ -378,7 +433,9 @@ async def edit_form(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf
         if form.get("action") == "submit":
             await _call(service.fire, ctx, who(user), nid, "SUBMIT", "")
 
-    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=updated")
+    submit = (await request.form()).get("action") == "submit"
+    done = _done("SUBMIT") if submit else "done=updated"
+    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?{done}")
 
 
 @router.post("/requests/{nid}/event", response_class=HTMLResponse)
@@ -387,7 +444,8 @@ async def event(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) ->
         event, note = str(form.get("event", "")), str(form.get("note", ""))[:10_000]
         await _call(service.fire, ctx, who(user), nid, event, note)
 
-    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=updated")
+    done = _done(str((await request.form()).get("event", "")))
+    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?{done}")
 
 
 @router.post("/requests/{nid}/resources/{row}/event", response_class=HTMLResponse)
@@ -404,8 +462,12 @@ async def resource_event(
         )
         await _call(service.resource_fire, ctx, who(user), nid, row, req)
 
-    back = (await request.form()).get("back", "")
-    done = "/inbox?done=updated" if back == "inbox" else f"/requests/{nid}?done=updated"
+    form = await request.form()
+    query = _done(str(form.get("event", "")), row)
+    if form.get("back", "") == "inbox":
+        done = f"/inbox?{query}&request={quote(nid)}"
+    else:
+        done = f"/requests/{nid}?{query}"
     return await _act(request, ctx, user, nid, action, done)
 
 
@@ -459,12 +521,21 @@ async def inbox(
             res["actions"] = resource_actions(user, neg, res)
             item = {"neg": neg, "res": res}
             (waiting if res["actions"] else decided).append(item)
+    decided_neg = next(
+        (
+            item["neg"]
+            for item in waiting + decided
+            if item["neg"]["id"] == request.query_params.get("request")
+        ),
+        None,
+    )
     return render(
         request,
         ctx,
         "inbox.html",
         user,
         title="DAC inbox",
+        flash=event_notice(request.query_params, decided_neg) if decided_neg else "",
         waiting=waiting,
         reviews=reviews,
         decided=decided[:50],
