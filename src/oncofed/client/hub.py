@@ -1,4 +1,15 @@
-"""A small synchronous client for the hub API (used by the CLI, tests and notebooks)."""
+"""The researcher's SDK: a small synchronous client for the hub API, the same one the CLI
+uses (so a notebook and `oncofed` see the same answers, refusals and grants).
+
+    from oncofed.client import HubClient
+    hub = HubClient.from_saved()                 # the hub and token `oncofed login` saved
+    result = hub.search(where=["diagnosis=lung cancer", "modality=CT"])
+    result.to_frame()                            # one row per provider and dataset
+
+Every method returns the hub's JSON (a ``dict``; searches, Beacon answers and the
+vocabulary also have ``.to_frame()``) and raises :class:`HubError` with the hub's own
+explanation when it refuses.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from oncofed.client.results import BeaconResult, SearchResult, Vocabulary
 
 # How long fetched visas are presented before asking the hub again, and how many fit in the
 # header the hub forwards to nodes (a node reads at most 50; the hub's field holds 20,000).
@@ -63,11 +76,14 @@ def _explain(detail: Any) -> str:
 
 
 class HubClient:
+    """A session with one hub, as one user (an API token from `oncofed login`, the portal's
+    account page, or :meth:`login`). Not thread-safe: one per thread."""
+
     def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-        self._vocabulary: dict[str, Any] | None = None
+        self._vocabulary: Vocabulary | None = None
         self._passport: tuple[float, str] | None = None
 
     @classmethod
@@ -133,6 +149,8 @@ class HubClient:
     # -- identity ---------------------------------------------------------------------------
 
     def login(self, username: str, password: str) -> str:
+        """Log in with a local account; this client uses the new token from now on, and
+        returns it (``save_login`` keeps it for the CLI)."""
         data = self._call(
             "POST", "/api/auth/token", data={"username": username, "password": password}
         ).json()
@@ -141,6 +159,8 @@ class HubClient:
         return token
 
     def save_login(self, token: str) -> Path:
+        """Keep `token` as this hub's login for `oncofed` and :meth:`from_saved` (file
+        readable by its owner only)."""
         path = credentials_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         saved = json.loads(path.read_text()) if path.exists() else {}
@@ -188,11 +208,13 @@ class HubClient:
         return self._passport[1]
 
     def me(self) -> dict[str, Any]:
+        """Who this client is: username and roles."""
         return dict(self._call("GET", "/api/me").json())
 
     # -- federation -------------------------------------------------------------------------
 
     def nodes(self) -> list[dict[str, Any]]:
+        """The enrolled nodes (providers), online or not, with when each was last seen."""
         return list(self._call("GET", "/api/nodes").json())
 
     def submit(
@@ -202,6 +224,7 @@ class HubClient:
         nodes: list[str] | None = None,
         ttl_seconds: int | None = None,
     ) -> str:
+        """Send a task of `kind` to `nodes` (all if None) and return its id at once."""
         payload = {
             "kind": kind,
             "body": body or {},
@@ -213,6 +236,8 @@ class HubClient:
     def results(
         self, task_id: str, wait_time: float = 0, wait_count: int | None = None
     ) -> dict[str, Any]:
+        """A task's per-node results, waiting up to `wait_time` s for them (or for
+        `wait_count` of them); ``complete`` says whether every node has a final status."""
         params: dict[str, Any] = {"wait_time": wait_time}
         if wait_count is not None:
             params["wait_count"] = wait_count
@@ -234,10 +259,11 @@ class HubClient:
         task_id = self.submit(kind, body, nodes, ttl_seconds)
         return self.results(task_id, wait_time=wait_time)
 
-    def vocabulary(self) -> dict[str, Any]:
-        """Every search key with its label, value type and allowed values (fetched once)."""
+    def vocabulary(self) -> Vocabulary:
+        """Every search key with its label, value type and allowed values (fetched once);
+        ``.to_frame()`` lists codes next to their labels."""
         if self._vocabulary is None:
-            self._vocabulary = dict(self._call("GET", "/api/vocabulary").json())
+            self._vocabulary = Vocabulary(self._call("GET", "/api/vocabulary").json())
         return self._vocabulary
 
     def search(
@@ -247,7 +273,7 @@ class HubClient:
         timeout_seconds: float = 10,
         *,
         where: str | list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> SearchResult:
         """Count matching patients across the federation; answers by the deadline with each
         provider's disclosure-controlled counts and status.
 
@@ -262,19 +288,21 @@ class HubClient:
             raise TypeError("search() takes either ast or where")
         limit = answer_within(timeout_seconds)
         if where is not None and self._vocabulary is None:
-            self._vocabulary = dict(self._call("GET", "/api/vocabulary", timeout=limit).json())
+            self._vocabulary = Vocabulary(
+                self._call("GET", "/api/vocabulary", timeout=limit).json()
+            )
         tree = criteria(self.vocabulary(), where) if where is not None else as_tree(ast or {})
         payload = {"ast": tree, "nodes": nodes or None, "timeout_seconds": timeout_seconds}
-        return dict(self._call("POST", "/api/search", json=payload, timeout=limit).json())
+        return SearchResult(self._call("POST", "/api/search", json=payload, timeout=limit).json())
 
-    def beacon(self, entry: str, timeout_seconds: float = 30, **params: str) -> dict[str, Any]:
+    def beacon(self, entry: str, timeout_seconds: float = 30, **params: str) -> BeaconResult:
         """Ask the hub's Beacon v2 network (every node's Beacon) about ``entry``, e.g.
         ``g_variants`` with ``geneId="KRAS"``; the answer keeps each node's status.
 
         The caller's granted visas go with the query, so ``requestedGranularity="record"``
         returns records from every dataset a grant covers (each node verifies the visa
         itself); elsewhere the answer stays a count or yes/no."""
-        return dict(
+        return BeaconResult(
             self._call(
                 "GET",
                 f"/beacon/v2/{entry}",
@@ -315,6 +343,7 @@ class HubClient:
         )
 
     def task(self, task_id: str) -> dict[str, Any]:
+        """A task's kind, targets and each node's status (no results)."""
         return dict(self._call("GET", f"/api/tasks/{task_id}").json())
 
     # -- access negotiation -----------------------------------------------------------------
@@ -381,6 +410,7 @@ class HubClient:
         )
 
     def comments(self, request_id: str) -> list[dict[str, Any]]:
+        """The comments on a request that the caller may read."""
         return list(self._call("GET", f"/api/negotiations/{request_id}/comments").json())
 
     def add_comment(
@@ -413,6 +443,7 @@ class HubClient:
         )
 
     def download_attachment(self, request_id: str, attachment_id: int) -> bytes:
+        """An attached document's bytes (the author, the request's DACs, admins)."""
         return self._call(
             "GET", f"/api/negotiations/{request_id}/attachments/{attachment_id}"
         ).content

@@ -26,18 +26,18 @@ from rich.progress import (
 )
 
 from oncofed.synth.generate import iter_patients, make_provider
-from oncofed.synth.manifest import FederationManifest, ProviderCounts, ProviderManifest
+from oncofed.synth.manifest import (
+    FORMATS,
+    FederationManifest,
+    ProviderCounts,
+    ProviderManifest,
+    SynthError,
+)
 from oncofed.synth.model import Provider
 from oncofed.synth.writers.clinical import ClinicalWriter, write_mapping
 from oncofed.synth.writers.dicom import write_patient_images
 from oncofed.synth.writers.fhir import write_bundle
 from oncofed.synth.writers.vcf import BATCH, VcfBatchWriter
-
-FORMATS: tuple[str, ...] = ("dicom", "clinical", "fhir", "vcf")
-
-
-class SynthError(Exception):
-    """A request the generator refuses, with a message that says what to do instead."""
 
 
 def _write_json(path: Path, data: Any) -> None:
