@@ -133,6 +133,9 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     page.get_by_label("Value (Ctrl/⌘ for several)").select_option(label="female")
     page.get_by_role("button", name="Add criterion").click()
     expect(page.locator(".chip.criterion")).to_have_text([re.compile(r"Sex is female\s*\u00d7")])
+    # The reloaded page's script (deferred) must be listening before the next choice; on a
+    # busy machine the chips show before it runs.
+    page.wait_for_load_state("load")
     page.get_by_label("Criterion").select_option(label="Age at diagnosis")
     page.get_by_label("In", exact=True).select_option(label="group 1 (AND)")
     page.get_by_label("Condition").select_option(label="between")

@@ -306,3 +306,23 @@ def test_audit_view_and_chain_check(hub: Hub) -> None:
         con.exec_driver_sql("UPDATE audit_entry SET reason = 'edited' WHERE seq = 1")
     page = admin.get("/admin/audit?verify=true").text
     assert "NOT intact" in page and "content was changed" in page
+
+
+def test_help_page_and_unknown_addresses(hub: Hub) -> None:
+    """Issue 15: a help page, unknown pages in the portal's look (JSON stays for programs),
+    and menus that offer each role only what it may open."""
+    anonymous = browser(hub)
+    page = anonymous.get("/help")
+    assert page.status_code == 200
+    for words in ("Tier 2", "&lt; 10", "Noise", "DUO", "fewer than 10 studies"):
+        assert words in page.text, words
+    html = {"accept": "text/html,application/xhtml+xml"}
+    r = anonymous.get("/no-such-page", headers=html)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "Page not found" in r.text and "There is no page at /no-such-page" in r.text
+    assert 'href="/help"' in r.text  # the portal's own navigation
+    assert anonymous.get("/no-such-page").json() == {"detail": "Not Found"}
+    assert anonymous.get("/api/no-such-thing", headers=html).json() == {"detail": "Not Found"}
+    # A DAC member is offered no cohort explorer (it would refuse them); a researcher is.
+    assert 'href="/cohort"' not in browser(hub, "dac1").get("/requests").text
+    assert 'href="/cohort"' in browser(hub, "alice").get("/requests").text
