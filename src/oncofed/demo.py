@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from oncofed.client.render import beacon_table, released, search_table
@@ -148,8 +149,10 @@ def _save_state(directory: Path, state: dict[str, Any]) -> None:
 
 def _build(
     fed: LocalFederation, nodes: int, patients: int, console: Console
-) -> dict[str, tuple[str, str]]:
-    """Generate the providers' data, start the hub, enrol and load the nodes."""
+) -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, str]]]:
+    """Generate the providers' data, start the hub, enrol and load the nodes. Returns the
+    demo's accounts, and the catalogue titles and countries its data holders would give
+    (a node publishes only its dataset ids)."""
     synthetic = fed.base / "synthetic"
     console.print(f"generating {nodes} synthetic providers x {patients} patients ...")
     manifest = generate_federation(
@@ -174,7 +177,10 @@ def _build(
             fed.add_node(provider.id, start=False)
         data[provider.id] = synthetic / provider.path
     load_data(fed, data, console)
-    return demo_users(fed, list(data))
+    return demo_users(fed, list(data)), {
+        f"{p.id}:{p.id}-oncology": {"title": f"{p.name}: oncology cohort", "country": p.country}
+        for p in manifest.providers
+    }
 
 
 def _oncofed() -> str:
@@ -206,6 +212,7 @@ def run_demo(
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     fed: LocalFederation | None = None
+    descriptions: dict[str, dict[str, str]] = {}
     try:
         reused = None if fresh else _reuse(directory, console)
         if reused is not None:
@@ -219,7 +226,7 @@ def run_demo(
             people = {k: (v[0], v[1]) for k, v in state["users"].items()}
         else:
             fed = LocalFederation(directory.resolve())
-            people = _build(fed, nodes, patients, console)
+            people, descriptions = _build(fed, nodes, patients, console)
         for name in fed.nodes:
             with console.status(f"starting node {name} ..."):
                 fed.start_node(name)
@@ -230,10 +237,16 @@ def run_demo(
         client = fed.admin()
         with console.status("publishing the nodes' datasets in the catalogue ..."):
             client.refresh_catalogue()
+            if reused is None:
+                for key, fields in descriptions.items():
+                    client.edit_dataset(key, **fields)
             listed = client.catalogue()
+        titles = escape("; ".join(str(d.get("title")) for d in listed.get("results", [])))
         console.print(
             f"[green]catalogue[/]: {listed.get('total', 0)} datasets published "
-            f"({fed.hub.url}/api/catalogue/datasets, DCAT at {fed.hub.url}/fdp)"
+            f"({fed.hub.url}/api/catalogue/datasets, DCAT at {fed.hub.url}/fdp): {titles}",
+            markup=True,
+            highlight=False,
         )
         if reused is None:
             _save_state(

@@ -108,8 +108,13 @@ def test_data_holder_edits_the_description(browser: Any, portal: Portal, shots: 
     page.goto("/catalogue/node-1:p1-cohort")
     page.get_by_label("Description", exact=True).fill("Lung and breast CT from our oncology unit.")
     page.get_by_label("Keywords (comma-separated)").fill("lung, CT, screening")
+    # The country from a list (issue 15: "Germany" was cut to "GER" and kept), and no
+    # placeholder sentence pre-filled as a collection method.
+    expect(page.get_by_label("Collection method")).to_have_value("")
+    page.get_by_label("Country").select_option(label="Germany (DEU)")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_contain_text("Saved")
+    expect(page.locator(".meta").first).to_contain_text("DEU")
     expect(page.locator(".prose").first).to_have_text("Lung and breast CT from our oncology unit.")
     shots(page, "dataset edited")
     # Another provider's dataset offers no edit form to this holder.
@@ -197,6 +202,15 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     expect(page.get_by_role("status")).to_contain_text("Submitted for review")
     request_url = page.url.split("?")[0]
     shots(page, "request submitted")
+    # The ethics approval, attached on the page, for the DACs to read (issue 15).
+    page.get_by_label(
+        "Attach a document (ethics approval, protocol; at most 10 MB)"
+    ).set_input_files(
+        files=[{"name": "ethics.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 x"}]
+    )
+    page.get_by_role("button", name="Attach", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("Document attached")
+    expect(page.locator("#documents")).to_contain_text("ethics.pdf")
     log_out(page)
 
     # -- the hub admin approves and starts it ------------------------------------------------
@@ -231,10 +245,13 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     )
     item.get_by_role("button", name="Grant access").click()
     expect(page.get_by_role("heading", name="Awaiting your decision (2)")).to_be_visible()
+    shots(page, "dac decided")
     expect(page.get_by_role("status")).to_contain_text(
         "Access granted: rita now holds a visa for node-1 cohort at node-1"
     )
-    shots(page, "dac decided")
+    page.goto(request_url)
+    expect(page.locator("#documents")).to_contain_text("ethics.pdf")
+    shots(page, "dac sees the request and its documents")
     log_out(page)
 
     # -- the researcher sees the change ------------------------------------------------------

@@ -225,6 +225,12 @@ def test_access_request_through_forms(hub: Hub) -> None:
         },
     )
     assert r.status_code == 422 and "fill in before submitting" in r.text
+    # ... in the form's own words: the labels, not the field keys (issue 15).
+    alert = r.text.split('role="alert">', 1)[1].split("</div>", 1)[0]
+    assert alert.startswith("Saved as a draft, not submitted yet: fill in before submitting:")
+    assert "Ethics approval (committee, number, date)" in alert and "GA4GH DUO" in alert
+    assert "ethics_approval" not in alert and "duo_codes" not in alert
+    assert r.text.count('value="submit"') == 1 and "Submit request" in r.text
     nid = re.search(r"/requests/(neg-[0-9a-f]+)", r.text).group(1)  # type: ignore[union-attr]
     r = alice.post(
         f"/requests/{nid}/form", data={"csrf": token, **form_fields({"action": "submit"})}
@@ -269,6 +275,25 @@ def test_access_request_through_forms(hub: Hub) -> None:
     assert re.search(r"<strong>dac1</strong> granted access for <strong>node-1</strong>", history)
     assert re.search(r"<strong>hub</strong> asked the provider\S* data access committee for "
                      r"<strong>node-2</strong>", history)  # fmt: skip
+    # A document attached in the portal is on the request page for the DAC (issue 15).
+    pdf = b"%PDF-1.4 ethics approval EC-2024-117\n"
+    r = alice.post(
+        f"/requests/{nid}/attachments",
+        data={"csrf": token},
+        files={"file": ("ethics approval.pdf", pdf, "application/pdf")},
+    )
+    assert r.status_code == 303 and r.headers["location"].endswith("done=attached#documents")
+    dac_page = dac.get(f"/requests/{nid}").text
+    link = re.search(
+        rf'href="(/requests/{nid}/attachments/\d+)" download>ethics approval.pdf', dac_page
+    )
+    assert link, dac_page.split('id="documents"')[1][:500]
+    assert 'name="file"' not in dac_page  # only the researcher attaches
+    got = dac.get(link.group(1))
+    assert got.content == pdf and got.headers["content-type"] == "application/octet-stream"
+    assert browser(hub, "bob").get(link.group(1)).status_code == 404
+    r = alice.post(f"/requests/{nid}/attachments", data={"csrf": token})
+    assert r.status_code == 422 and "choose a file to attach" in r.text
     grants = alice.get("/requests").text
     assert "Your access grants" in grants and "ds-a" in grants and "eyJ" in grants  # a JWT
     r = alice.post(f"/requests/{nid}/comments", data={"csrf": token, "body": "Thank you!"})

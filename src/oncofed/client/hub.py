@@ -317,6 +317,12 @@ class HubClient:
         params = {"q": q, **facets}
         return dict(self._call("GET", "/api/catalogue/datasets", params=params).json())
 
+    def edit_dataset(self, key: str, **fields: Any) -> dict[str, Any]:
+        """Change a dataset's descriptive fields in the catalogue (a data holder of its
+        node, or an admin): title, description, keywords, country ... ``None`` returns a
+        field to its default. `key` is the catalogue's, e.g. ``"node-1:p1-cohort"``."""
+        return dict(self._call("PATCH", f"/api/catalogue/datasets/{key}", json=fields).json())
+
     def refresh_catalogue(
         self, nodes: list[str] | None = None, timeout_seconds: float = 30
     ) -> dict[str, Any]:

@@ -4,6 +4,7 @@ service, so the lifecycle, the role checks and the audit are the API's own."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from oncofed.hub.auth import Caller
 from oncofed.hub.catalogue import service as catalogue
@@ -205,6 +207,23 @@ def _form_from(form: Any) -> AccessForm:
     return AccessForm.model_validate(data)
 
 
+DUO_NEEDED = "Data use: one primary purpose (GA4GH DUO)"
+
+
+def _in_words(message: str) -> str:
+    """The hub's "fill in before submitting: a, b" with the labels the page shows."""
+    head, found, fields = message.partition("fill in before submitting:")
+    if not found:
+        return message
+    end = "." if fields.rstrip().endswith(".") else ""
+    fields = re.sub(r"duo_codes \([^)]*\)", "duo_codes", fields.rstrip().rstrip("."))
+    names = [
+        DUO_NEEDED if key.strip() == "duo_codes" else FIELD_LABELS.get(key.strip(), key.strip())
+        for key in fields.split(",")
+    ]
+    return f"{head}fill in before submitting: {'; '.join(names)}{end}"
+
+
 def _errors(exc: ValidationError) -> str:
     return "; ".join(
         f"{FIELD_LABELS.get(str(e['loc'][-1]), str(e['loc'][-1]))}: {e['msg']}"
@@ -351,7 +370,8 @@ async def create_request(
         try:
             await _call(service.fire, ctx, who(user), neg["id"], "SUBMIT", "")
         except NegotiationError as exc:
-            return await _detail(request, ctx, user, neg["id"], exc.status, exc.message)
+            message = f"Saved as a draft, not submitted yet: {exc.message}."
+            return await _detail(request, ctx, user, neg["id"], exc.status, message)
         return RedirectResponse(f"/requests/{neg['id']}?{_done('SUBMIT')}", status_code=303)
     return RedirectResponse(f"/requests/{neg['id']}?done=created", status_code=303)
 
@@ -367,6 +387,7 @@ async def _detail(
     try:
         neg = await _call(service.get, ctx, who(user), nid)
         comments = await _call(service.comments, ctx, who(user), nid)
+        documents = await _call(service.attachments, ctx, who(user), nid)
     except NegotiationError as exc:
         return render(
             request, ctx, "error.html", user, exc.status, title="Not found", message=exc.message
@@ -385,11 +406,14 @@ async def _detail(
         user,
         status_code,
         title=neg["title"],
-        error=error,
+        error=_in_words(error),
         flash="" if error else event_notice(request.query_params, neg),
         neg=neg,
         actions=negotiation_actions(user, neg),
         comments=comments,
+        documents=documents,
+        may_attach=neg["owner"] == user.username
+        and neg["state"] not in lc.FINAL_NEGOTIATION_STATES,
         editable=neg["owner"] == user.username and neg["state"] == lc.NegotiationState.DRAFT,
         form=AccessForm.model_validate(neg["form"]),
         labels=FIELD_LABELS,
@@ -483,6 +507,46 @@ async def revoke_visa(
         await _call(service.revoke, ctx, who(user), jti, req.reason)
 
     return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=revoked#visas")
+
+
+@router.post("/requests/{nid}/attachments", response_class=HTMLResponse)
+async def attach(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) -> Response:
+    """The researcher adds a document (the ethics approval, a protocol) for the DACs."""
+
+    async def action(form: Any) -> None:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise NegotiationError(422, "choose a file to attach")
+        data = await upload.read(service.MAX_ATTACHMENT_BYTES + 1)
+        await _call(
+            service.add_attachment,
+            ctx,
+            who(user),
+            nid,
+            upload.filename,
+            upload.content_type or "application/octet-stream",
+            data,
+        )
+
+    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=attached#documents")
+
+
+@router.get("/requests/{nid}/attachments/{att_id}")
+async def download(request: Request, nid: str, att_id: int, ctx: Ctx, user: AnyUser) -> Response:
+    """A document of the request, for whoever may see the request (as the API's download:
+    never shown inline by the browser)."""
+    try:
+        att = await _call(service.attachment, ctx, who(user), nid, att_id)
+    except NegotiationError as exc:
+        return render(
+            request, ctx, "error.html", user, exc.status, title="Not found", message=exc.message
+        )
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in att.filename)
+    return Response(
+        att.data,
+        media_type="application/octet-stream",
+        headers={"content-disposition": f'attachment; filename="{safe}"'},
+    )
 
 
 @router.post("/requests/{nid}/comments", response_class=HTMLResponse)

@@ -91,6 +91,7 @@ NOTICES = {
     "created": "Draft created. Fill in what is missing, then submit.",
     "updated": "Changes saved.",
     "commented": "Comment added.",
+    "attached": "Document attached: the providers' data access committees can read it here.",
     "revoked": "Visa revoked: nodes refuse it from their next revocation list (within a minute).",
 }
 
