@@ -6,6 +6,7 @@ member grants access from the inbox; the researcher sees the state change."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -143,7 +144,7 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     page.wait_for_load_state("load")
     page.get_by_label("Criterion").select_option(label="Age at diagnosis")
     page.get_by_label("In", exact=True).select_option(label="group 1 (AND)")
-    page.get_by_label("Condition").select_option(label="between")
+    page.get_by_label("Comparison").select_option(label="between")
     page.get_by_label("From / value (years)").fill("30")
     page.get_by_label("To (years)").fill("90")
     page.get_by_role("button", name="Add criterion").click()
@@ -168,6 +169,13 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     page.get_by_role("button", name="Save query").click()
     share = page.get_by_label("Share link").input_value()
     assert "/cohort?saved=" in share
+    # Saving keeps the results on screen, and what is shown downloads as CSV (issue 15).
+    expect(page.locator("#results")).to_contain_text("3 of 3 providers answered")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download these counts (CSV)").click()
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0].startswith("provider,status,dataset,dataset_name,patients,patients_fewer_than")
+    assert [r.split(",")[0] for r in rows[1:]] == ["node-1", "node-2", "node-3"]
     page.goto(share)
     expect(page.get_by_role("status")).to_contain_text("Women 30-90")
     expect(page.locator(".chip.criterion")).to_have_count(2)

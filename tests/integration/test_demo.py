@@ -34,7 +34,7 @@ def test_demo_runs_once(tmp_path: Path) -> None:
     assert re.search(r"\((10|15|<10)\)", out.stdout), out.stdout[-2000:]
     assert "admin login" in out.stdout
     # The catalogue's titles are people's words, not dataset ids (issue 15).
-    assert "Charité Berlin: oncology cohort" in " ".join(out.stdout.split())
+    assert "Charité Berlin (synthetic): oncology cohort" in " ".join(out.stdout.split())
     # The sample federated search and the Beacon network query ran through the hub.
     assert "federated search, CT imaging" in out.stdout, out.stdout[-3000:]
     assert "Beacon v2 network, variants in KRAS: exists" in out.stdout, out.stdout[-3000:]

@@ -47,7 +47,7 @@ function valueFields(spec) {
   if (!spec) return;
   const type = el("select", { name: "type" });
   for (const t of [...spec.types].sort()) type.append(el("option", { value: t }, [TYPE_WORDS[t] || t]));
-  box.append(field("c-type", "Condition", type));
+  box.append(field("c-type", "Comparison", type));
   const unit = spec.unit ? ` (${spec.unit})` : "";
   if (spec.value_type === "number") {
     box.append(field("c-min", `From / value${unit}`, el("input", { name: "min", inputmode: "decimal" })));
