@@ -117,7 +117,7 @@ class HubClient:
         whose answer a grant can widen (Beacon records, Tier 3 analyses) sets it, so that a
         researcher never has to fetch and pass visas by hand."""
         if with_visas:
-            passport = self.passport()
+            passport = self.passport(kwargs.get("timeout"))
             if passport:
                 kwargs["headers"] = {**kwargs.get("headers", {}), PASSPORT_HEADER: passport}
         try:
@@ -178,7 +178,7 @@ class HubClient:
         self.http.headers.pop("authorization", None)
         return count
 
-    def passport(self) -> str:
+    def passport(self, timeout: httpx.Timeout | float | None = None) -> str:
         """The caller's valid visas as a ``GA4GH-Passport`` header value ('' without any).
 
         Fetched from the hub at most once a minute (a revoked visa drops out at the next
@@ -188,7 +188,8 @@ class HubClient:
         if self._passport is not None and now - self._passport[0] < PASSPORT_SECONDS:
             return self._passport[1]
         try:
-            visas = self.visas()
+            limit = timeout if timeout is not None else self.http.timeout
+            visas = list(self._call("GET", "/api/visas", timeout=limit).json()["visas"])
         except HubError as exc:
             if exc.status in (401, 403, 404):
                 visas = []
