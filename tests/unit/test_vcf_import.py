@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from oncofed.node.ingest.common import NodeTarget
-from oncofed.node.ingest.vcf import SampleMap, ingest_vcf, normalise_chrom
+from oncofed.node.ingest.vcf import SampleMap, ingest_vcf, normalise_chrom, trim_alleles
 from tests.clinical_fixtures import bff_assets, make_node, make_synth
 
 ZYGOSITY = {"GENO:GENO_0000458": "heterozygous", "GENO:GENO_0000136": "homozygous"}
@@ -152,3 +154,51 @@ def test_sample_map_csv(target: NodeTarget, tmp_path: Path) -> None:
         ("T", p1, "1/2", "heterozygous"),
         ("G", p2, "1|1", "homozygous"),
     }
+
+
+@given(
+    left=st.text("ACGT", max_size=3),
+    core_ref=st.text("ACGT", min_size=1, max_size=4),
+    core_alt=st.text("ACGT", min_size=1, max_size=4),
+    right=st.text("ACGT", max_size=3),
+    pos=st.integers(1, 10**8),
+)
+def test_trimmed_alleles_are_minimal_and_equivalent(
+    left: str, core_ref: str, core_alt: str, right: str, pos: int
+) -> None:
+    ref, alt = left + core_ref + right, left + core_alt + right
+    if ref == alt:
+        return
+    p, r, a = trim_alleles(pos, ref, alt)
+    # the same change: the trimmed pair, padded back with what was cut, is the original
+    cut = p - pos
+    assert ref[:cut] == alt[:cut]
+    assert ref[:cut] + r + ref[cut + len(r) :] == ref
+    assert alt[:cut] + a + alt[cut + len(a) :] == alt
+    assert ref[cut + len(r) :] == alt[cut + len(a) :]
+    # minimal: no shared base left at either end while both alleles are longer than one
+    if len(r) > 1 and len(a) > 1:
+        assert r[0] != a[0] and r[-1] != a[-1]
+    assert trim_alleles(p, r, a) == (p, r, a)  # idempotent
+
+
+def test_unnormalised_alleles_are_trimmed_before_typing(target: NodeTarget, tmp_path: Path) -> None:
+    vcf = tmp_path / "padded.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##reference=GRCh38\n##contig=<ID=chr1,length=100000>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tP1-T1\n"
+        "chr1\t100\t.\tTATATA\tAATATA\t.\tPASS\t.\tGT\t0/1\n"
+        "chr1\t200\t.\tCTTT\tCTT\t.\tPASS\t.\tGT\t1/1\n"
+        "chr1\t300\t.\tGAC\tGTT\t.\tPASS\t.\tGT\t0/1\n"
+    )
+    assert ingest_vcf([vcf], target).ingested == 1
+    with target.store.reading() as con:
+        rows = con.execute(
+            "SELECT pos, ref, alt, variant_type, id FROM variant ORDER BY pos"
+        ).fetchall()
+    assert rows == [
+        (100, "T", "A", "SNP", "GRCh38:1:100:T:A"),
+        (200, "CT", "C", "INDEL", "GRCh38:1:200:CT:C"),
+        (301, "AC", "TT", "MNP", "GRCh38:1:301:AC:TT"),
+    ]

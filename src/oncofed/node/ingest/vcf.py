@@ -7,8 +7,10 @@ records of that patient carry. Only non-reference calls are stored (``0/0`` and 
 not). Gene, consequence and protein change come from ``ANN`` (SnpEff) or ``CSQ`` (VEP)
 annotations when present; every gene an annotation names is indexed for gene queries.
 
-Multi-allelic records are split into one variant per alternate allele. Chromosome names are
-stored without a ``chr`` prefix (``1``, ``X``, ``MT``); queries accept either.
+Multi-allelic records are split into one variant per alternate allele, and each allele pair
+is stored trimmed (:func:`trim_alleles`), so that its type and its id do not depend on how
+the caller padded it. Chromosome names are stored without a ``chr`` prefix (``1``, ``X``,
+``MT``); queries accept either.
 """
 
 from __future__ import annotations
@@ -61,8 +63,27 @@ def normalise_assembly(name: str) -> str:
     return ASSEMBLIES.get(name.strip().lower(), name.strip())
 
 
+def trim_alleles(pos: int, ref: str, alt: str) -> tuple[int, str, str]:
+    """The parsimonious form of an allele pair: shared trailing, then leading, bases removed
+    while both alleles keep one (the VCF anchor base of an indel stays).
+
+    ``TATATA>AATATA`` at 100 is ``T>A`` at 100, a SNP; ``CTT>CT`` is ``CT>C``; an indel
+    already anchored is unchanged. Without the reference sequence this cannot left-align,
+    so a caller's unaligned indel stays where it is; bcftools norm does both.
+    """
+    ref, alt = ref.upper(), alt.upper()
+    if alt.startswith("<"):
+        return pos, ref, alt
+    while len(ref) > 1 and len(alt) > 1 and ref[-1] == alt[-1]:
+        ref, alt = ref[:-1], alt[:-1]
+    while len(ref) > 1 and len(alt) > 1 and ref[0] == alt[0]:
+        ref, alt, pos = ref[1:], alt[1:], pos + 1
+    return pos, ref, alt
+
+
 def variant_type(ref: str, alt: str) -> str:
-    """Beacon/BFF variant types: SNP, MNP, INDEL, or the symbolic allele's type."""
+    """Beacon/BFF variant types: SNP, MNP, INDEL, or the symbolic allele's type (of alleles
+    already trimmed by :func:`trim_alleles`)."""
     if alt.startswith("<") and alt.endswith(">"):
         return alt[1:-1].split(":")[0]
     if len(ref) == len(alt):
@@ -262,9 +283,10 @@ def _rows(
                     str(path), f"record {n} ({v.CHROM}:{v.POS})", "ALT", "bases or <TYPE>", alt
                 )
             genes, effect, protein = ann.for_alt(raw_ann, alt)
-            vid = variant_id(assembly, chrom, v.POS, ref, alt)
+            pos, t_ref, t_alt = trim_alleles(v.POS, ref, alt)
+            vid = variant_id(assembly, chrom, pos, t_ref, t_alt)
             row = [
-                vid, assembly, chrom, v.POS, ref, alt, variant_type(ref, alt),
+                vid, assembly, chrom, pos, t_ref, t_alt, variant_type(t_ref, t_alt),
                 genes[0] if genes else None, effect, protein,
             ]  # fmt: skip
             calls = None
