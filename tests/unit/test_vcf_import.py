@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,78 @@ def test_unnormalised_alleles_are_trimmed_before_typing(target: NodeTarget, tmp_
         (200, "CT", "C", "INDEL", "GRCh38:1:200:CT:C"),
         (301, "AC", "TT", "MNP", "GRCh38:1:301:AC:TT"),
     ]
+
+
+def _no_trace_of(target: NodeTarget, dataset: str) -> None:
+    with target.store.reading() as con:
+        for table in ("variant", "variant_call", "patient", "biosample"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+        rows = con.execute("SELECT id FROM dataset WHERE id = ?", [dataset]).fetchall()
+        assert rows == []  # no empty dataset for the catalogue to publish
+
+
+@pytest.mark.parametrize("cut", ["bgzf", "plain"])
+def test_truncated_vcf_is_one_line_and_loads_nothing(
+    cut: str, target: NodeTarget, tmp_path: Path
+) -> None:
+    whole = bff_assets() / "test_1000G.norm.ann.dbnsfp.clinvar.cosmic.vcf.gz"
+    if cut == "bgzf":
+        vcf = tmp_path / "cut.vcf.gz"
+        vcf.write_bytes(whole.read_bytes()[:100_000])  # inside a BGZF block
+    else:
+        vcf = tmp_path / "cut.vcf"
+        vcf.write_bytes(gzip.decompress(whole.read_bytes())[:150_000])  # inside a line
+    samples = SampleMap.from_options(r"^(?P<patient>.+)$")
+    report = ingest_vcf([vcf], target, "g1k", samples, "GRCh37")
+    outcome = report.files[0]
+    assert outcome.status == "rejected"
+    assert "\n" not in outcome.detail and str(vcf) in outcome.detail
+    assert "truncated" in outcome.detail and re.search(r"after line \d+ \(1:\d+\)", outcome.detail)
+    _no_trace_of(target, "g1k")
+
+
+def test_truncated_vcf_through_the_cli_exits_1_without_a_traceback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from oncofed.cli import app
+
+    node = tmp_path / "node"
+    init = ["node", "init", "--dir", str(node), "--name", "cut-node"]
+    assert CliRunner().invoke(app, init).exit_code == 0
+    whole = bff_assets() / "test_1000G.norm.ann.dbnsfp.clinvar.cosmic.vcf.gz"
+    vcf = tmp_path / "cut.vcf.gz"
+    vcf.write_bytes(whole.read_bytes()[:100_000])
+    result = CliRunner().invoke(
+        app, ["node", "ingest", "vcf", str(vcf), "--dir", str(node), "--assembly", "GRCh37"]
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "truncated" in result.output
+
+
+def test_header_missing_a_sample_is_refused(target: NodeTarget, tmp_path: Path) -> None:
+    vcf = tmp_path / "shifted.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##reference=GRCh38\n##contig=<ID=chr1,length=1000>\n"
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tP1-T1\tP2-T1\n"
+        "chr1\t100\t.\tA\tG\t.\tPASS\t.\tGT\t0/1\t0/0\t1/1\n"
+        "chr1\t200\t.\tA\tC\t.\tPASS\t.\tGT\t0/0\t0/1\t0/1\n"
+    )
+    outcome = ingest_vcf([vcf], target, "shifted").files[0]
+    assert outcome.status == "rejected"
+    assert "line 6 (chr1:100)" in outcome.detail and "missing from the header" in outcome.detail
+    _no_trace_of(target, "shifted")
+
+
+def test_the_ledger_knows_the_dataset(synth: Path, target: NodeTarget) -> None:
+    gz = next((synth / "variants").glob("*.vcf.gz"))
+    assert ingest_vcf([gz], target, "first").ingested == 1
+    again = ingest_vcf([gz], target, "first")
+    assert again.unchanged == 1 and "first" in again.files[0].detail
+    other = ingest_vcf([gz], target, "second")  # the same file into another dataset
+    assert other.ingested == 1, other.files
+    with target.store.reading() as con:
+        calls = dict(
+            con.execute("SELECT dataset_id, count(*) FROM variant_call GROUP BY 1").fetchall()
+        )
+    assert calls["second"] == calls["first"] > 0

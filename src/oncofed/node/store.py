@@ -181,6 +181,8 @@ SCHEMA: tuple[str, ...] = (
     "ALTER TABLE disease ADD COLUMN IF NOT EXISTS grade VARCHAR",
     "ALTER TABLE biosample ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
     "ALTER TABLE variant_call ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
+    # The ledger keys an import by its content *and* dataset (issue 14).
+    "ALTER TABLE ingest_ledger ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
     """CREATE TABLE IF NOT EXISTS variant_gene (
         variant_id VARCHAR NOT NULL,
         gene VARCHAR NOT NULL
