@@ -33,6 +33,7 @@ from oncofed.beacon.wire import (
     _ontology_term,
 )
 from oncofed.node.ingest.codes import ICD10_SITE, SITE_SNOMED
+from oncofed.node.ingest.vocab import cancers
 from oncofed.node.store import NodeStore
 from oncofed.privacy.disclose import release_count
 from oncofed.privacy.errors import BudgetExhausted, RateLimited
@@ -190,9 +191,10 @@ class BeaconEngine(BeaconFramework):
             terms.append({"type": "ontologyTerm", "id": f"ICD10:{code}", "label": code,
                           "scopes": ["individual", "biosample", "genomicVariant"]})  # fmt: skip
         for (code,) in sites:
-            label = next((k for k, v in SITE_SNOMED.items() if v == code), code)
-            terms.append({"type": "ontologyTerm", "id": f"SNOMEDCT:{code}",
-                          "label": f"{label} cancer" if label != code else code,
+            site = next((k for k, v in SITE_SNOMED.items() if v == code), None)
+            cancer = cancers().get(code)
+            label = f"{site} cancer" if site else cancer.label if cancer else code
+            terms.append({"type": "ontologyTerm", "id": f"SNOMEDCT:{code}", "label": label,
                           "scopes": ["individual", "biosample", "genomicVariant"]})  # fmt: skip
         for code, agent in atc:
             terms.append({"type": "ontologyTerm", "id": f"ATC:{code}", "label": agent or code,
