@@ -149,7 +149,7 @@ def _resources(data: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 def is_ndjson(path: Path) -> bool:
-    return path.name.endswith((".ndjson", ".ndjson.gz")) or path.suffix == ".jsonl"
+    return path.suffix in (".ndjson", ".jsonl")
 
 
 def read_resources(path: Path) -> list[tuple[str, dict[str, Any]]]:
