@@ -42,7 +42,8 @@ class DatasetCounts:
     subjects: int = 0
     studies: int = 0
     gender: dict[str, int] = field(default_factory=dict)
-    ages: dict[int, int] = field(default_factory=dict)  # youngest age at diagnosis → subjects
+    # youngest age at diagnosis (else at the first study) → subjects
+    ages: dict[int, int] = field(default_factory=dict)
     modalities: dict[str, int] = field(default_factory=dict)  # DICOM code → subjects
     body_parts: dict[str, int] = field(default_factory=dict)  # upper case → subjects
 

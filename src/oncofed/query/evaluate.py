@@ -15,7 +15,7 @@ from typing import Any
 
 from oncofed.query.ast import Condition, Operation, Range, value_list
 from oncofed.query.counts import Cursor, DatasetCounts
-from oncofed.query.vocabulary import KEYS_BY_NAME, KeySpec
+from oncofed.query.vocabulary import BODY_PART, KEYS_BY_NAME, KeySpec, body_part_term
 
 Row = dict[str, Any]
 Node = Operation | Condition
@@ -61,7 +61,29 @@ def load_cohort(con: Cursor) -> Cohort:
         for row in _fetch(con, sql):
             by_patient[row["patient_id"]].append(row)
         cohort.rows[table] = dict(by_patient)
+    _ages_from_studies(cohort)
     return cohort
+
+
+def _ages_from_studies(cohort: Cohort) -> None:
+    """The age key's rule: a patient with no age at diagnosis is aged at the first study
+    (on every disease record, or on a record of its own when there is none)."""
+    diseases = cohort.rows["disease"]
+    for patient in cohort.patients:
+        pid = patient["id"]
+        ages = [
+            s["age_at_study"]
+            for s in cohort.records("imaging_study", pid)
+            if s["age_at_study"] is not None
+        ]
+        records = diseases.get(pid, [])
+        if not ages or any(d["age_at_diagnosis"] is not None for d in records):
+            continue
+        if records:
+            for d in records:
+                d["age_at_diagnosis"] = min(ages)
+        else:
+            diseases[pid] = [{"patient_id": pid, "age_at_diagnosis": min(ages)}]
 
 
 _TABLE = {
@@ -146,6 +168,8 @@ def condition_holds(spec: KeySpec, cond: Condition, row: Row) -> bool:
         codes = [c for c in spec.codes if c.code in values]
         if spec.code_match == "like":
             return any(_like(m, text.lower()) for c in codes for m in c.match)
+        if spec is BODY_PART:
+            text = body_part_term(text)
         return text.upper() in {m.upper() for c in codes for m in c.match}
     if spec.kind == "stage":
         return any(_stage_matches(text.upper(), str(v)) for v in values)
@@ -315,8 +339,8 @@ def evaluate_counts(op: Operation, cohort: Cohort) -> list[DatasetCounts]:
             studies[ds].add(s["study_uid"])
             if s["modality"] is not None:
                 modality_subjects[ds][s["modality"].upper()].add(patient["id"])
-            if s["body_part"] is not None:
-                part_subjects[ds][s["body_part"].upper()].add(patient["id"])
+            if s["body_part"] is not None and body_part_term(s["body_part"]):
+                part_subjects[ds][body_part_term(s["body_part"])].add(patient["id"])
         if not criteria:
             studies[ds].update(s["uid"] for s in cohort.records("imaging_study", patient["id"]))
     for ds, entry in out.items():
