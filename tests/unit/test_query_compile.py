@@ -302,6 +302,12 @@ def assert_counts_agree(store: NodeStore, queries: list[dict[str, Any]]) -> None
             expected = evaluate_counts(op, cohort)
             assert count_matches(con, op) == expected, raw
             assert store.search_counts(op) == expected, raw
+            # Each subject's studies clipped to the policy's bound (here 1: the generator
+            # gives a subject up to two studies).
+            clipped = evaluate_counts(op, cohort, max_studies=1)
+            assert count_matches(con, op, 1) == clipped, raw
+            assert store.search_counts(op, 1) == clipped, raw
+            assert all(c.studies <= c.subjects for c in clipped)
 
 
 @settings(max_examples=80, deadline=None)

@@ -118,7 +118,7 @@ def describe(ctx: NodeContext) -> dict[str, Any]:
     node_id = ctx.settings.node_id or ctx.settings.name
     qhash = query_hash(EVERYONE)
     with ctx.store.reading() as con:
-        counts = count_matches(con, EVERYONE)
+        counts = count_matches(con, EVERYONE, policy.max_studies_per_subject)
         conditions = _condition_counts(con)
         manufacturers = _manufacturer_counts(con)
         rows = {

@@ -341,7 +341,7 @@ class NodeStore:
         finally:
             cur.close()
 
-    def search_counts(self, op: Operation) -> list[DatasetCounts]:
+    def search_counts(self, op: Operation, max_studies: int | None = None) -> list[DatasetCounts]:
         """Exact raw counts of a canonical query per dataset, for federated search.
 
         The same numbers as :func:`oncofed.query.counts.count_matches`, counted in memory
@@ -357,7 +357,7 @@ class NodeStore:
             search = self._search
         generation = self.generation  # read before the check, so a write after it counts
         with self.reading() as con:
-            return search.counts(con, op, generation)
+            return search.counts(con, op, generation, max_studies)
 
     def close(self) -> None:
         with self._lock:

@@ -80,8 +80,10 @@ def headline_noise(
 ) -> dict[tuple[str, str], int]:
     """The cached noise of every dataset's subjects and studies counts, in one ledger call.
 
-    Studies have the larger sensitivity: one subject may add up to
-    ``max_studies_per_subject`` of them.
+    Studies have the larger sensitivity: one subject adds up to
+    ``max_studies_per_subject`` of them, and no more: the counts are clipped to that bound
+    per subject before they get here (``count_matches(..., max_studies)``), so the bound
+    holds for a subject with more studies too.
     """
     subjects_scale = 1.0 / policy.epsilon
     studies_scale = policy.max_studies_per_subject / policy.epsilon

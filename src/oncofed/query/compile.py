@@ -442,7 +442,7 @@ STALENESS = (
 )
 
 
-def counts_statement(op: Operation) -> Sql:
+def counts_statement(op: Operation, max_studies: int | None = None) -> Sql:
     """One statement over the search index returning ``(ds, stat, label, n)`` rows.
 
     ``ds`` is the index's dataset number. The first row is ``(NULL, 'stale', '', k)``: the
@@ -454,7 +454,8 @@ def counts_statement(op: Operation) -> Sql:
     ``body_part`` (label: stored value upper case, body parts as letters and digits only;
     ``n`` counts distinct subjects). Studies are those of the matching subjects
     that hold a series satisfying one of the query's series-level criteria groups, or all
-    their studies when the query has none.
+    their studies when the query has none; with ``max_studies``, at most that many per
+    subject.
     """
     compiled = compile_query(op)
     series_filter = compiled.series_filter
@@ -471,6 +472,13 @@ def counts_statement(op: Operation) -> Sql:
         )
         ser = "SELECT ds, pk, st, modality, body_part FROM sf s"
         studies = "ser"
+    if max_studies is None:
+        studies_count = f"SELECT ds, 'studies', '', count(DISTINCT st) FROM {studies} GROUP BY ds"
+    else:  # its placeholder is the last in the statement: the bound goes last
+        studies_count = (
+            "SELECT ds, 'studies', '', sum(least(n, ?))::BIGINT FROM (SELECT ds, pk, "
+            f"count(DISTINCT st) AS n FROM {studies} GROUP BY ds, pk) GROUP BY ds"
+        )
     text = f"""
         WITH {sf.text}
         m AS MATERIALIZED (
@@ -491,7 +499,7 @@ def counts_statement(op: Operation) -> Sql:
             FROM m GROUP BY GROUPING SETS ((ds), (ds, sex_label), (ds, min_age))
             HAVING GROUPING(min_age) = 1 OR min_age IS NOT NULL
         UNION ALL
-        SELECT ds, 'studies', '', count(DISTINCT st) FROM {studies} GROUP BY ds
+        {studies_count}
         UNION ALL
         SELECT ds, 'modality', modality, count(*)
             FROM (SELECT DISTINCT ds, pk, modality FROM ser WHERE modality IS NOT NULL)
@@ -501,4 +509,7 @@ def counts_statement(op: Operation) -> Sql:
             FROM (SELECT DISTINCT ds, pk, body_part FROM ser WHERE body_part IS NOT NULL)
             GROUP BY ds, body_part
     """
-    return Sql(text, sf.params + compiled.where.params)
+    params = sf.params + compiled.where.params
+    if max_studies is not None:
+        params.append(max_studies)
+    return Sql(text, params)

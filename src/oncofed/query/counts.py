@@ -88,9 +88,15 @@ def rebuild_search_index(con: Cursor, *, force: bool = False) -> bool:
         return True
 
 
-def count_matches(con: Cursor, op: Operation) -> list[DatasetCounts]:
-    """Run a canonical query; one entry per dataset of the store, in id order."""
-    stmt = counts_statement(op)
+def count_matches(
+    con: Cursor, op: Operation, max_studies: int | None = None
+) -> list[DatasetCounts]:
+    """Run a canonical query; one entry per dataset of the store, in id order.
+
+    ``max_studies``: each subject adds at most this many studies to the studies count (the
+    policy's ``max_studies_per_subject``, the sensitivity the noise is scaled to); None
+    counts every distinct study."""
+    stmt = counts_statement(op, max_studies)
     rows: list[tuple[Any, ...]] = []
     for _ in range(5):
         try:

@@ -309,7 +309,9 @@ def series_criteria(op: Operation) -> list[list[Node]]:
     return found
 
 
-def evaluate_counts(op: Operation, cohort: Cohort) -> list[DatasetCounts]:
+def evaluate_counts(
+    op: Operation, cohort: Cohort, max_studies: int | None = None
+) -> list[DatasetCounts]:
     """The same raw counts as :func:`oncofed.query.counts.count_matches`, in Python."""
     ev = Evaluator(cohort)
     criteria = series_criteria(op)
@@ -317,6 +319,7 @@ def evaluate_counts(op: Operation, cohort: Cohort) -> list[DatasetCounts]:
         i: DatasetCounts(i, n, d) for i, (n, d) in cohort.datasets.items()
     }
     studies: dict[str, set[str]] = defaultdict(set)
+    clipped: dict[str, int] = defaultdict(int)  # each subject's studies, at most max_studies
     modality_subjects: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     part_subjects: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for patient in cohort.patients:
@@ -333,18 +336,22 @@ def evaluate_counts(op: Operation, cohort: Cohort) -> list[DatasetCounts]:
         ]
         if ages:
             entry.ages[min(ages)] = entry.ages.get(min(ages), 0) + 1
+        own: set[str] = set()
         for s in cohort.records("imaging_series", patient["id"]):
             if criteria and not any(all(_on_record(n, s) for n in c) for c in criteria):
                 continue
-            studies[ds].add(s["study_uid"])
+            own.add(s["study_uid"])
             if s["modality"] is not None:
                 modality_subjects[ds][s["modality"].upper()].add(patient["id"])
             if s["body_part"] is not None and body_part_term(s["body_part"]):
                 part_subjects[ds][body_part_term(s["body_part"])].add(patient["id"])
         if not criteria:
-            studies[ds].update(s["uid"] for s in cohort.records("imaging_study", patient["id"]))
+            own.update(s["uid"] for s in cohort.records("imaging_study", patient["id"]))
+        studies[ds] |= own
+        if max_studies is not None:
+            clipped[ds] += min(len(own), max_studies)
     for ds, entry in out.items():
-        entry.studies = len(studies[ds])
+        entry.studies = len(studies[ds]) if max_studies is None else clipped[ds]
         entry.modalities = {k: len(v) for k, v in modality_subjects[ds].items()}
         entry.body_parts = {k: len(v) for k, v in part_subjects[ds].items()}
     return [out[k] for k in sorted(out)]
