@@ -96,6 +96,11 @@ class NodeSettings(BaseModel):
     quarantine_dir: str = "quarantine"
     # API key a EUCAIM Focus agent presents (`Authorization: ApiKey <key>`); empty: refused.
     mediator_api_key: str = ""
+    # One key per upstream network (name -> key), each budgeted on its own (policy.toml
+    # [mediator]); mediator_api_key is the network "eucaim".
+    mediator_api_keys: dict[str, str] = Field(default_factory=dict)
+    # Strict EUCAIM mode: integer counts (withheld as 0) and an age_range object always.
+    mediator_strict: bool = False
     # Image de-identification (STANDARDS §6): dates to year-month, or a per-patient shift.
     deid_date_mode: Literal["month", "shift"] = "month"
     deid_uid_root: str = "2.25."

@@ -110,10 +110,12 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
 
         return MediatorContext(
             store=ctx.store,
-            policy=ctx.policy.disclosure,
+            policy=ctx.policy.mediator_disclosure(),
             state_engine=ctx.state,
             node_id=settings.node_id or settings.name,
             api_key=settings.mediator_api_key or None,
+            api_keys=settings.mediator_api_keys,
+            strict=settings.mediator_strict,
             audit=audit,
             ledger=ctx.privacy_ledger,
         )

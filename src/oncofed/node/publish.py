@@ -31,7 +31,14 @@ from oncofed.protocol import CATALOGUE_KIND
 from oncofed.query.ast import Condition, Operation, query_hash
 from oncofed.query.compile import row_predicate
 from oncofed.query.counts import count_matches
-from oncofed.query.vocabulary import BODY_PART, DIAGNOSIS, MANUFACTURER, MODALITY, SEX
+from oncofed.query.vocabulary import (
+    BODY_PART,
+    DIAGNOSIS,
+    MANUFACTURER,
+    MODALITY,
+    SEX,
+    body_part_term,
+)
 from oncofed.security.keys import SigningKey
 from oncofed.security.request_auth import sign_request
 from oncofed.settings import NodeSettings
@@ -111,7 +118,7 @@ def describe(ctx: NodeContext) -> dict[str, Any]:
     node_id = ctx.settings.node_id or ctx.settings.name
     qhash = query_hash(EVERYONE)
     with ctx.store.reading() as con:
-        counts = count_matches(con, EVERYONE)
+        counts = count_matches(con, EVERYONE, policy.max_studies_per_subject)
         conditions = _condition_counts(con)
         manufacturers = _manufacturer_counts(con)
         rows = {
@@ -176,7 +183,7 @@ def describe(ctx: NodeContext) -> dict[str, Any]:
                     "conditions": _labelled(DIAGNOSIS, values("condition:")),
                     "modalities": _coded(MODALITY, values("modality:")),
                     "manufacturers": _labelled(MANUFACTURER, values("manufacturer:")),
-                    "body_parts": _coded(BODY_PART, values("body_part:")),
+                    "body_parts": _body_parts(values("body_part:")),
                 },
             }
         )
@@ -196,6 +203,18 @@ def _coded(spec: Any, stored: list[str]) -> list[dict[str, str | None]]:
     for value in stored:
         code, label = _first_code(spec, value)
         out.setdefault(code or f"~{label}", {"code": code, "label": label})
+    return sorted(out.values(), key=lambda v: (v["label"] or "", v["code"] or ""))
+
+
+def _body_parts(stored: list[str]) -> list[dict[str, str | None]]:
+    """Stored BodyPartExamined terms as the vocabulary's values, one per label (a combined
+    term such as ABDOMENPELVIS gives each region it names; terms outside it are left out)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for value in stored:
+        term = body_part_term(value)
+        for code in BODY_PART.codes:
+            if term in code.match:
+                out.setdefault(code.label, {"code": code.code, "label": code.label})
     return sorted(out.values(), key=lambda v: (v["label"] or "", v["code"] or ""))
 
 

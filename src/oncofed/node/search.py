@@ -87,7 +87,7 @@ def answer_search(
         record("refused", exc.reason, detail=str(exc), query_hash=qhash, query=canonical)
         raise
     try:
-        counts = store.search_counts(op)
+        counts = store.search_counts(op, policy.max_studies_per_subject)
         response, summary = disclose(counts, policy, ledger, node_id, qhash)
     except Exception as exc:
         record(
