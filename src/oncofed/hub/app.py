@@ -32,6 +32,7 @@ from oncofed.hub.portal import router as portal
 from oncofed.hub.routes import auth, channel, nodes, search, tasks
 from oncofed.hub.search import SearchAdmission
 from oncofed.security.envelope import utcnow
+from oncofed.security.http import DEFAULT_BODY_BYTES, harden
 from oncofed.security.keys import SigningKey
 from oncofed.settings import HubSettings
 
@@ -102,8 +103,12 @@ def create_app(settings: HubSettings) -> FastAPI:
             ctx.engine.dispose()
 
     app = FastAPIOffline(
-        title="oncofed hub", version=__version__, lifespan=lifespan
+        title="oncofed hub",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=DEFAULT_BODY_BYTES,  # routes that take more say so (security/http.py)
     )  # /docs, /redoc: assets from the package, not a CDN
+    harden(app)
 
     @app.get("/api/health", tags=["hub"])
     async def health() -> dict[str, Any]:

@@ -35,6 +35,7 @@ from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext, hub_context
 from oncofed.hub.waiting import wait_for_results
 from oncofed.protocol import register_kind
+from oncofed.security.http import short_message
 
 register_kind(BEACON_TASK, BeaconQueryBody)
 
@@ -76,7 +77,7 @@ def _error(beacon_id: str, status: int, message: str) -> JSONResponse:
                     "pagination": {"skip": 0, "limit": 0}, "requestedGranularity": "boolean",
                 },
             },
-            "error": {"errorCode": status, "errorMessage": message},
+            "error": {"errorCode": status, "errorMessage": short_message(message)},
         },
     )  # fmt: skip
 

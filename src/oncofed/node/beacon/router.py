@@ -27,6 +27,7 @@ from oncofed.beacon.wire import (
 )
 from oncofed.node.beacon.engine import BeaconEngine
 from oncofed.privacy.errors import DisclosureRefused
+from oncofed.security.http import short_message
 
 GrantChecker = Callable[[Request], set[str]]
 """Request → ids of the datasets the caller holds a *verified* grant for (record level).
@@ -131,7 +132,7 @@ def error_document(beacon_id: str, status: int, message: str) -> dict[str, Any]:
                 "requestedGranularity": "boolean",
             },
         },
-        "error": {"errorCode": status, "errorMessage": message},
+        "error": {"errorCode": status, "errorMessage": short_message(message)},
     }
 
 
