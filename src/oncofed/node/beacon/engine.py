@@ -39,6 +39,9 @@ from oncofed.node.store import NodeStore
 from oncofed.privacy.disclose import release_count
 from oncofed.privacy.errors import BudgetExhausted, RateLimited
 from oncofed.privacy.policy import DisclosurePolicy
+from oncofed.query.ast import EVERYONE
+from oncofed.query.ast import query_hash as ast_query_hash
+from oncofed.query.counts import DatasetCounts
 
 SEX_BY_TERM = {
     "NCIT:C20197": "male",
@@ -153,6 +156,16 @@ class BeaconEngine(BeaconFramework):
             scale = 1.0 / self.limits.epsilon
             draw = self.noise(query_hash, [(label, "beacon", scale)])[(label, "beacon")]
         return release_count(true, draw, self.limits)
+
+    def dataset_size(self, c: DatasetCounts) -> int | None:
+        """A dataset's size as search, node.info and the catalogue release it."""
+        draw = 0
+        if self.noise is not None:
+            key = c.key or everyone_hash()
+            draw = self.noise(key, [(c.dataset_id, "subjects", 1.0 / self.limits.epsilon)])[
+                (c.dataset_id, "subjects")
+            ]
+        return release_count(c.subjects, draw, self.limits)
 
     def charge(self, requester: str, query_hash: str) -> str | None:
         """Charge a count's release to the requester's budget, as a search count is: without
@@ -352,18 +365,15 @@ class BeaconEngine(BeaconFramework):
         if request.query.filters:
             raise BeaconError(f"filters are not supported on {entry}")
         by_id = {d["id"]: d for d in datasets}
-        sizes = {}
-        with self.store.reading() as con:
-            for ds, n in con.execute(
-                "SELECT dataset_id, count(*) FROM patient GROUP BY 1"
-            ).fetchall():
-                sizes[ds] = int(n)
+        # A dataset's size is the subjects count of an unconstrained search, released with
+        # the same cached draw as there (and in node.info and the catalogue).
+        sizes = {c.dataset_id: c for c in self.store.search_counts(EVERYONE)}
         collections = []
         for s in scopes:
             d = by_id[s.dataset]
             if entry_id is not None and d["id"] != entry_id:
                 continue
-            size = self.release(f"beacon:{entry}", d["id"], sizes.get(d["id"], 0))
+            size = self.dataset_size(sizes.get(d["id"]) or DatasetCounts(d["id"]))
             info = {"accessLevel": d["access_level"]}
             if entry == "datasets":
                 item: dict[str, Any] = {"id": d["id"], "name": d["name"],
@@ -686,6 +696,10 @@ def query_hash(
         sort_keys=True, default=str,
     )  # fmt: skip
     return "beacon:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def everyone_hash() -> str:
+    return ast_query_hash(EVERYONE)
 
 
 def _has_variant_params(rp: dict[str, Any]) -> bool:
