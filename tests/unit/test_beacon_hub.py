@@ -55,9 +55,10 @@ def test_task_body_is_registered_and_checked() -> None:
 
 def test_node_handler_and_hub_merge_are_schema_valid(ctx: NodeContext) -> None:
     meta = TaskMeta("t1", "beacon.query", "alice")
-    request = {"query": {"requestParameters": {"geneId": "KRAS"},
-                         "requestedGranularity": "count"}}  # fmt: skip
-    answer = beacon_query(ctx, {"entry_type": "g_variants", "request": request}, meta)
+    # Everyone (26 individuals): a cohort below the minimum count (10), such as the KRAS
+    # carriers here, is reported as absent.
+    request = {"query": {"requestedGranularity": "count"}}
+    answer = beacon_query(ctx, {"entry_type": "individuals", "request": request}, meta)
     assert answer["status"] == 200
     doc = answer["document"]
     assert doc["responseSummary"]["exists"] is True
@@ -71,7 +72,7 @@ def test_node_handler_and_hub_merge_are_schema_valid(ctx: NodeContext) -> None:
 
     framework = BeaconFramework(BeaconConfig("org.oncofed.hub", "hub", "hub"))
     merged = merge(
-        framework, "g_variants", BeaconRequest.parse(request),
+        framework, "individuals", BeaconRequest.parse(request),
         _view({"node-1": answer, "node-2": answer, "node-3": None}),
     )  # fmt: skip
     nodes = {n["node"]: n for n in merged["info"]["nodes"]}
@@ -83,8 +84,8 @@ def test_node_handler_and_hub_merge_are_schema_valid(ctx: NodeContext) -> None:
     root = default_root()
     if root is not None:
         schemas = BeaconSchemas(root)
-        schemas.check_response("/g_variants", doc)
-        schemas.check_response("/g_variants", merged)
+        schemas.check_response("/individuals", doc)
+        schemas.check_response("/individuals", merged)
         datasets = beacon_query(ctx, {"entry_type": "datasets", "request": {}}, meta)
         merged_ds = merge(framework, "datasets", BeaconRequest.parse({}),
                           _view({"node-1": datasets}))  # fmt: skip

@@ -44,6 +44,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient,
     base = tmp_path_factory.mktemp("beacon")
     synth = make_synth(base / "synth", patients=40)
     node_dir = make_node(base / "node")
+    # Beacon answers are charged and rate-limited like searches; these tests ask many.
+    (node_dir / "policy.toml").write_text(
+        "[disclosure]\ndaily_budget = 10000.0\nrate_limit_per_minute = 100000\n"
+    )
     target = NodeTarget.open(node_dir)
     ingest_clinical([synth / "clinical"], synth / "clinical" / "mapping.yaml", target,
                     access_level="public")  # fmt: skip
@@ -102,6 +106,7 @@ def test_every_endpoint_is_schema_valid(node: Any, schemas: BeaconSchemas) -> No
                 assert _post(client, schemas, f"/{entry}", q, grants).status_code == 200
     # single entries and cross-links
     r = _get(client, schemas, "/individuals?requestedGranularity=record&limit=1", "p1-clinical")
+    assert "response" in r.json(), r.json()
     pid = r.json()["response"]["resultSets"][0]["results"][0]["id"]
     for other in ("g_variants", "biosamples", "runs", "analyses"):
         r = _get(client, schemas, f"/individuals/{pid}/{other}?requestedGranularity=record",

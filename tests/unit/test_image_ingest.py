@@ -298,3 +298,26 @@ def test_zip_members_are_bounded_and_names_checked(tmp_path: Path) -> None:
     assert outcomes["0.bin"] == 700 and outcomes["1.bin"] == 700
     assert "in all" in str(outcomes["2.bin"]) and "per member" in str(outcomes["big.bin"])
     assert unsafe_name("C:\\x.dcm") and unsafe_name("a/../../b") and not unsafe_name("a/b.dcm")
+
+
+def test_studies_that_disagree_about_sex_make_it_unknown_and_are_reported(
+    tmp_path: Path,
+) -> None:
+    """One study says F, three say M: the patient counts under unknown (not under whichever
+    was read first) and the ingest report names the conflict; agreeing studies settle it."""
+    src = tmp_path / "src"
+    for i, sex in enumerate(["F", "M", "M", "M"]):
+        ds = make_ct(patient_id="MRN-1", instance=1)
+        ds.PatientSex = sex
+        save(ds, src / f"{i}.dcm")
+    for i in range(2):
+        ds = make_ct(patient_id="MRN-2", instance=1)
+        ds.PatientSex = ["M", ""][i]
+        save(ds, src / f"agree{i}.dcm")
+    node = make_node(tmp_path)
+    report = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert report.ingested == 6
+    with node.store.reading() as con:
+        sexes = dict(con.execute("SELECT id, sex FROM patient").fetchall())
+    assert sexes == {node.ctx.pseudonym("MRN-1"): "unknown", node.ctx.pseudonym("MRN-2"): "male"}
+    assert len(report.conflicts) == 1 and "female/male" in report.conflicts[0]

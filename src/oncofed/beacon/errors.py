@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oncofed.beacon.wire import API_VERSION
+from oncofed.security.http import short_message
 
 
 def error_document(beacon_id: str, status: int, message: str) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def error_document(beacon_id: str, status: int, message: str) -> dict[str, Any]:
                 "requestedGranularity": "boolean",
             },
         },
-        "error": {"errorCode": status, "errorMessage": message},
+        "error": {"errorCode": status, "errorMessage": short_message(message)},
     }
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from oncofed.beacon.errors import error_response
 from oncofed.beacon.wire import (
@@ -30,17 +31,36 @@ from oncofed.beacon.wire import (
     BeaconRequest,
     add_get_post,
 )
+from oncofed.hub.admission import admit_task
 from oncofed.hub.auth import Caller, require
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext, hub_context
+from oncofed.hub.search import SearchRefused
 from oncofed.hub.waiting import wait_for_results
-from oncofed.protocol import register_kind
+from oncofed.protocol import TaskBodyError, register_kind
 
 register_kind(BEACON_TASK, BeaconQueryBody)
 
 # Module level: with postponed annotations FastAPI resolves these names in module globals.
 Researcher = Annotated[Caller, Depends(require("researcher", "admin"))]
 HUB_BEACON_ID = "org.oncofed.hub"
+
+
+def declared(model: BaseModel) -> dict[str, Any]:
+    """A Beacon request with only the fields the specification declares: what the hub
+    forwards to every node (extra fields went along whole, whatever their size)."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if value is None:
+            continue
+        if isinstance(value, BaseModel):
+            out[name] = declared(value)
+        elif isinstance(value, list):
+            out[name] = [declared(v) if isinstance(v, BaseModel) else v for v in value]
+        else:
+            out[name] = value
+    return out
 
 
 def merge(
@@ -110,7 +130,9 @@ def merge(
             returned = "boolean"
             del summary["numTotalResults"]
     info: dict[str, Any] = {"nodes": nodes, "complete": view.complete}
-    if len(set(granularities)) > 1:
+    # Said whenever the answering nodes granted different granularities (a node without
+    # a hit may still have capped it: a researcher should see why records are missing).
+    if len({n["returnedGranularity"] for n in nodes if "returnedGranularity" in n}) > 1:
         info["granularity"] = (
             "decided per node (info.nodes[].returnedGranularity): result sets come from the "
             "nodes that returned records; numTotalResults sums the nodes that released a count"
@@ -153,11 +175,16 @@ def create_hub_beacon_router(
     async def fan_out(
         ctx: HubContext, caller: Caller, body: dict[str, Any]
     ) -> tuple[TaskView | None, str | None]:
+        # The same admission as every task: body model and size, the search rate limit.
         try:
             task_id, node_ids = await run_in_threadpool(
-                ctx.channel.create, BEACON_TASK, body, None, ttl_seconds, caller.username
+                admit_task, ctx, caller.username, BEACON_TASK, body, None, ttl_seconds
             )
-        except ChannelError as exc:
+        except TaskBodyError as exc:
+            raise BeaconError(str(exc), 422) from exc
+        except (ChannelError, SearchRefused) as exc:
+            if exc.status == 429:
+                raise BeaconError(exc.message, 429) from exc
             return None, exc.message
         for node_id in node_ids:
             ctx.notifier.wake(f"node:{node_id}")
@@ -195,7 +222,10 @@ def create_hub_beacon_router(
         ctx = hub_context(request)
         fw = framework_for(ctx)
         body = BeaconQueryBody(entry_type="filtering_terms").model_dump(mode="json")
-        view, problem = await fan_out(ctx, caller, body)
+        try:
+            view, problem = await fan_out(ctx, caller, body)
+        except BeaconError as exc:
+            return error_response(fw.config.beacon_id, exc.status, str(exc))
         if view is None:
             return error_response(fw.config.beacon_id, 503, problem or "no nodes")
         terms: dict[str, dict[str, Any]] = {}
@@ -233,10 +263,13 @@ def create_hub_beacon_router(
             entry_type=entry,
             entry_id=entry_id,
             via=via,
-            request=beacon_request.model_dump(mode="json", exclude_none=True),
+            request=declared(beacon_request),
             passport=request.headers.get("ga4gh-passport"),
         ).model_dump(mode="json")
-        view, problem = await fan_out(ctx, caller, body)
+        try:
+            view, problem = await fan_out(ctx, caller, body)
+        except BeaconError as exc:
+            return error_response(fw.config.beacon_id, exc.status, str(exc))
         if view is None:
             return error_response(fw.config.beacon_id, 503, problem or "no nodes")
         # A request every answering node rejected is the caller's error: pass it on.

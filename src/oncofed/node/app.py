@@ -23,6 +23,7 @@ from oncofed.node.ingest.jobs import IngestJobs, JobState, admin_token
 from oncofed.node.mediator import MediatorContext, make_mediator_router
 from oncofed.node.tasks import node_summary
 from oncofed.privacy import DisclosureDecision
+from oncofed.security.http import DEFAULT_BODY_BYTES, harden
 from oncofed.settings import NodeSettings
 
 log = logging.getLogger("oncofed.node")
@@ -76,8 +77,12 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
 
     # /docs and /redoc with their assets from the package, not a CDN (nodes run offline).
     app = FastAPIOffline(
-        title=f"oncofed node {settings.name}", version=__version__, lifespan=lifespan
+        title=f"oncofed node {settings.name}",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=DEFAULT_BODY_BYTES,  # see security/http.py
     )
+    harden(app)
 
     @app.get("/health", tags=["node"])
     async def health(request: Request) -> dict[str, Any]:
@@ -110,10 +115,12 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
 
         return MediatorContext(
             store=ctx.store,
-            policy=ctx.policy.disclosure,
+            policy=ctx.policy.mediator_disclosure(),
             state_engine=ctx.state,
             node_id=settings.node_id or settings.name,
             api_key=settings.mediator_api_key or None,
+            api_keys=settings.mediator_api_keys,
+            strict=settings.mediator_strict,
             audit=audit,
             ledger=ctx.privacy_ledger,
         )

@@ -4,7 +4,10 @@ Independent of HTTP so that the node's router and its ``beacon.query`` task hand
 hub's Beacon network fan-out) give the same answers. Granularity is capped per dataset: a
 dataset's access level caps what anyone gets (``BeaconConfig.level_caps``: boolean or
 count), ``record`` needs a verified grant for that dataset, and a count below the node's
-minimum is never revealed (the answer falls back to boolean).
+minimum is never revealed (the answer falls back to boolean). ``exists`` is no exception:
+for datasets without a grant it is true only when their released (noisy, rounded,
+thresholded) count is, and a boolean is charged and rate-limited like a count, sharing the
+count's cached draw.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from oncofed.node.store import NodeStore
 from oncofed.privacy.disclose import release_count
 from oncofed.privacy.errors import BudgetExhausted, RateLimited
 from oncofed.privacy.policy import DisclosurePolicy
+from oncofed.query.ast import EVERYONE
+from oncofed.query.ast import query_hash as ast_query_hash
+from oncofed.query.counts import DatasetCounts
 
 SEX_BY_TERM = {
     "NCIT:C20197": "male",
@@ -152,6 +158,16 @@ class BeaconEngine(BeaconFramework):
             scale = 1.0 / self.limits.epsilon
             draw = self.noise(query_hash, [(label, "beacon", scale)])[(label, "beacon")]
         return release_count(true, draw, self.limits)
+
+    def dataset_size(self, c: DatasetCounts) -> int | None:
+        """A dataset's size as search, node.info and the catalogue release it."""
+        draw = 0
+        if self.noise is not None:
+            key = c.key or everyone_hash()
+            draw = self.noise(key, [(c.dataset_id, "subjects", 1.0 / self.limits.epsilon)])[
+                (c.dataset_id, "subjects")
+            ]
+        return release_count(c.subjects, draw, self.limits)
 
     def charge(self, requester: str, query_hash: str) -> str | None:
         """Charge a count's release to the requester's budget, as a search count is: without
@@ -273,15 +289,28 @@ class BeaconEngine(BeaconFramework):
         counts = sql.counts(self.store)
         for s in scopes:
             s.count = counts.get(s.dataset, 0)
-        hits = [s for s in scopes if s.count > 0]
-        summary: dict[str, Any] = {"exists": bool(hits)}
-        response: dict[str, Any] | None = None
-        granted_hits = [s for s in scopes if s.cap == "record"]
+        granted_scopes = [s for s in scopes if s.cap == "record"]
+        granted_total = sum(s.count for s in granted_scopes)
+        # Everything about datasets the caller holds no grant for -- exists, a count, even
+        # the granularity returned -- comes from one released (noisy, rounded, thresholded)
+        # count, charged and rate-limited like a search: an exact "exists" would single out
+        # a patient by binary search (issue 17).
+        open_scopes = [s for s in scopes if s.cap != "record"]
+        open_total: int | None = None
         withheld: str | None = None
-        if requested == "record" and any(s.count for s in granted_hits):
+        if open_scopes:
+            withheld = self.charge(requester, key)
+            if not withheld:
+                open_total = self.release(key, "total", sum(s.count for s in open_scopes))
+        summary: dict[str, Any] = {"exists": granted_total > 0 or open_total is not None}
+        response: dict[str, Any] | None = None
+        # The cap is the lowest of the datasets asked, never of those that matched: which
+        # datasets matched is exactly what must not show.
+        cap = min((s.cap for s in open_scopes), key=ORDER.__getitem__, default="record")
+        if requested == "record" and granted_total:
             returned: Granularity = "record"
             result_sets = []
-            for s in granted_hits:
+            for s in granted_scopes:
                 include = q.includeResultsetResponses
                 if (
                     include == "NONE"
@@ -294,22 +323,16 @@ class BeaconEngine(BeaconFramework):
                 )
                 result_sets.append({"id": s.dataset, "setType": "dataset", "exists": s.count > 0,
                                     "resultsCount": s.count, "results": results})  # fmt: skip
-            others = sum(s.count for s in hits if s.cap != "record" and s.cap != "boolean")
-            withheld = self.charge(requester, key) if others else None
-            shown = self.release(key, "others", others) if others and not withheld else 0
-            summary["numTotalResults"] = sum(s.count for s in granted_hits) + (shown or 0)
+            others = open_total if cap != "boolean" else None
+            summary["numTotalResults"] = granted_total + (others or 0)
             response = {"resultSets": result_sets}
         else:
-            cap = min((s.cap for s in hits), key=ORDER.__getitem__, default="count")
             returned = _granularity_min(_granularity_min(requested, "count"), cap)
             if returned == "count":
-                total = sum(s.count for s in hits)
-                withheld = self.charge(requester, key) if total else None
-                shown = None if withheld else self.release(key, "total", total) if total else 0
-                if shown is None:
-                    returned = "boolean"
+                if open_scopes and open_total is None:
+                    returned = "boolean"  # withheld (below the minimum, or budget spent)
                 else:
-                    summary["numTotalResults"] = shown
+                    summary["numTotalResults"] = granted_total + (open_total or 0)
         out: dict[str, Any] = {
             "meta": {
                 **self.meta(entry),
@@ -322,6 +345,11 @@ class BeaconEngine(BeaconFramework):
         }
         if withheld:
             out["info"]["disclosure"] = f"count withheld: {withheld}"
+        elif open_scopes and open_total is None:
+            out["info"]["disclosure"] = (
+                f"datasets without a grant answer 'exists' only for a count of at least "
+                f"{self.limits.min_count} after noise and rounding"
+            )
         if response is not None:
             out["response"] = response
         return out
@@ -338,18 +366,16 @@ class BeaconEngine(BeaconFramework):
         if request.query.filters:
             raise BeaconError(f"filters are not supported on {entry}")
         by_id = {d["id"]: d for d in datasets}
-        sizes = {}
-        with self.store.reading() as con:
-            for ds, n in con.execute(
-                "SELECT dataset_id, count(*) FROM patient GROUP BY 1"
-            ).fetchall():
-                sizes[ds] = int(n)
+        # A dataset's size is the subjects count of an unconstrained search, released with
+        # the same cached draw as there (and in node.info and the catalogue).
+        max_studies = self.limits.max_studies_per_subject
+        sizes = {c.dataset_id: c for c in self.store.search_counts(EVERYONE, max_studies)}
         collections = []
         for s in scopes:
             d = by_id[s.dataset]
             if entry_id is not None and d["id"] != entry_id:
                 continue
-            size = self.release(f"beacon:{entry}", d["id"], sizes.get(d["id"], 0))
+            size = self.dataset_size(sizes.get(d["id"]) or DatasetCounts(d["id"]))
             info = {"accessLevel": d["access_level"]}
             if entry == "datasets":
                 item: dict[str, Any] = {"id": d["id"], "name": d["name"],
@@ -697,6 +723,10 @@ def query_hash(
         sort_keys=True, default=str,
     )  # fmt: skip
     return "beacon:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def everyone_hash() -> str:
+    return ast_query_hash(EVERYONE)
 
 
 def _has_variant_params(rp: dict[str, Any]) -> bool:
