@@ -582,13 +582,14 @@ class _Sql:
         if len(start) == 1:
             if end[0] <= start[0]:
                 raise BeaconError("requestParameters.end: must be greater than start")
+            # pos - 1 < end as a plain column bound, so the store's zone maps prune
             self.params += [end[0], start[0]]
-            return f"v.pos - 1 < ? AND {span_end} > ?"
+            return f"v.pos <= ? AND {span_end} > ?"
         for name, pair in (("start", start), ("end", end)):
             if pair[1] < pair[0]:
                 raise BeaconError(f"requestParameters.{name}: [min, max] with min <= max")
-        self.params += [start[0], start[1], end[0], end[1]]
-        return f"v.pos - 1 >= ? AND v.pos - 1 < ? AND {span_end} >= ? AND {span_end} < ?"
+        self.params += [start[0] + 1, start[1], end[0], end[1]]
+        return f"v.pos >= ? AND v.pos <= ? AND {span_end} >= ? AND {span_end} < ?"
 
     # -- statements
 
