@@ -28,7 +28,16 @@ def node_context(settings: NodeSettings) -> DeidContext:
     return DeidContext(secret, provider, uid_root=root, date_mode=mode)
 
 
-def _print(report: IngestReport, console: Console) -> None:
+def failed(report: IngestReport) -> bool:
+    """The command's exit status, the same whether it ran here or in the node service: 1
+    when a file was quarantined (a person must act on it); held for review is not a
+    failure (it is reported with its reason)."""
+    return report.quarantined_total > 0
+
+
+def print_report(report: IngestReport, console: Console) -> None:
+    """The report as the ingest command prints it, here or from the node service's answer:
+    the outcome table, each quarantined or held file with its reason, the conflicts."""
     console.print(report.table())
     shown: list[Rejection] = report.rejections[:20]
     for r in shown:
@@ -66,7 +75,7 @@ def images_command(paths: list[Path], node_dir: Path, progress: bool = True) -> 
         )
     finally:
         store.close()
-    _print(report, console)
+    print_report(report, console)
     return report
 
 
@@ -144,5 +153,5 @@ def pull_command(node_dir: Path, pull: PullRequest, progress: bool = True) -> In
         report = pull_into(store, settings, pull, progress, console)
     finally:
         store.close()
-    _print(report, console)
+    print_report(report, console)
     return report
