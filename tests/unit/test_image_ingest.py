@@ -306,3 +306,11 @@ def test_a_quarantined_file_is_tried_again_not_reported_as_stored(tmp_path: Path
     with node.store.reading() as con:
         assert con.execute("SELECT count(*) FROM ingest_ledger").fetchone()[0] == 2
         assert con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 1
+
+
+def test_pydicom_warnings_name_the_file(tmp_path: Path) -> None:
+    bad = next(p for p in pydicom_test_files() if p.name == "badVR.dcm")
+    node = make_node(tmp_path)
+    report = ingest_images([bad], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert report.warnings and all(w.startswith(f"{bad}: ") for w in report.warnings)
+    assert "Invalid value for VR IS" in report.warnings[0]

@@ -484,5 +484,6 @@ def _find(ds: Dataset, needle: str, prefix: str) -> str | None:
         except Exception:
             continue
         if needle in text:
-            return f"{prefix}{elem.keyword or elem.tag} {elem.tag}"
+            # "SeriesDescription (0008,103E)"; a tag without a keyword once: "(0009,1001)"
+            return f"{prefix}{elem.keyword} {elem.tag}" if elem.keyword else f"{prefix}{elem.tag}"
     return None

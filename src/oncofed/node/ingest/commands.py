@@ -47,6 +47,10 @@ def print_report(report: IngestReport, console: Console) -> None:
             f"... and {len(report.rejections) - len(shown)} more: see the quarantine table "
             "(`SELECT * FROM quarantine` in the node store)"
         )
+    for warning in report.warnings[:10]:
+        console.print(f"[dim]warning[/] {warning}")
+    if len(report.warnings) > 10:
+        console.print(f"... and {len(report.warnings) - 10} more warnings")
     for conflict in report.conflicts[:20]:
         console.print(f"[yellow]conflict[/] {conflict}")
     if len(report.conflicts) > 20:

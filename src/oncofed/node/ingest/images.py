@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import time
+import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -85,6 +86,7 @@ class IngestReport:
     seconds: float = 0.0
     rejections: list[Rejection] = field(default_factory=list)
     retried: int = 0  # quarantined by an earlier run and tried again
+    warnings: list[str] = field(default_factory=list)  # "file: what pydicom warned about"
     already_held: int = 0  # held for review by an earlier run
     # Patients whose studies disagree about them (pseudonym: what differs).
     conflicts: list[str] = field(default_factory=list)
@@ -661,7 +663,9 @@ class ImageIngest:
             report.retried += 1
         self._seen.add(source_hash)
         try:
-            instance = _instance(source, source_hash, data, self.ctx)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                instance = _instance(source, source_hash, data, self.ctx)
         except QuarantineError as exc:
             self._reject(source, source_hash, data, exc.reason, exc.detail)
         except _Held as held:
@@ -676,6 +680,9 @@ class ImageIngest:
         else:
             self._pending.append(instance)
             self._pending_bytes += len(instance.data)
+            # pydicom's warnings about the file (invalid values ...), with the file's name.
+            for w in caught[: max(0, 1000 - len(report.warnings))]:
+                report.warnings.append(f"{source.name}: {w.message}")
         if len(self._pending) + len(self._decisions) >= BATCH_FILES or (
             self._pending_bytes >= BATCH_BYTES
         ):
