@@ -386,12 +386,9 @@ def check_output(chunks: list[bytes], ids: Identifiers) -> Leak | None:
     fragments = ids.fragments
     literals = ids.literals
     descriptors = ids.descriptors
-    if descriptors:
-        literals = {
-            f: lit
-            for f, lit in literals.items()
-            if not (lit in descriptors and f.startswith(TOKEN))
-        }
+    skip = [f for f, lit in literals.items() if lit in descriptors and f.startswith(TOKEN)]
+    if skip:  # parts of a name that are words of this file's kept descriptors
+        literals = {f: lit for f, lit in literals.items() if f not in skip}
         fragments = {f: fragments[f] for f in literals}
     prefilter = len(literals) == len(fragments) and all(literals.values())
     for chunk in chunks:
