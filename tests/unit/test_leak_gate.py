@@ -144,3 +144,10 @@ def test_a_leak_in_a_tag_without_keyword_names_the_tag_once() -> None:
     leak = _leak(src)
     assert leak is not None
     assert str(leak).count("(0042,0099)") == 1, str(leak)
+
+
+def test_a_name_with_spaces_and_a_digit_keeps_every_part() -> None:
+    src = make_ct()
+    src.PatientName = "Kowalczyk Hieronymus 2"
+    src.SeriesDescription = "seen by hieronymus"
+    assert _leak(src) is not None

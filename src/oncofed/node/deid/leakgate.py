@@ -257,9 +257,10 @@ def _build_fragments(
     else:
         add(rf"(?<![0-9A-Za-z]){whole}(?![0-9A-Za-z])", longest)
     if kind == "name" and len(parts) > 1:
-        # A name written as an ID (one component, with digits: LIDC-IDRI-0010) is a
-        # collection's words and a number; only its parts with digits identify alone.
-        id_like = "^" not in value and any(c.isdigit() for c in value)
+        # A name written as an ID (one word with digits, no component or space separators:
+        # LIDC-IDRI-0010) is a collection's words and a number; only its parts with digits
+        # identify alone. "Smith John 2" is a person's name and keeps every part.
+        id_like = not any(c in value for c in "^ ") and any(c.isdigit() for c in value)
         for part in parts:
             if identifying_token(part) and not (id_like and part.isalpha()):
                 add(rf"{TOKEN}(?<![0-9A-Za-z]){re.escape(part)}(?![0-9A-Za-z])", part)
