@@ -41,6 +41,9 @@ class HubSettings(BaseModel):
     # The hub's own limits per researcher, in front of each node's budget.
     search_rate_per_minute: int = Field(30, ge=1)
     search_daily_limit: int = Field(1000, ge=1)
+    # Tasks and their results are deleted this long after they expired (the daily search
+    # limit counts a day of tasks, hence at least one).
+    task_retention_days: float = Field(30.0, ge=1, le=3650)
     # How long a Beacon network query waits for the nodes before answering with what came.
     beacon_wait_seconds: float = Field(10.0, gt=0, le=120)
     # How often the hub asks every node to describe its datasets (catalogue figures).

@@ -26,11 +26,10 @@ import httpx
 
 from oncofed.node.context import NodeContext
 from oncofed.node.handlers import TaskMeta, handler
-from oncofed.privacy.disclose import headline_noise, release_count, strata_wanted
+from oncofed.privacy.disclose import draws, headline_noise, release_count, strata_wanted
 from oncofed.protocol import CATALOGUE_KIND
-from oncofed.query.ast import Condition, Operation, query_hash
+from oncofed.query.ast import EVERYONE, Condition, query_hash
 from oncofed.query.compile import row_predicate
-from oncofed.query.counts import count_matches
 from oncofed.query.vocabulary import (
     BODY_PART,
     DIAGNOSIS,
@@ -43,7 +42,6 @@ from oncofed.security.keys import SigningKey
 from oncofed.security.request_auth import sign_request
 from oncofed.settings import NodeSettings
 
-EVERYONE = Operation(operand="AND", children=[])
 TIER_SEARCH_TASKS = frozenset({"search.count", "beacon.query"})
 
 
@@ -117,8 +115,10 @@ def describe(ctx: NodeContext) -> dict[str, Any]:
     policy = ctx.policy.disclosure
     node_id = ctx.settings.node_id or ctx.settings.name
     qhash = query_hash(EVERYONE)
+    # Counted as an unconstrained search is (with its meaning keys): the catalogue, a
+    # search, node.info and Beacon's /datasets then release one draw of each figure.
+    counts = ctx.store.search_counts(EVERYONE, policy.max_studies_per_subject)
     with ctx.store.reading() as con:
-        counts = count_matches(con, EVERYONE, policy.max_studies_per_subject)
         conditions = _condition_counts(con)
         manufacturers = _manufacturer_counts(con)
         rows = {
@@ -141,9 +141,11 @@ def describe(ctx: NodeContext) -> dict[str, Any]:
             wanted.update({f"manufacturer:{k}": n for k, n in manufacturers[c.dataset_id].items()})
         strata[c.dataset_id] = wanted
     noise.update(
-        ctx.privacy_ledger.noise(
+        draws(
+            ctx.privacy_ledger,
             node_id,
             qhash,
+            counts,
             [(ds, stat, subjects_scale) for ds, stats in strata.items() for stat in stats],
         )
     )

@@ -181,6 +181,8 @@ SCHEMA: tuple[str, ...] = (
     "ALTER TABLE disease ADD COLUMN IF NOT EXISTS grade VARCHAR",
     "ALTER TABLE biosample ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
     "ALTER TABLE variant_call ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
+    # The ledger keys an import by its content *and* dataset (issue 14).
+    "ALTER TABLE ingest_ledger ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
     # Issue 16: the PatientSex each study was written with, so that studies that disagree
     # about a patient are found (the patient's sex is then unknown; see ingest/images.py).
     "ALTER TABLE imaging_study ADD COLUMN IF NOT EXISTS patient_sex VARCHAR",

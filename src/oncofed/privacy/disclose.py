@@ -3,8 +3,12 @@
 Layers, in order, for every count (subjects, studies, and each stratum):
 
 1. **noise**: add a discrete Laplace draw with scale ``sensitivity / epsilon``, cached per
-   (node, dataset, canonical query, statistic) so that a query asked again, reordered or by
-   someone else gets the very same answer;
+   (node, dataset, meaning of the query, statistic) so that a query asked again, reordered,
+   rewritten or by someone else gets the very same answer. The meaning is the set of
+   records the query selects in that dataset (``DatasetCounts.key``, a hash the columnar
+   index computes): an always-true condition, NOT of the complement, BETWEEN or two bounds
+   all select the same patients and so draw nothing new. Counts without a key (the SQL
+   path) fall back to the canonical query's hash;
 2. **rounding** to a multiple of ``rounding`` (half up);
 3. **threshold**: a result below ``min_count`` is withheld and reported as "fewer than
    ``min_count``" (``null`` plus ``*_below``). The threshold applies to the noisy value,
@@ -24,6 +28,7 @@ Strata are only shown for a dataset whose subject count is released:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -71,6 +76,34 @@ def strata_wanted(c: DatasetCounts, policy: DisclosurePolicy) -> dict[str, int]:
     return wanted
 
 
+def meaning(counts: list[DatasetCounts], query_hash: str) -> str:
+    """One key for what a whole query selects at this node: the charge is keyed on it, so
+    a rewriting that selects the same records costs nothing more (its noise is cached)."""
+    keys = [f"{c.dataset_id}={c.key}" for c in counts if c.key]
+    if len(keys) < len(counts):
+        return query_hash
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
+
+
+def draws(
+    ledger: PrivacyLedger,
+    node_id: str,
+    query_hash: str,
+    counts: list[DatasetCounts],
+    wanted: list[tuple[str, str, float]],
+) -> dict[tuple[str, str], int]:
+    """Cached noise for (dataset, statistic, scale), each under its dataset's meaning
+    key (one ledger call per distinct key; ``query_hash`` where a dataset has none)."""
+    key_of = {c.dataset_id: c.key or query_hash for c in counts}
+    by_key: dict[str, list[tuple[str, str, float]]] = {}
+    for w in wanted:
+        by_key.setdefault(key_of.get(w[0], query_hash), []).append(w)
+    out: dict[tuple[str, str], int] = {}
+    for key, some in by_key.items():
+        out.update(ledger.noise(node_id, key, some))
+    return out
+
+
 def headline_noise(
     counts: list[DatasetCounts],
     policy: DisclosurePolicy,
@@ -78,7 +111,7 @@ def headline_noise(
     node_id: str,
     query_hash: str,
 ) -> dict[tuple[str, str], int]:
-    """The cached noise of every dataset's subjects and studies counts, in one ledger call.
+    """The cached noise of every dataset's subjects and studies counts.
 
     Studies have the larger sensitivity: one subject adds up to
     ``max_studies_per_subject`` of them, and no more: the counts are clipped to that bound
@@ -87,9 +120,11 @@ def headline_noise(
     """
     subjects_scale = 1.0 / policy.epsilon
     studies_scale = policy.max_studies_per_subject / policy.epsilon
-    return ledger.noise(
+    return draws(
+        ledger,
         node_id,
         query_hash,
+        counts,
         [
             w
             for c in counts
@@ -124,9 +159,11 @@ def disclose(
             if released[c.dataset_id] is not None
         }
         noise.update(
-            ledger.noise(
+            draws(
+                ledger,
                 node_id,
                 query_hash,
+                counts,
                 [
                     (ds, stat, 1.0 / policy.epsilon)
                     for ds, stats in strata.items()

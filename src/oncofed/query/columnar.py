@@ -29,6 +29,7 @@ moved. Nothing is written, so a crash can leave nothing half-built here.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Callable
@@ -335,6 +336,7 @@ class ColumnarIndex:
                 counted[keys] = np.add.reduceat(hit[:-1], starts, dtype=np.int64)
             per_value[column] = (values, counted.reshape(d, width))
 
+        cohort_keys = self._meaning(who, rows if masks.series_filters else None)
         out: dict[str, DatasetCounts] = {}
         for ds, (dataset_id, name, description, listed) in enumerate(self.datasets):
             if not listed and subjects[ds] == 0:
@@ -352,8 +354,27 @@ class ColumnarIndex:
             entry.modalities = {values[i]: int(k) for i, k in enumerate(counts[ds]) if k}
             values, counts = per_value["body_part"]
             entry.body_parts = {values[i]: int(k) for i, k in enumerate(counts[ds]) if k}
+            entry.key = cohort_keys[ds]
             out[dataset_id] = entry
         return [out[k] for k in sorted(out)]
+
+    def _meaning(self, who: Ints, series_rows: Ints | None) -> list[str]:
+        """Per dataset, a hash of the records a query selected: its matching patients, and
+        its matching series when it filters series (they decide the studies and modality
+        counts). Patient and series numbers are positions in this snapshot, so the
+        snapshot's store-change count is part of the key."""
+        by_ds = self.p_ds.take(who)
+        series_ds = None if series_rows is None else self.p_ds.take(self.s_pk.take(series_rows))
+        keys = []
+        for ds in range(self.n_datasets):
+            h = hashlib.blake2b(digest_size=32, person=b"oncofed-cohort")
+            h.update(f"{self.changes}:{ds}:".encode())
+            h.update(who[by_ds == ds].tobytes())
+            if series_rows is not None and series_ds is not None:
+                h.update(b"|series|")
+                h.update(series_rows[series_ds == ds].tobytes())
+            keys.append(h.hexdigest())
+        return keys
 
 
 class _Masks:

@@ -46,6 +46,11 @@ class DatasetCounts:
     ages: dict[int, int] = field(default_factory=dict)
     modalities: dict[str, int] = field(default_factory=dict)  # DICOM code → subjects
     body_parts: dict[str, int] = field(default_factory=dict)  # upper case → subjects
+    # What the counts are *of*: a hash of the matching patients (and, where a query
+    # filters series, of the matching series) of this dataset in this store snapshot.
+    # Two queries that select the same records get the same key, so cached noise keyed on
+    # it is the same answer however the query was written. Empty where unknown (SQL path).
+    key: str = field(default="", compare=False)
 
 
 # One rebuild at a time per process (a DuckDB store is held by one process).
