@@ -77,9 +77,13 @@ HubUrl = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="print raw JSON")]
 
 
-def serve(app_: Any, host: str, port: int, log_level: str) -> None:
+def serve(
+    app_: Any, host: str, port: int, log_level: str, trusted_proxies: list[str] | None = None
+) -> None:
     """Run a hub or node ASGI app in the foreground until Ctrl-C."""
     import uvicorn
+
+    from oncofed.security.http import server_options
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -91,6 +95,7 @@ def serve(app_: Any, host: str, port: int, log_level: str) -> None:
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=5,
+        **server_options(trusted_proxies or []),
     )
 
 

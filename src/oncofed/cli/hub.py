@@ -61,7 +61,7 @@ def hub_serve(
         settings = load_hub_settings(directory)
     settings.host = host or settings.host
     settings.port = port or settings.port
-    serve(create_app(settings), settings.host, settings.port, log_level)
+    serve(create_app(settings), settings.host, settings.port, log_level, settings.trusted_proxies)
 
 
 @hub_node_app.command("add")

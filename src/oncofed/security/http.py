@@ -91,6 +91,25 @@ def harden(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
+IDLE_SECONDS = 5
+"""An idle keep-alive connection is closed after this long."""
+
+
+def server_options(trusted_proxies: list[str]) -> dict[str, Any]:
+    """uvicorn settings for an exposed service.
+
+    Forwarded headers are believed only from the configured proxies: uvicorn's default
+    trusts them from 127.0.0.1, so any local client (or anything behind a local tunnel)
+    could pick its own address, and with it its budget and rate-limit identity.
+    """
+    return {
+        "proxy_headers": bool(trusted_proxies),
+        "forwarded_allow_ips": ",".join(trusted_proxies) or "",
+        "timeout_keep_alive": IDLE_SECONDS,
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line and headers
+    }
+
+
 class ThreadedJSONRequest(Request):
     """A request whose large JSON body is parsed in a worker thread."""
 
