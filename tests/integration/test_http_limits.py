@@ -12,10 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from oncofed.hub.negotiation.forms import ResourceEventRequest
 from oncofed.node.admin import init_node
 from oncofed.node.app import create_app as create_node_app
-from oncofed.security.http import DEFAULT_BODY_BYTES
+from oncofed.security.http import DEFAULT_BODY_BYTES, small_int
 from oncofed.settings import load_node_settings
 from tests.integration.test_negotiation import Hub, start_hub, started
 
@@ -83,3 +85,19 @@ def test_uploads_take_their_own_size(hub: Hub) -> None:
     huge = b"x" * (12 * MB)
     r = hub.call("POST", path, "alice", files={"file": ("big.pdf", huge, "application/pdf")})
     assert r.status_code == 413
+
+
+def test_ids_and_numbers_are_checked_at_the_edge(hub: Hub) -> None:
+    """An id past the database's integer range is a 422, not a 500 from the database;
+    '²' passes ``str.isdigit`` but is no number."""
+    nid, _ = started(hub)
+    for big in (2**31, 2**63, 2**64):
+        r = hub.call("GET", f"/api/negotiations/{nid}/attachments/{big}", "alice")
+        assert r.status_code == 422, (big, r.status_code)
+        r = hub.call("POST", f"/api/negotiations/{nid}/resources/{big}/events", "dac1",
+                     json={"event": "MARK_AS_AVAILABLE"})  # fmt: skip
+        assert r.status_code == 422
+    assert [small_int(t) for t in ("²", "٣", "12", " 7 ", "-1", "99999999999")] == [
+        None, None, 12, 7, None, None]  # fmt: skip
+    with pytest.raises(ValidationError):
+        ResourceEventRequest(event="GRANT", grant_days="²")  # type: ignore[arg-type]

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -89,6 +89,22 @@ def harden(app: FastAPI) -> None:
     """Install the error handlers above (the body limit is the app's ``max_body_size``)."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+DB_INT_MAX = 2**31 - 1
+"""The largest id or number a route takes: PostgreSQL's ``integer`` (SQLite allows 2^63 - 1);
+a larger one is refused at the edge with 422 instead of failing in the database."""
+DbId = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
+
+
+def small_int(text: str, lo: int = 0, hi: int = DB_INT_MAX) -> int | None:
+    """A form field's whole number in [lo, hi], or None. ``str.isdigit`` is no test: it
+    accepts '²' and other digits that ``int`` refuses."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    value = int(text)
+    return value if lo <= value <= hi else None
 
 
 IDLE_SECONDS = 5
