@@ -78,12 +78,20 @@ AsJson = Annotated[bool, typer.Option("--json", help="print raw JSON")]
 
 
 def serve(
-    app_: Any, host: str, port: int, log_level: str, trusted_proxies: list[str] | None = None
+    app_: Any,
+    host: str,
+    port: int,
+    log_level: str,
+    trusted_proxies: list[str] | None = None,
+    workers: int = 1,
 ) -> None:
-    """Run a hub or node ASGI app in the foreground until Ctrl-C."""
+    """Run a hub or node ASGI app in the foreground until Ctrl-C; with ``workers`` > 1,
+    ``app_`` is the import name of an app factory each worker process calls."""
     import uvicorn
 
     from oncofed.security.http import server_options
+
+    extra: dict[str, Any] = {"workers": workers, "factory": True} if workers > 1 else {}
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -96,6 +104,7 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=5,
         **server_options(trusted_proxies or []),
+        **extra,
     )
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from oncofed.audit import AuditLog
 from oncofed.hub.models import FINAL_STATUSES, Node, Task, TaskTarget, UsedNonce
+from oncofed.hub.notify import notify_sql
 from oncofed.protocol import TaskBodyError, result_datasets, validate_result
 from oncofed.security.envelope import SignedEnvelope, canonical_json, iso, utcnow
 from oncofed.security.keys import PublicKey, SigningKey
@@ -325,6 +326,7 @@ class Channel:
                     for n in nodes
                 ],
             )
+            notify_sql(con, [f"node:{n.id}" for n in nodes])
             self.audit.append(
                 created_by,
                 "task.create",
@@ -747,6 +749,7 @@ class Channel:
         if finished:
             con.execute(_FINISH, finished)
             self.audit.append_many(entries, con)
+            notify_sql(con, sorted({f"task:{f['k_task']}" for f in finished}))
         return out
 
     def touch(self, node_id: str) -> None:
