@@ -155,7 +155,8 @@ def create_app(settings: HubSettings) -> FastAPI:
         jobs = [asyncio.create_task(_housekeeping(ctx)), asyncio.create_task(_lead(ctx))]
         if ctx.engine.dialect.name == "postgresql":  # other hub processes wake this one
             listening = asyncio.Event()
-            jobs.append(asyncio.create_task(listen(ctx.notifier, settings.db_url, listening)))
+            relay = listen(ctx.notifier, settings.db_url, listening, ctx.channel.recorded_elsewhere)
+            jobs.append(asyncio.create_task(relay))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
                     await listening.wait()

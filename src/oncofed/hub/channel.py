@@ -432,6 +432,12 @@ class Channel:
         """
         return self._progress.get(task_id, 0)
 
+    def recorded_elsewhere(self, key: str) -> None:
+        """Another hub process recorded results of ``task:<id>``: make its waiters here
+        read the task on their next wake-up (their progress count cannot see those)."""
+        if key.startswith("task:"):
+            self._advance([key[5:]], by=1_000_000)
+
     def _advance(self, task_ids: list[str], by: int = 1) -> None:
         """Count final statuses after their commit (see `progress`)."""
         with self._lock:

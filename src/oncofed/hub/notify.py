@@ -16,7 +16,7 @@ import logging
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -36,8 +36,17 @@ def notify_sql(con: sa.Connection, keys: Iterable[str]) -> None:
         con.execute(_NOTIFY, {"origin": ORIGIN, "keys": keys})
 
 
-async def listen(notifier: Notifier, url: str, ready: asyncio.Event | None = None) -> None:
-    """Relay the other processes' wake-ups to this one's waiters; reconnects on failure."""
+async def listen(
+    notifier: Notifier,
+    url: str,
+    ready: asyncio.Event | None = None,
+    before_wake: Callable[[str], None] | None = None,
+) -> None:
+    """Relay the other processes' wake-ups to this one's waiters; reconnects on failure.
+
+    ``before_wake`` sees each key first (the channel marks a task's results as worth
+    reading: they were recorded elsewhere, where this process's progress count misses them).
+    """
     import psycopg
 
     conninfo = sa.engine.make_url(url).set(drivername="postgresql")
@@ -53,6 +62,8 @@ async def listen(notifier: Notifier, url: str, ready: asyncio.Event | None = Non
                 async for note in conn.notifies():
                     origin, _, key = note.payload.partition(" ")
                     if origin != ORIGIN:
+                        if before_wake is not None:
+                            before_wake(key)
                         notifier.wake(key)
         except asyncio.CancelledError:
             raise
