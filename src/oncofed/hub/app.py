@@ -25,6 +25,7 @@ from oncofed.hub.context import HubContext
 from oncofed.hub.db import make_engine, sessions, upgrade
 from oncofed.hub.identity import external as oidc_login
 from oncofed.hub.identity import issuer as oidc_issuer
+from oncofed.hub.login_delay import LoginDelay
 from oncofed.hub.models import Task, TaskTarget, UsedNonce
 from oncofed.hub.negotiation import routes as negotiation
 from oncofed.hub.negotiation.mail import mail_loop
@@ -59,6 +60,7 @@ def build_context(settings: HubSettings) -> HubContext:
         search_admission=SearchAdmission(
             settings.search_rate_per_minute, settings.search_daily_limit
         ),
+        logins=LoginDelay(engine),
     )
 
 

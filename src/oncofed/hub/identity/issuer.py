@@ -36,11 +36,7 @@ from oncofed.hub.db import sessions
 from oncofed.hub.identity.models import OidcClient, OidcCode
 from oncofed.hub.models import Account
 from oncofed.hub.negotiation.models import Contact
-from oncofed.hub.routes.auth import (  # shared with password log-in
-    _dummy_hash,
-    client_address,
-    limiter,
-)
+from oncofed.hub.routes.auth import _dummy_hash, client_address  # shared with password log-in
 from oncofed.security.envelope import utcnow
 from oncofed.security.secrets_ import new_token, same_secret, token_hash, verify_password
 
@@ -244,7 +240,7 @@ async def authorize_submit(
         )
         raise HTTPException(403, "the log-in form expired or was not ours: reload it")
     address = client_address(request)
-    wait = limiter.wait(username, address)
+    wait = await run_in_threadpool(ctx.logins.wait, username, address)
     if wait > 0:
         await run_in_threadpool(
             ctx.audit.append, username, "oidc.login", "deny", p["client_id"], "rate limited"
@@ -253,7 +249,7 @@ async def authorize_submit(
         return _page(_form(p, cookie, message), cookie, 429)
     account = await run_in_threadpool(_authenticate, ctx, username, password)
     if account is None:
-        limiter.fail(username, address)
+        await run_in_threadpool(ctx.logins.fail, username, address)
         await run_in_threadpool(
             ctx.audit.append,
             username,
@@ -263,7 +259,7 @@ async def authorize_submit(
             "wrong username or password",
         )
         return _page(_form(p, cookie, "Wrong username or password."), cookie, 401)
-    limiter.succeed(username, address)
+    await run_in_threadpool(ctx.logins.succeed, username, address)
     code = await run_in_threadpool(_issue_code, ctx, p, account.username)
     await run_in_threadpool(
         ctx.audit.append, account.username, "oidc.login", "allow", p["client_id"]

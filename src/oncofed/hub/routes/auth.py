@@ -5,9 +5,6 @@ from __future__ import annotations
 import functools
 import math
 import secrets
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -24,60 +21,6 @@ router = APIRouter()
 
 TOKEN_DAYS = 30
 PORTAL_TOKEN_DAYS = 1  # a browser session: one working day
-
-
-class LoginLimiter:
-    """Exponential delay per (account, address) pair: never a lock-out.
-
-    The first ``free`` wrong passwords of a pair cost nothing; after that each attempt has
-    to wait ``base * 2**k`` seconds (k = failures beyond the free ones, at most ``longest``)
-    from the last failure. An attempt during the wait is refused unchecked (429 with the
-    seconds left); after it, the right password logs in and clears the pair. One attacker
-    therefore slows down only the pairs they try: the account from other addresses and
-    other accounts from theirs are untouched, so nobody can lock anybody out (the old limit
-    locked an account, and everyone behind one proxy address, after ten failures a minute).
-    A pair is forgotten a day after its last failure; at most ``pairs`` are kept.
-    """
-
-    def __init__(
-        self,
-        free: int = 5,
-        base: float = 1.0,
-        longest: float = 900.0,
-        pairs: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.free, self.base, self.longest, self.pairs = free, base, longest, pairs
-        self.clock = clock
-        self._failures: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
-
-    def wait(self, username: str, address: str) -> float:
-        """Seconds before this pair may try again (0: now)."""
-        failed = self._failures.get((username, address))
-        if failed is None:
-            return 0.0
-        count, last = failed
-        elapsed = self.clock() - last
-        if elapsed > 86_400:
-            del self._failures[(username, address)]
-            return 0.0
-        if count < self.free:
-            return 0.0
-        delay = min(self.longest, self.base * 2 ** (count - self.free))
-        return max(0.0, delay - elapsed)
-
-    def fail(self, username: str, address: str) -> None:
-        key = (username, address)
-        count, _ = self._failures.pop(key, (0, 0.0))
-        self._failures[key] = (count + 1, self.clock())
-        while len(self._failures) > self.pairs:
-            self._failures.popitem(last=False)
-
-    def succeed(self, username: str, address: str) -> None:
-        self._failures.pop((username, address), None)
-
-
-limiter = LoginLimiter()
 
 
 def client_address(request: Request) -> str:
@@ -108,7 +51,7 @@ async def password_login(
 ) -> str:
     """A new API token for a right username and password; limited, audited either way."""
     address = client_address(request)
-    wait = limiter.wait(username, address)
+    wait = await run_in_threadpool(ctx.logins.wait, username, address)
     if wait > 0:
         await run_in_threadpool(
             ctx.audit.append, username, "auth.login", "deny", name, "rate limited"
@@ -121,12 +64,12 @@ async def password_login(
         )
     token = await run_in_threadpool(_login, ctx, username, password, name)
     if token is None:
-        limiter.fail(username, address)
+        await run_in_threadpool(ctx.logins.fail, username, address)
         await run_in_threadpool(
             ctx.audit.append, username, "auth.login", "deny", name, "wrong username or password"
         )
         raise HTTPException(401, "wrong username or password")
-    limiter.succeed(username, address)
+    await run_in_threadpool(ctx.logins.succeed, username, address)
     await run_in_threadpool(ctx.audit.append, username, "auth.login", "allow", name)
     return token
 
