@@ -7,17 +7,20 @@ loop for 12 s and came back whole inside the 422; the node's anonymous Beacon gr
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from oncofed.hub.negotiation.forms import ResourceEventRequest
 from oncofed.node.admin import init_node
 from oncofed.node.app import create_app as create_node_app
-from oncofed.security.http import DEFAULT_BODY_BYTES, small_int
+from oncofed.security.http import DEFAULT_BODY_BYTES, harden, small_int
 from oncofed.settings import load_node_settings
 from tests.integration.test_negotiation import Hub, start_hub, started
 
@@ -101,3 +104,37 @@ def test_ids_and_numbers_are_checked_at_the_edge(hub: Hub) -> None:
         None, None, 12, 7, None, None]  # fmt: skip
     with pytest.raises(ValidationError):
         ResourceEventRequest(event="GRANT", grant_days="²")  # type: ignore[arg-type]
+
+
+def test_a_trickled_body_gets_408() -> None:
+    """A body that does not arrive in time frees its connection and handler (driven as
+    ASGI: the test client sends a body whole)."""
+    app = FastAPI()
+    harden(app, body_seconds=0.2)
+
+    @app.post("/echo")
+    async def echo(payload: dict[str, int]) -> dict[str, int]:
+        return payload
+
+    async def run() -> list[Any]:
+        sent: list[Any] = []
+        parts = [b'{"a": ', b"1}"]
+
+        async def receive() -> dict[str, Any]:
+            if len(parts) == 1:
+                await asyncio.sleep(5)  # the client stalls before its last byte
+            return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts)}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        headers = [(b"content-type", b"application/json")]
+        scope = {"type": "http", "method": "POST", "path": "/echo", "headers": headers,
+                 "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+                 "server": ("t", 80), "client": ("c", 1)}  # fmt: skip
+        await app(scope, receive, send)
+        return sent
+
+    sent = asyncio.run(run())
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
+    assert b"did not arrive within" in sent[1]["body"]
