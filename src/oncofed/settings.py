@@ -104,6 +104,11 @@ class NodeSettings(BaseModel):
     mediator_api_key: str = ""
     # Reverse proxies whose X-Forwarded-For the node believes (see HubSettings); empty: none.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # One key per upstream network (name -> key), each budgeted on its own (policy.toml
+    # [mediator]); mediator_api_key is the network "eucaim".
+    mediator_api_keys: dict[str, str] = Field(default_factory=dict)
+    # Strict EUCAIM mode: integer counts (withheld as 0) and an age_range object always.
+    mediator_strict: bool = False
     # Image de-identification (STANDARDS §6): dates to year-month, or a per-patient shift.
     deid_date_mode: Literal["month", "shift"] = "month"
     deid_uid_root: str = "2.25."

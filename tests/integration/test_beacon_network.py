@@ -67,6 +67,37 @@ def test_hub_fans_out_and_merges(tmp_path: Path) -> None:
                                timeout=30).json()  # fmt: skip
             assert direct["responseSummary"]["exists"] is True
             assert direct["meta"]["returnedGranularity"] in ("boolean", "count")
+            # Errors are Beacon error responses at hub and node alike.
+            errors = [
+                http.post("/beacon/v2/g_variants", content=b"{not json",
+                          headers={"content-type": "application/json"}),
+                httpx.post(f"{node_url}/beacon/v2/individuals", content=b"{not json",
+                           headers={"content-type": "application/json"}),
+                http.get("/beacon/v2/g_variants", params={"referenceNme": "1"}),
+                httpx.get(f"{fed.hub.url}/beacon/v2/g_variants"),  # no token: 401
+                http.get("/beacon/v2/nothing_here"),
+                httpx.get(f"{node_url}/beacon/v2/nothing_here"),
+            ]  # fmt: skip
+            assert [e.status_code for e in errors] == [400, 400, 400, 401, 404, 404]
+            assert all(e.json()["error"]["errorCode"] == e.status_code for e in errors)
+            # The spec's POST shape, nested parameters and datasets, at the hub.
+            body = {"query": {"requestParameters": {"g_variant": {"geneId": "KRAS"}},
+                              "requestedGranularity": "count"}}  # fmt: skip
+            nested = http.post("/beacon/v2/g_variants", json=body).json()
+            flat_query = {"geneId": "KRAS", "requestedGranularity": "count"}
+            flat = http.get("/beacon/v2/g_variants", params=flat_query).json()
+            # The same query in two shapes: the same released answer (one cached draw).
+            assert nested["responseSummary"] == flat["responseSummary"]
+            assert nested["meta"]["returnedGranularity"] == "count"
+            # The EGA verifier's checks against the hub.
+            from tests.beacon_verifier import verify
+
+            def fetch(url: str) -> tuple[int, object]:
+                r = http.get(url, params={"requestedGranularity": "count"})
+                return r.status_code, r.json()
+
+            problems = verify(f"{fed.hub.url}/beacon/v2", fetch, lambda entry: None)
+            assert problems == [], problems[:10]
 
             # The binary-search attack of issue 17 through the hub: a researcher who knows
             # one patient's sex, age and site learns nothing of their survival.
@@ -91,5 +122,7 @@ def test_hub_fans_out_and_merges(tmp_path: Path) -> None:
                 schemas = BeaconSchemas(root)
                 schemas.check_response("/individuals", doc)
                 schemas.check_response("/individuals", direct)
+                for e in errors:
+                    schemas.check_response("/g_variants", e.json())
     finally:
         fed.stop()

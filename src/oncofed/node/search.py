@@ -85,7 +85,7 @@ def answer_search(
     # it is written, so a rewriting of a query answered today is free (its noise is the
     # cached draw). The exact counts go nowhere unless the request is admitted.
     try:
-        counts = store.search_counts(op)
+        counts = store.search_counts(op, policy.max_studies_per_subject)
     except Exception as exc:
         record("refused", "error", detail=f"{type(exc).__name__}: {exc}"[:2000],
                query_hash=qhash, query=canonical)  # fmt: skip

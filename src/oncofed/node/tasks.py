@@ -40,7 +40,8 @@ def _dataset_sizes(ctx: NodeContext) -> list[dict[str, Any]]:
     # Dataset sizes are the subjects counts of an unconstrained search, released with the
     # very same cached draw (one noisy value per figure, whoever asks and where: averaging
     # two draws of one count would approach the exact value).
-    counts = {c.dataset_id: c for c in ctx.store.search_counts(EVERYONE)}
+    max_studies = ctx.policy.disclosure.max_studies_per_subject
+    counts = {c.dataset_id: c for c in ctx.store.search_counts(EVERYONE, max_studies)}
     for d in rows:
         counts.setdefault(
             str(d["id"]), DatasetCounts(str(d["id"]), subjects=int(str(d["patients"])))

@@ -17,7 +17,9 @@ Layers, in order, for every count (subjects, studies, and each stratum):
 Strata are only shown for a dataset whose subject count is released:
 
 - ``gender``, ``modalities``, ``body_parts``: a label is listed when its own noisy,
-  rounded subject count reaches ``min_count`` (labels only, no counts);
+  rounded subject count reaches ``min_count`` (labels only, no counts); body parts are
+  counted per stored DICOM term and listed as the vocabulary's values (a combined term such
+  as ABDOMENPELVIS gives each region it names; a term outside the vocabulary is not listed);
 - ``age_range``: ages at diagnosis are grouped in ``age_band_years`` bands; the range runs
   from the lowest to the highest band whose noisy, rounded count reaches ``min_count``
   (``min`` inclusive, ``max`` exclusive), so a lone oldest or youngest patient never shows.
@@ -34,7 +36,7 @@ from oncofed.privacy.ledger import PrivacyLedger
 from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.query.counts import DatasetCounts
 from oncofed.query.response import AgeRange, Collection, MediatorResponse
-from oncofed.query.vocabulary import MODALITY_LABELS
+from oncofed.query.vocabulary import MODALITY_LABELS, body_part_labels
 
 
 def round_to(value: float, base: int) -> int:
@@ -111,8 +113,10 @@ def headline_noise(
 ) -> dict[tuple[str, str], int]:
     """The cached noise of every dataset's subjects and studies counts.
 
-    Studies have the larger sensitivity: one subject may add up to
-    ``max_studies_per_subject`` of them.
+    Studies have the larger sensitivity: one subject adds up to
+    ``max_studies_per_subject`` of them, and no more: the counts are clipped to that bound
+    per subject before they get here (``count_matches(..., max_studies)``), so the bound
+    holds for a subject with more studies too.
     """
     subjects_scale = 1.0 / policy.epsilon
     studies_scale = policy.max_studies_per_subject / policy.epsilon
@@ -199,7 +203,9 @@ def disclose(
                 modalities=sorted(
                     {MODALITY_LABELS.get(code, code) for code in _labels(shown, "modality:")}
                 ),
-                body_parts=sorted({p.lower() for p in _labels(shown, "body_part:")}),
+                body_parts=sorted(
+                    {b for p in _labels(shown, "body_part:") for b in body_part_labels(p)}
+                ),
             )
         )
     return MediatorResponse(collections=collections), summary

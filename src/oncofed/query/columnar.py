@@ -287,7 +287,7 @@ class ColumnarIndex:
     # Counting
     # --------------------------------------------------------------------------------------
 
-    def count(self, op: Operation) -> list[DatasetCounts]:
+    def count(self, op: Operation, max_studies: int | None = None) -> list[DatasetCounts]:
         """The raw counts of :func:`oncofed.query.counts.count_matches`, from memory."""
         masks = _Masks(self)
         n = self.patients.rows
@@ -310,13 +310,22 @@ class ColumnarIndex:
             series &= matched.take(self.s_pk)
             rows = np.flatnonzero(series)
             study_ids = self.s_study.take(rows)
+            study_pks = self.s_pk.take(rows)
         else:
             rows = np.flatnonzero(matched.take(self.s_pk))
-            study_ids = self.t_study.take(np.flatnonzero(matched.take(self.t_pk)))
-        seen = np.zeros(len(self.dst_ds), dtype=np.bool_)
-        seen[study_ids] = True
-        bounds = self.study_bounds
-        studies = [np.count_nonzero(seen[bounds[i] : bounds[i + 1]]) for i in range(d)]
+            study_rows = np.flatnonzero(matched.take(self.t_pk))
+            study_ids = self.t_study.take(study_rows)
+            study_pks = self.t_pk.take(study_rows)
+        if max_studies is None:
+            seen = np.zeros(len(self.dst_ds), dtype=np.bool_)
+            seen[study_ids] = True
+            bounds = self.study_bounds
+            studies = [int(np.count_nonzero(seen[bounds[i] : bounds[i + 1]])) for i in range(d)]
+        else:  # each subject's distinct studies, at most max_studies of them
+            width = len(self.dst_ds)
+            own = np.unique(study_pks.astype(np.int64) * width + study_ids)
+            per_patient = np.minimum(np.bincount(own // width, minlength=n), max_studies)
+            studies = [int(k) for k in np.bincount(self.p_ds, weights=per_patient, minlength=d)]
         per_value: dict[str, tuple[tuple[str, ...], npt.NDArray[np.int64]]] = {}
         for column, (values, per_row, pairs, starts, keys) in self.distinct.items():
             hit = np.zeros(pairs + 1, dtype=np.bool_)
@@ -567,14 +576,19 @@ class ColumnarSearch:
         self._lock = threading.Lock()
 
     def counts(
-        self, con: Cursor, op: Operation, generation: int | None = None
+        self,
+        con: Cursor,
+        op: Operation,
+        generation: int | None = None,
+        max_studies: int | None = None,
     ) -> list[DatasetCounts]:
         """Exact raw counts of a canonical query, as :func:`count_matches` returns them.
 
         ``generation``: a number the caller bumps after each of its writes, when it is the
         store's only writer (the node service); skips the freshness query while unchanged.
+        ``max_studies``: count at most this many studies per subject (see count_matches).
         """
-        return self.current(con, generation).count(op)
+        return self.current(con, generation).count(op, max_studies)
 
     def current(self, con: Cursor, generation: int | None = None) -> ColumnarIndex:
         """The snapshot for the store as it is now (rebuilding the index if need be)."""

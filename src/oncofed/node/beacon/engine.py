@@ -24,6 +24,7 @@ from oncofed.beacon.wire import (
     ENTRY_TYPES,
     ORDER,
     SEX_TERMS,
+    VARIANT_PARAMETERS,
     BeaconConfig,
     BeaconError,
     BeaconFramework,
@@ -35,6 +36,7 @@ from oncofed.beacon.wire import (
     _ontology_term,
 )
 from oncofed.node.ingest.codes import ICD10_SITE, SITE_SNOMED
+from oncofed.node.ingest.vocab import cancers
 from oncofed.node.store import NodeStore
 from oncofed.privacy.disclose import release_count
 from oncofed.privacy.errors import BudgetExhausted, RateLimited
@@ -203,12 +205,13 @@ class BeaconEngine(BeaconFramework):
             ).fetchall()
         for (code,) in icd:
             terms.append({"type": "ontologyTerm", "id": f"ICD10:{code}", "label": code,
-                          "scopes": ["individual", "biosample", "genomicVariation"]})  # fmt: skip
+                          "scopes": ["individual", "biosample", "genomicVariant"]})  # fmt: skip
         for (code,) in sites:
-            label = next((k for k, v in SITE_SNOMED.items() if v == code), code)
-            terms.append({"type": "ontologyTerm", "id": f"SNOMEDCT:{code}",
-                          "label": f"{label} cancer" if label != code else code,
-                          "scopes": ["individual", "biosample", "genomicVariation"]})  # fmt: skip
+            site = next((k for k, v in SITE_SNOMED.items() if v == code), None)
+            cancer = cancers().get(code)
+            label = f"{site} cancer" if site else cancer.label if cancer else code
+            terms.append({"type": "ontologyTerm", "id": f"SNOMEDCT:{code}", "label": label,
+                          "scopes": ["individual", "biosample", "genomicVariant"]})  # fmt: skip
         for code, agent in atc:
             terms.append({"type": "ontologyTerm", "id": f"ATC:{code}", "label": agent or code,
                           "scopes": ["individual"]})  # fmt: skip
@@ -272,9 +275,7 @@ class BeaconEngine(BeaconFramework):
         if page.limit > self.config.max_limit:
             raise BeaconError(f"pagination.limit: at most {self.config.max_limit}")
         datasets = self.datasets()
-        wanted = q.requestParameters.get("datasets") or q.requestParameters.get("datasetIds")
-        if isinstance(wanted, str):
-            wanted = [wanted]
+        wanted = q.requestParameters.get("datasets")  # a list: see flatten_parameters
         scopes = [
             _Scope(d["id"], "record" if d["id"] in granted
                    else self.config.level_caps.get(d["access_level"], "boolean"))
@@ -367,7 +368,8 @@ class BeaconEngine(BeaconFramework):
         by_id = {d["id"]: d for d in datasets}
         # A dataset's size is the subjects count of an unconstrained search, released with
         # the same cached draw as there (and in node.info and the catalogue).
-        sizes = {c.dataset_id: c for c in self.store.search_counts(EVERYONE)}
+        max_studies = self.limits.max_studies_per_subject
+        sizes = {c.dataset_id: c for c in self.store.search_counts(EVERYONE, max_studies)}
         collections = []
         for s in scopes:
             d = by_id[s.dataset]
@@ -513,27 +515,15 @@ class _Sql:
         clauses = []
         name = rp.get("referenceName")
         start, end = _positions(rp.get("start")), _positions(rp.get("end"))
-        gene = rp.get("geneId") or rp.get("gene")
-        if name is None and gene is None and not rp.get("variantInternalId"):
-            if start or end or rp.get("alternateBases") or rp.get("referenceBases"):
-                raise BeaconError("requestParameters: a position query needs referenceName")
-            return ""
+        gene = rp.get("geneId")
+        if name is None and (start or end or rp.get("alternateBases") or rp.get("referenceBases")):
+            raise BeaconError("requestParameters: a position query needs referenceName")
         if name is not None:
             from oncofed.node.ingest.vcf import normalise_chrom
 
             clauses.append("v.chrom = ?")
             self.params.append(normalise_chrom(str(name)))
-            if not start:
-                raise BeaconError("requestParameters.start: required with referenceName")
-            if end:  # range or bracket: the variant starts within [start[0], end[-1])
-                clauses.append("v.pos > ? AND v.pos <= ?")
-                self.params += [start[0], end[-1]]
-                if len(start) == 2:
-                    clauses.append("v.pos <= ?")
-                    self.params.append(start[1] + 1)
-            else:  # sequence query: exactly at start (0-based)
-                clauses.append("v.pos = ?")
-                self.params.append(start[0] + 1)
+            clauses.append(self._positions(start, end))
         for key, column in (("referenceBases", "v.ref"), ("alternateBases", "v.alt")):
             bases = rp.get(key)
             if bases in (None, "", "N"):
@@ -558,10 +548,48 @@ class _Sql:
         if gene:
             clauses.append("v.id IN (SELECT g.variant_id FROM variant_gene g WHERE g.gene = ?)")
             self.params.append(str(gene))
+        if rp.get("aminoacidChange"):
+            clauses.append("(v.hgvs_p = ? OR v.hgvs_p = ? OR v.hgvs_p = ?)")
+            change = str(rp["aminoacidChange"]).removeprefix("p.")
+            self.params += [change, f"p.{change}", f"p.{protein_three_letter(change)}"]
         if rp.get("variantInternalId"):
             clauses.append("v.id = ?")
             self.params.append(str(rp["variantInternalId"]))
         return " AND ".join(clauses)
+
+    def _positions(self, start: list[int], end: list[int]) -> str:
+        """Where the variant lies, in the model's 0-based half-open coordinates.
+
+        A variant spans ``[pos - 1, pos - 1 + len(ref))``. ``start`` alone: a sequence query
+        at that position. One ``start`` and one ``end``: a range query, any variant that
+        overlaps ``[start, end)`` (a deletion that starts before the range included, as
+        ``bcftools view -r`` does). Two of each: a bracket query, the variant starting in
+        ``[start[0], start[1])`` and ending in ``[end[0], end[1])``.
+        """
+        if not start:
+            raise BeaconError("requestParameters.start: required with referenceName")
+        span_end = "(v.pos - 1 + length(v.ref))"
+        if not end:
+            if len(start) != 1:
+                raise BeaconError("requestParameters: a bracket query needs two end values too")
+            self.params.append(start[0] + 1)
+            return "v.pos = ?"
+        if len(start) != len(end):
+            raise BeaconError(
+                "requestParameters: give one start and one end (a range) or two of each "
+                f"(a bracket), not {len(start)} and {len(end)}"
+            )
+        if len(start) == 1:
+            if end[0] <= start[0]:
+                raise BeaconError("requestParameters.end: must be greater than start")
+            # pos - 1 < end as a plain column bound, so the store's zone maps prune
+            self.params += [end[0], start[0]]
+            return f"v.pos <= ? AND {span_end} > ?"
+        for name, pair in (("start", start), ("end", end)):
+            if pair[1] < pair[0]:
+                raise BeaconError(f"requestParameters.{name}: [min, max] with min <= max")
+        self.params += [start[0] + 1, start[1], end[0], end[1]]
+        return f"v.pos >= ? AND v.pos <= ? AND {span_end} >= ? AND {span_end} < ?"
 
     # -- statements
 
@@ -703,7 +731,22 @@ def everyone_hash() -> str:
 
 
 def _has_variant_params(rp: dict[str, Any]) -> bool:
-    return any(k in rp for k in ("referenceName", "geneId", "variantInternalId"))
+    return any(k in rp for k in VARIANT_PARAMETERS)
+
+
+AMINO_ACIDS = {
+    "A": "Ala", "R": "Arg", "N": "Asn", "D": "Asp", "C": "Cys", "Q": "Gln", "E": "Glu",
+    "G": "Gly", "H": "His", "I": "Ile", "L": "Leu", "K": "Lys", "M": "Met", "F": "Phe",
+    "P": "Pro", "S": "Ser", "T": "Thr", "W": "Trp", "Y": "Tyr", "V": "Val", "*": "Ter",
+}  # fmt: skip
+
+
+def protein_three_letter(change: str) -> str:
+    """'V600E' → 'Val600Glu' (HGVS p. as SnpEff and VEP write it); other text unchanged."""
+    m = re.fullmatch(r"([A-Z*])(\d+)([A-Z*])", change)
+    if m is None:
+        return change
+    return f"{AMINO_ACIDS[m.group(1)]}{m.group(2)}{AMINO_ACIDS[m.group(3)]}"
 
 
 def _strip_run(value: str) -> str:
