@@ -75,13 +75,13 @@ def short_message(text: str) -> str:
     return text if len(text) <= 4 * MAX_TEXT else text[: 4 * MAX_TEXT] + "…"
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
     del request
     assert isinstance(exc, RequestValidationError)
     return JSONResponse(status_code=422, content={"detail": validation_errors(list(exc.errors()))})
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
+async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.detail, str):
         exc.detail = short_message(exc.detail)
@@ -151,8 +151,8 @@ class BodyDeadline:
 def harden(app: FastAPI, body_seconds: float = BODY_SECONDS) -> None:
     """Install the error handlers above and the body deadline (the body size limit is the
     app's ``max_body_size``)."""
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_middleware(BodyDeadline, seconds=body_seconds)
 
 
