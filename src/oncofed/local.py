@@ -90,6 +90,7 @@ class Process:
 class LocalFederation:
     base: Path
     database_url: str = ""
+    hub_workers: int = 1  # several hub processes (PostgreSQL only)
     hub: Process = field(init=False)
     nodes: dict[str, Process] = field(default_factory=dict)
     admin_token: str = ""
@@ -124,9 +125,9 @@ class LocalFederation:
         self.admin_token, self.admin_password = result.admin_token, result.admin_password
 
     def start_hub(self, timeout: float = 60) -> None:
-        self.hub.start(
-            ["hub", "serve", "--dir", str(self.hub.directory), "--port", str(self.hub.port)]
-        )
+        workers = ["--workers", str(self.hub_workers)] if self.hub_workers > 1 else []
+        port = str(self.hub.port)
+        self.hub.start(["hub", "serve", "--dir", str(self.hub.directory), "--port", port, *workers])
         wait_http(f"{self.hub.url}/api/health", timeout, self.hub.proc, self.hub.log)
 
     def restart_hub(self, kill: bool = False) -> None:

@@ -344,6 +344,12 @@ def test_comments_and_attachments(hub: Hub) -> None:
         c["body"] for c in hub.call("GET", f"/api/negotiations/{nid}/comments", "holder1").json()
     ]
     assert bodies == ["Can you share T2 only?", "Yes."]
+    # Addressed to node-1: not for node-2's DAC, which may not write to node-1 either.
+    seen = [c["body"] for c in hub.call("GET", f"/api/negotiations/{nid}/comments", "dac2").json()]
+    assert seen == ["Yes."]
+    r = hub.call("POST", f"/api/negotiations/{nid}/comments", "dac2",
+                 json={"body": "psst", "provider": "node-1"})  # fmt: skip
+    assert r.status_code == 403
     pdf = b"%PDF-1.4 ethics approval letter"
     r = hub.call(
         "POST",

@@ -76,7 +76,7 @@ def node_serve(
     settings = node_settings(directory)
     settings.host = host or settings.host
     settings.port = port or settings.port
-    serve(create_app(settings), settings.host, settings.port, log_level)
+    serve(create_app(settings), settings.host, settings.port, log_level, settings.trusted_proxies)
 
 
 @node_app.command("info")

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from oncofed.audit import AuditLog
 from oncofed.hub.channel import Channel
+from oncofed.hub.login_delay import LoginDelay
 from oncofed.hub.notify import Notifier
 from oncofed.hub.search import SearchAdmission
 from oncofed.security.keys import SigningKey
@@ -26,6 +27,7 @@ class HubContext:
     channel: Channel
     notifier: Notifier
     search_admission: SearchAdmission
+    logins: LoginDelay
 
 
 def hub_context(request: Request) -> HubContext:

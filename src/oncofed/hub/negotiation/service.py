@@ -636,6 +636,13 @@ def add_comment(ctx: HubContext, who: Who, nid: str, req: CommentRequest) -> dic
         providers = {r.node_name for r in resources}
         if req.provider is not None and req.provider not in providers:
             raise NegotiationError(422, f"the request names no dataset at {req.provider!r}")
+        speaks_for = who.admin or who.username == neg.owner
+        if req.provider is not None and not (
+            speaks_for or who.dac_of(req.provider) or who.holder_of(req.provider)
+        ):
+            raise NegotiationError(
+                403, f"only the researcher or {req.provider}'s DAC may write to {req.provider}"
+            )
         if neg.state in lc.FINAL_NEGOTIATION_STATES:
             raise NegotiationError(409, f"the request is {neg.state}; comments are closed")
         comment = NegotiationComment(
@@ -670,9 +677,17 @@ def add_comment(ctx: HubContext, who: Who, nid: str, req: CommentRequest) -> dic
         return {"id": comment.id, "author": who.username, "at": iso(comment.at)}
 
 
+def _reads(who: Who, neg: Negotiation, c: NegotiationComment) -> bool:
+    """A comment addressed to one provider is between the researcher and that provider:
+    other providers' DAC members and data holders do not see it."""
+    if c.node_name is None or who.admin or who.username in (neg.owner, c.author):
+        return True
+    return who.dac_of(c.node_name) or who.holder_of(c.node_name)
+
+
 def comments(ctx: HubContext, who: Who, nid: str) -> list[dict[str, Any]]:
     with ctx.sessions() as s:
-        _load(s, who, nid)
+        neg, _ = _load(s, who, nid)
         return [
             {
                 "id": c.id,
@@ -686,6 +701,7 @@ def comments(ctx: HubContext, who: Who, nid: str) -> list[dict[str, Any]]:
                 .where(NegotiationComment.negotiation_id == nid)
                 .order_by(NegotiationComment.id)
             )
+            if _reads(who, neg, c)
         ]
 
 

@@ -28,6 +28,7 @@ from oncofed.hub.search import SearchRefused, combine
 from oncofed.hub.search_runs import search_events, search_view, start_search
 from oncofed.query import KEYS, KEYS_BY_NAME, QueryValidationError, vocabulary
 from oncofed.security.envelope import utcnow
+from oncofed.security.http import small_int
 
 router = APIRouter(include_in_schema=False)
 Ctx = Annotated[HubContext, Depends(hub_context)]
@@ -177,9 +178,9 @@ async def add(request: Request, ctx: Ctx, user: Researcher, _: Csrf) -> Response
         )
     except cohort.CohortError as exc:
         return await _page(request, ctx, user, q, 422, str(exc))
-    target = str(form.get("group", "new"))
-    if target.isdigit() and int(target) < len(groups):
-        groups[int(target)].append(criterion)
+    target = small_int(str(form.get("group", "new")))
+    if target is not None and target < len(groups):
+        groups[target].append(criterion)
     else:
         groups.append([criterion])
     return _to(cohort.encode(groups))

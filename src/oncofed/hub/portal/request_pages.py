@@ -37,6 +37,7 @@ from oncofed.hub.portal.session import check_csrf, user_with
 from oncofed.hub.portal.templating import render
 from oncofed.hub.search import combine
 from oncofed.hub.search_runs import search_view
+from oncofed.security.http import DbId
 
 router = APIRouter(include_in_schema=False)
 Ctx = Annotated[HubContext, Depends(hub_context)]
@@ -474,7 +475,7 @@ async def event(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) ->
 
 @router.post("/requests/{nid}/resources/{row}/event", response_class=HTMLResponse)
 async def resource_event(
-    request: Request, nid: str, row: int, ctx: Ctx, user: AnyUser, _: Csrf
+    request: Request, nid: str, row: DbId, ctx: Ctx, user: AnyUser, _: Csrf
 ) -> Response:
     async def action(form: Any) -> None:
         days = str(form.get("grant_days", "")).strip()
@@ -482,7 +483,7 @@ async def resource_event(
             event=str(form.get("event", "")),
             note=str(form.get("note", "")),
             conditions=str(form.get("conditions", "")),
-            grant_days=int(days) if days.isdigit() else None,
+            grant_days=days or None,  # validated by the model: 1 to 3650 days
         )
         await _call(service.resource_fire, ctx, who(user), nid, row, req)
 
