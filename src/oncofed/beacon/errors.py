@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oncofed.beacon.wire import API_VERSION
-from oncofed.security.http import http_error_handler, short_message, validation_error_handler
+from oncofed.security.http import installed_handler, short_message
 
 
 def error_document(beacon_id: str, status: int, message: str) -> dict[str, Any]:
@@ -54,6 +54,9 @@ def install_error_handlers(
 ) -> None:
     """Answer HTTP and validation errors under ``prefix`` as Beacon error responses."""
 
+    http_before = installed_handler(app, StarletteHTTPException)
+    validation_before = installed_handler(app, RequestValidationError)
+
     def under(request: Request) -> bool:
         path = request.url.path
         return path == prefix or path.startswith(prefix.rstrip("/") + "/")
@@ -61,14 +64,14 @@ def install_error_handlers(
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if not under(request):  # the app's own (hardened: no input echoed)
-            return await http_error_handler(request, exc)
+            return await http_before(request, exc)
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return error_response(beacon_id(request), exc.status_code, message, exc.headers)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         if not under(request):
-            return await validation_error_handler(request, exc)
+            return await validation_before(request, exc)
         parts = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request, Response
@@ -146,6 +146,22 @@ class BodyDeadline:
             if started:
                 raise
             await PlainTextResponse(str(exc.detail), status_code=408)(scope, receive, send)
+
+
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def installed_handler(app: FastAPI, exc_class: type[Exception]) -> ErrorHandler:
+    """The handler `app` has for `exc_class` now. A part of the app that answers some errors
+    its own way (Beacon under its prefix, the portal's pages for browsers) installs its
+    handler over this one and hands every other error on to it, so the parts chain instead
+    of the last one installed silently dropping the others (hardened messages included)."""
+    found = app.exception_handlers.get(exc_class)
+    if found is not None:
+        return found  # type: ignore[return-value]
+    if issubclass(exc_class, RequestValidationError):
+        return validation_error_handler
+    return http_error_handler
 
 
 def harden(app: FastAPI, body_seconds: float = BODY_SECONDS) -> None:

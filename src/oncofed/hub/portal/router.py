@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
@@ -23,6 +22,7 @@ from oncofed.hub.portal import (
 )
 from oncofed.hub.portal.session import LoginRequired, PortalDenied, optional_user
 from oncofed.hub.portal.templating import HERE, render
+from oncofed.security.http import installed_handler
 
 
 class ServerTiming:
@@ -102,12 +102,14 @@ def install(app: FastAPI) -> None:
     async def favicon() -> Response:
         return RedirectResponse("/static/favicon.svg", status_code=301)
 
+    before = installed_handler(app, StarletteHTTPException)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         page = (
             await help_pages.not_found(request, str(exc.detail)) if exc.status_code == 404 else None
         )
-        return page or await http_exception_handler(request, exc)
+        return page or await before(request, exc)
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:
