@@ -6,9 +6,12 @@ import json
 import mimetypes
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from oncofed.client.analyse import Analyse
 
 
 class HubError(RuntimeError):
@@ -62,6 +65,13 @@ class HubClient:
 
     def close(self) -> None:
         self.http.close()
+
+    @property
+    def analyse(self) -> Analyse:
+        """Tier 3: federated statistics (``client.analyse.glm(...)``, ``.km(...)`` ...)."""
+        from oncofed.client.analyse import Analyse
+
+        return Analyse(self)
 
     def __enter__(self) -> HubClient:
         return self

@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 
 from oncofed import __version__
 from oncofed.audit import AuditLog
+from oncofed.hub.analysis import routes as analysis_routes
 from oncofed.hub.beacon import create_hub_beacon_router
 from oncofed.hub.catalogue import routes as catalogue
 from oncofed.hub.catalogue.service import refresh_loop as catalogue_refresh_loop
@@ -115,5 +116,6 @@ def create_app(settings: HubSettings) -> FastAPI:
         app.include_router(mine.router)
     app.include_router(catalogue.router)  # issue 7: catalogue, FAIR Data Point
     app.include_router(create_hub_beacon_router())  # issue 4: Beacon v2 network
+    app.include_router(analysis_routes.router)  # issue 19: federated statistics
     portal.install(app)  # issue 7: the researcher portal
     return app
