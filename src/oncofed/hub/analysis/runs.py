@@ -254,6 +254,8 @@ class AnalysisRuns:
                 int(run.round_timeout) + 5,
                 run.created_by,
             )
+            for node_id in node_ids:  # the nodes' streams send it now, not at their recheck
+                ctx.notifier.wake(f"node:{node_id}")
             return await wait_for_results(ctx, task_id, run.round_timeout, targets=len(node_ids))
 
         max_rounds = int(run.spec.get("max_iter", 1)) + 1 if analysis.iterative else 1
