@@ -70,14 +70,16 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             frames.append(node_frame(process.directory))
             fed.start_node(f"node-{i}")
         _, engine = open_hub(fed.hub.directory)
-        for user, roles in (("alice", ["researcher"]), ("bob", ["researcher"]),
-                            ("dac1", ["dac:node-1"]), ("dac2", ["dac:node-2"])):  # fmt: skip
-            add_user(engine, user, roles)
+        passwords = {
+            user: add_user(engine, user, roles)
+            for user, roles in (("alice", ["researcher"]), ("bob", ["researcher"]),
+                                ("dac1", ["dac:node-1"]), ("dac2", ["dac:node-2"]))
+        }  # fmt: skip
         tokens = {u: create_api_token(engine, u, days=1) for u in ("alice", "bob", "dac1", "dac2")}
         tokens["admin"] = fed.admin_token
         engine.dispose()
         grant(fed.hub.url, tokens)
-        yield {"fed": fed, "tokens": tokens, "frames": frames}
+        yield {"fed": fed, "tokens": tokens, "frames": frames, "passwords": passwords}
     finally:
         fed.stop()
         os.environ.pop("ONCOFED_NODE_GRANT_REFRESH_SECONDS", None)
@@ -179,3 +181,27 @@ def test_a_node_down_is_named_or_left_out(fed: dict[str, Any]) -> None:
         assert "PARTIAL: without node-2" in partial.summary()
     finally:
         federation.start_node("node-2")
+
+
+def test_portal_analyse_page_draws_km_and_downloads_csv(fed: dict[str, Any]) -> None:
+    import re
+    import time
+
+    url = fed["fed"].hub.url
+    with httpx.Client(base_url=url, follow_redirects=False) as web:
+        web.post("/login", data={"username": "alice", "password": fed["passwords"]["alice"]})
+        page = web.get("/analyse")
+        assert page.status_code == 200, page.text
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+        assert token is not None
+        form = {"csrf": token.group(1), "algorithm": "km", "km_group_by": "sex",
+                "km_bin_days": "30", "ast": "", "dataset": DATASETS}  # fmt: skip
+        started = web.post("/analyse", data=form)
+        assert started.status_code == 303, started.text
+        location = started.headers["location"]
+        deadline = time.monotonic() + 60
+        while "running" in (shown := web.get(location).text) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert "<svg" in shown and "Download CSV" in shown and "at risk" in shown, shown[-2000:]
+        csv = web.get(location + ".csv")
+        assert csv.status_code == 200 and csv.text.startswith("group,start,end,at_risk")

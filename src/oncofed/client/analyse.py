@@ -39,32 +39,9 @@ class AnalysisResult:
 
     def rows(self) -> list[dict[str, Any]]:
         """The result as flat rows (what ``to_frame`` and the CSV download hold)."""
-        r = self.result
-        if self.kind in ("glm", "cox"):
-            return [dict(row) for row in r["coefficients"]]
-        if self.kind == "km":
-            return [
-                {"group": level, **row}
-                for level, curve in r["groups"].items()
-                for row in curve["table"]
-            ]
-        if self.kind == "crosstab":
-            return [
-                {
-                    r["row"]: rl,
-                    r["column"]: cl,
-                    "count": r["counts"][i][j],
-                    "withheld_at_nodes": r["withheld_at_nodes"][i][j],
-                }
-                for i, rl in enumerate(r["row_levels"])
-                for j, cl in enumerate(r["column_levels"])
-            ]
-        h = r["histogram"]
-        return [
-            {"from": h["edges"][i], "to": h["edges"][i + 1], "count": c,
-             "withheld_at_nodes": h["withheld_at_nodes"][i]}
-            for i, c in enumerate(h["counts"])
-        ]  # fmt: skip
+        from oncofed.analysis.tables import result_rows
+
+        return result_rows(self.result)
 
     def to_frame(self) -> pd.DataFrame:
         try:
@@ -77,16 +54,9 @@ class AnalysisResult:
         return frame
 
     def to_csv(self) -> str:
-        import csv
-        import io
+        from oncofed.analysis.tables import result_csv
 
-        rows = self.rows()
-        out = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        return out.getvalue()
+        return result_csv(self.result)
 
     def plot(self, path: str | Path | None = None) -> str:
         """The Kaplan-Meier curves as SVG text, also written to ``path`` when given."""

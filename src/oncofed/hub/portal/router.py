@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oncofed.hub.context import hub_context
 from oncofed.hub.portal import (
+    analyse_pages,
     catalogue_pages,
     cohort_pages,
     federation_pages,
@@ -81,7 +82,14 @@ class SecurityHeaders:
 
 
 def install(app: FastAPI) -> None:
-    for module in (login_pages, catalogue_pages, cohort_pages, request_pages, federation_pages):
+    for module in (
+        login_pages,
+        catalogue_pages,
+        cohort_pages,
+        request_pages,
+        federation_pages,
+        analyse_pages,  # issue 19
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
