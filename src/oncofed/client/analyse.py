@@ -96,7 +96,11 @@ class Analyse:
         allow_partial: bool = False,
         round_timeout_seconds: float = 30,
         wait_seconds: float = 600,
+        passport: str | None = None,
     ) -> AnalysisResult:
+        """Run one analysis and wait for its pooled result (AnalysisFailed names the node
+        that refused or dropped out). ``passport``: visas to present instead of the ones
+        the hub holds for you."""
         body = {
             "algorithm": algorithm,
             "spec": spec,
@@ -104,6 +108,7 @@ class Analyse:
             "cohort": cohort or ALL,
             "allow_partial": allow_partial,
             "round_timeout_seconds": round_timeout_seconds,
+            "passport": passport,
         }
         deadline = time.monotonic() + wait_seconds
         run = self.client._call(
