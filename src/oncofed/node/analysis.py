@@ -112,7 +112,6 @@ def _digest(value: Any) -> str:
 @handler(STEP_KIND)
 def analysis_step(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str, Any]:
     task = AnalysisStepBody.model_validate(body)
-    me = ctx.settings.name
     audit: dict[str, Any] = {
         "run_id": task.run_id,
         "step": task.step,
@@ -131,7 +130,7 @@ def analysis_step(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dic
                 "details": {**audit, "refusal": reason},
             }
         )
-        return TaskRefused(f"{me}: {message}")
+        return TaskRefused(message)
 
     try:
         result, released = _run_step(ctx, task, meta, audit)
