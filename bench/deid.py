@@ -38,6 +38,13 @@ N worker processes over the same files, reported apart under ``parallel``.
 
 Targets (recorded in the JSON per corpus): oncofed >= 3x dicognito's files/s and copy <= 3x
 oncofed's, single worker. Results go to bench/results/deid.json.
+
+The leak gate's accuracy (``leak_gate`` in the JSON; ``--corpus none`` measures only this and
+updates that key): its false-positive rate on headers as public archives write them
+(``oncofed.synth.archive``: PatientName = PatientID = ``Lung_Dx-A0011``, descriptors
+"lung+c", "PThead_lung"; nothing identifying, so every blocked file is a false alarm), and on
+the planted and synth corpora the share of files caught when a source name or ID is written
+into a kept descriptor in another spelling (target: every one).
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ from oncofed.node.deid import DeidContext, check_output, collect_identifiers, de
 from oncofed.node.deid.deidentify import encode
 from oncofed.node.deid.fastpath import process
 from oncofed.node.ingest.images import Source, _Held, _instance
+from oncofed.synth.archive import archive_headers
 from oncofed.synth.federation import generate_federation
 
 RESULTS = Path(__file__).parent / "results" / "deid.json"
@@ -185,6 +193,59 @@ def _deidentify(data: bytes, ctx: DeidContext) -> bytes:
     if check_output(encoded.scan, ids) is not None:
         raise SystemExit("oncofed's leak gate blocked a file of the benchmark corpus")
     return encoded.data
+
+
+def _blocked(data: bytes, ctx: DeidContext) -> bool:
+    """Whether the leak gate blocks a file, on the path ingest takes for it."""
+    fast = process(data, ctx)
+    if fast is not None:
+        return check_output(fast.encoded.scan, fast.identifiers) is not None
+    ds = dcmread(io.BytesIO(data), force=True)
+    return check_output(encode(deidentify(ds, ctx)).scan, collect_identifiers(ds)) is not None
+
+
+def _bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _respelled(ds: Dataset) -> list[Dataset]:
+    """The file twice, with its patient's family name, then its ID with dashes inserted,
+    written into the kept SeriesDescription."""
+    family = str(ds.PatientName).split("^")[0]
+    pid = str(ds.PatientID)
+    planted = []
+    for text in (
+        f"redo {family.lower()}",
+        "ref " + "-".join(pid[i : i + 3] for i in range(0, len(pid), 3)),
+    ):
+        copy = dcmread(io.BytesIO(_bytes(ds)), force=True)
+        copy.SeriesDescription = text
+        planted.append(copy)
+    return planted
+
+
+def leak_gate(planted: list[Path], archive_files: int = 600) -> dict[str, object]:
+    """False alarms on public-archive headers; catches on planted values in other spellings."""
+    ctx = _ctx()
+    archive = [_bytes(ds) for ds in archive_headers(archive_files // 3, files_per_patient=3)]
+    false_alarms = sum(_blocked(data, ctx) for data in archive)
+    sample = planted[:: max(1, len(planted) // 100)]
+    respelled = [d for f in sample for d in _respelled(dcmread(f, force=True))]
+    caught = sum(_blocked(_bytes(ds), ctx) for ds in respelled)
+    clean_blocked = sum(_blocked(f.read_bytes(), ctx) for f in sample)
+    result = {
+        "archive_files": len(archive),
+        "archive_false_positive_rate": round(false_alarms / len(archive), 4),
+        "planted_files": len(sample),
+        "planted_clean_blocked": clean_blocked,
+        "respelled_files": len(respelled),
+        "respelled_caught_rate": round(caught / len(respelled), 4),
+        "met": false_alarms == 0 and caught == len(respelled) and clean_blocked == 0,
+    }
+    print(f"leak gate: {json.dumps(result)}")
+    return result
 
 
 def _ctx() -> DeidContext:
@@ -367,8 +428,14 @@ def main() -> None:
     measured_on = machine()
     work = args.work or Path(tempfile.mkdtemp(prefix="oncofed-bench-deid-"))
     corpora: list[dict[str, object]] = []
+    names = [c.strip() for c in args.corpus.split(",") if c.strip() and c.strip() != "none"]
     try:
-        for name in [c.strip() for c in args.corpus.split(",") if c.strip()]:
+        gate = leak_gate(make_synth_corpus(work / "gate", 300))
+        if not names:  # only the gate: update its key in the last full run's results
+            previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            RESULTS.write_text(json.dumps({**previous, "leak_gate": gate}, indent=2) + "\n")
+            return
+        for name in names:
             if name == "synth":
                 files = make_synth_corpus(work / "synth", args.files)
                 label = "oncofed-synth CT"
@@ -407,6 +474,7 @@ def main() -> None:
         "targets": first["targets"],
         "all_targets_met": met,
         "corpora": corpora,
+        "leak_gate": gate,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -41,6 +41,16 @@ def hub_errors(context: str = "") -> Iterator[None]:
         raise fail(f"{context}{' '.join(exc.message.split())}") from exc
 
 
+@contextmanager
+def refusing(*errors: type[Exception]) -> Iterator[None]:
+    """The library's own errors of these types (their message says what to do) as `fail`
+    lines."""
+    try:
+        yield
+    except errors as exc:
+        raise fail(str(exc)) from exc
+
+
 def hub_client(hub: str | None) -> HubClient:
     """A client for `hub`, or for the hub `oncofed login` saved when None."""
     from oncofed.client.hub import HubClient, HubError
@@ -89,17 +99,13 @@ def open_hub(directory: Path) -> Any:
     from oncofed.hub.admin import open_hub as _open
     from oncofed.settings import ConfigError
 
-    try:
+    with refusing(ConfigError):
         return _open(directory)
-    except ConfigError as exc:
-        raise fail(str(exc)) from exc
 
 
 def node_settings(directory: Path) -> Any:
     """The node's settings, or a one-line error naming what is wrong."""
     from oncofed.settings import ConfigError, load_node_settings
 
-    try:
+    with refusing(ConfigError):
         return load_node_settings(directory)
-    except ConfigError as exc:
-        raise fail(str(exc)) from exc

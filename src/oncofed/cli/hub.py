@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from oncofed.cli.common import DEFAULT_HUB_DIR, HubDir, console, fail, open_hub, serve
+from oncofed.cli.common import DEFAULT_HUB_DIR, HubDir, console, open_hub, refusing, serve
 from oncofed.client.render import nodes_table
 
 hub_app = typer.Typer(help="Run and administer a hub (one per federation).", no_args_is_help=True)
@@ -35,10 +35,8 @@ def hub_init(
     """Create a hub: configuration, signing key, database and the admin account."""
     from oncofed.hub.admin import AdminError, init_hub
 
-    try:
+    with refusing(AdminError):
         result = init_hub(directory, name, host, port, database_url, public_url)
-    except AdminError as exc:
-        raise fail(str(exc)) from exc
     console.print(f"[green]hub created[/] in {directory}")
     console.print(
         f"  admin account: [bold]admin[/]  password: [bold]{result.admin_password}[/]"
@@ -59,10 +57,8 @@ def hub_serve(
     from oncofed.hub.app import create_app
     from oncofed.settings import ConfigError, load_hub_settings
 
-    try:
+    with refusing(ConfigError):
         settings = load_hub_settings(directory)
-    except ConfigError as exc:
-        raise fail(str(exc)) from exc
     settings.host = host or settings.host
     settings.port = port or settings.port
     serve(create_app(settings), settings.host, settings.port, log_level)
@@ -78,10 +74,8 @@ def hub_node_add(
     from oncofed.hub.admin import AdminError, add_node
 
     settings, engine = open_hub(directory)
-    try:
+    with refusing(AdminError):
         token = add_node(engine, name, hours)
-    except AdminError as exc:
-        raise fail(str(exc)) from exc
     console.print(f"enrolment token for [bold]{name}[/] (valid {hours} h, usable once):")
     console.print(token, soft_wrap=True)
     console.print(
@@ -119,10 +113,8 @@ def hub_node_revoke(name: str, directory: HubDir = DEFAULT_HUB_DIR) -> None:
     from oncofed.hub.admin import AdminError, revoke_node
 
     _, engine = open_hub(directory)
-    try:
+    with refusing(AdminError):
         revoke_node(engine, name)
-    except AdminError as exc:
-        raise fail(str(exc)) from exc
     console.print(f"node {name} revoked")
 
 
@@ -138,10 +130,8 @@ def hub_user_add(
     from oncofed.hub.admin import AdminError, add_user
 
     _, engine = open_hub(directory)
-    try:
+    with refusing(AdminError):
         password = add_user(engine, username, role)
-    except AdminError as exc:
-        raise fail(str(exc)) from exc
     console.print(f"account {username} created; password: [bold]{password}[/] (shown once)")
 
 
@@ -158,9 +148,8 @@ def hub_oidc_client(
 
     _, engine = open_hub(directory)
     try:
-        secret = add_oidc_client(engine, client_id, redirect_uri, confidential=not public)
-    except AdminError as exc:
-        raise fail(str(exc)) from exc
+        with refusing(AdminError):
+            secret = add_oidc_client(engine, client_id, redirect_uri, confidential=not public)
     finally:
         engine.dispose()
     console.print(
@@ -174,8 +163,6 @@ def hub_user_revoke_tokens(username: str, directory: HubDir = DEFAULT_HUB_DIR) -
     from oncofed.hub.admin import AdminError, revoke_tokens
 
     _, engine = open_hub(directory)
-    try:
+    with refusing(AdminError):
         count = revoke_tokens(engine, username)
-    except AdminError as exc:
-        raise fail(str(exc)) from exc
     console.print(f"{count} token(s) of {username} revoked")

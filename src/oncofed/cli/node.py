@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from oncofed.cli.common import DEFAULT_NODE_DIR, NodeDir, console, fail, node_settings, serve
+from oncofed.cli.common import (
+    DEFAULT_NODE_DIR,
+    NodeDir,
+    console,
+    fail,
+    node_settings,
+    refusing,
+    serve,
+)
 from oncofed.cli.ingest import ingest_app, through_service
 
 node_app = typer.Typer(help="Run and administer a node (one per provider).", no_args_is_help=True)
@@ -31,10 +39,8 @@ def node_init(
     """Create a node: configuration, key pair, pseudonym secret, policy and store."""
     from oncofed.node.admin import NodeAdminError, init_node
 
-    try:
+    with refusing(NodeAdminError):
         settings = init_node(directory, name, provider_id, host, port)
-    except NodeAdminError as exc:
-        raise fail(str(exc)) from exc
     console.print(f"[green]node {name} created[/] in {directory}")
     console.print(f"  policy (refuses by default): {settings.resolve(settings.policy_file)}")
     console.print(f"  back up {settings.resolve(settings.secret_file)}: pseudonyms depend on it")
@@ -51,10 +57,8 @@ def node_enrol(
     from oncofed.node.admin import NodeAdminError, enrol
     from oncofed.settings import ConfigError
 
-    try:
+    with refusing(NodeAdminError, ConfigError):
         settings = enrol(directory, hub, token)
-    except (NodeAdminError, ConfigError) as exc:
-        raise fail(str(exc)) from exc
     console.print(f"[green]enrolled[/] as {settings.node_id}; hub key {settings.hub_key_id} pinned")
     console.print(f"  start it with: oncofed node serve --dir {directory}")
 

@@ -285,7 +285,7 @@ def nodes_table(rows: list[dict[str, Any]]) -> Table:
     table = Table("name", "id", "status", "version", "last seen")
     for n in rows:
         table.add_row(
-            escape(n["name"]),
+            _text(n["name"]),
             n["id"],
             n["status"],
             n.get("version") or "",
@@ -312,5 +312,5 @@ def task_table(view: dict[str, Any]) -> Table:
             summary = summary if len(summary) < 120 else summary[:117] + "..."
         else:
             summary = t["error"] or ""
-        table.add_row(escape(t["node_name"]), f"[{colour}]{t['status']}[/]", escape(summary))
+        table.add_row(_text(t["node_name"]), f"[{colour}]{t['status']}[/]", _text(summary))
     return table

@@ -11,11 +11,24 @@ import tomllib
 from pathlib import Path
 
 import tomli_w
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oncofed.analysis.disclosure import AnalysisRules
 from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.settings import ConfigError
+
+
+class MediatorLimits(BaseModel):
+    """Limits for each upstream network's mediator key (``[mediator]`` in policy.toml).
+
+    Every key is its own requester with its own daily budget and rate limit: a busy
+    network uses up only its own allowance, never another network's or a researcher's,
+    and a leaked key is limited to what one network may ask."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily_budget: float = Field(20.0, gt=0, description="epsilon per network key per UTC day")
+    rate_limit_per_minute: int = Field(30, ge=1, description="searches per network key")
 
 
 class NodePolicy(BaseModel):
@@ -26,12 +39,23 @@ class NodePolicy(BaseModel):
     )
     allowed_algorithms: list[str] = Field(default_factory=list)
     disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
+    mediator: MediatorLimits = Field(default_factory=MediatorLimits)
     # Tier 3: the limits of federated analyses (`analysis.step` in allowed_tasks and the
     # algorithms in allowed_algorithms opt in; see oncofed.analysis.disclosure).
     analysis: AnalysisRules = Field(default_factory=AnalysisRules)
 
     def allows_task(self, kind: str) -> bool:
         return kind in self.allowed_tasks
+
+    def mediator_disclosure(self) -> DisclosurePolicy:
+        """The disclosure policy a mediator key's searches run under: the node's, with the
+        mediator's own budget and rate limit."""
+        return self.disclosure.model_copy(
+            update={
+                "daily_budget": self.mediator.daily_budget,
+                "rate_limit_per_minute": self.mediator.rate_limit_per_minute,
+            }
+        )
 
     def summary(self) -> dict[str, object]:
         return {

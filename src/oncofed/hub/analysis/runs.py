@@ -33,10 +33,11 @@ from oncofed.analysis import ANALYSES
 from oncofed.analysis.base import Outcome, Registered, spec_hash
 from oncofed.analysis.disclosure import AnalysisRefused
 from oncofed.analysis.wire import STEP_KIND
+from oncofed.hub.admission import admit_task
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext
 from oncofed.hub.waiting import wait_for_results
-from oncofed.protocol import validate_body
+from oncofed.protocol import TaskBodyError
 from oncofed.query.validate import parse_query
 from oncofed.security.envelope import iso, utcnow
 
@@ -231,28 +232,27 @@ class AnalysisRuns:
         began = time.perf_counter()
 
         async def send(run: Run, step: int, state: dict[str, Any], nodes: list[str]) -> TaskView:
-            body = validate_body(
-                STEP_KIND,
-                {
-                    "run_id": run.id,
-                    "step": step,
-                    "algorithm": run.algorithm,
-                    "spec": run.spec,
-                    "spec_hash": run.spec_hash,
-                    "cohort": run.cohort,
-                    "datasets": run.datasets,
-                    "sites": run.sites,
-                    "state": state,
-                    "passport": run.passport,
-                },
-            )
+            body = {
+                "run_id": run.id,
+                "step": step,
+                "algorithm": run.algorithm,
+                "spec": run.spec,
+                "spec_hash": run.spec_hash,
+                "cohort": run.cohort,
+                "datasets": run.datasets,
+                "sites": run.sites,
+                "state": state,
+                "passport": run.passport,
+            }
+            # the one way a request becomes a task: validated, bounded, audited
             task_id, node_ids = await run_in_threadpool(
-                ctx.channel.create,
+                admit_task,
+                ctx,
+                run.created_by,
                 STEP_KIND,
                 body,
                 nodes,
                 int(run.round_timeout) + 5,
-                run.created_by,
             )
             for node_id in node_ids:  # the nodes' streams send it now, not at their recheck
                 ctx.notifier.wake(f"node:{node_id}")
@@ -264,7 +264,7 @@ class AnalysisRuns:
             run.status = "succeeded"
         except AnalysisError as exc:
             run.status, run.error = "failed", exc.message
-        except AnalysisRefused as exc:
+        except (AnalysisRefused, TaskBodyError) as exc:
             run.status, run.error = "failed", str(exc)
         except ChannelError as exc:
             run.status, run.error = "failed", exc.message

@@ -38,6 +38,10 @@ def _print(report: IngestReport, console: Console) -> None:
             f"... and {len(report.rejections) - len(shown)} more: see the quarantine table "
             "(`SELECT * FROM quarantine` in the node store)"
         )
+    for conflict in report.conflicts[:20]:
+        console.print(f"[yellow]conflict[/] {conflict}")
+    if len(report.conflicts) > 20:
+        console.print(f"... and {len(report.conflicts) - 20} more patients with conflicts")
     rate = report.seen / report.seconds if report.seconds else 0.0
     console.print(
         f"{report.seen} files, {report.bytes_in / 1e6:.1f} MB in "

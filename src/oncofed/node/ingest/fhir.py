@@ -29,9 +29,10 @@ from oncofed.node.ingest.common import (
     NodeTarget,
     Pseudonyms,
     RecordError,
+    TargetDataset,
     age_at,
-    ensure_dataset,
     import_file,
+    prepare_dataset,
     replace_rows,
     run_import,
     upsert_patient,
@@ -265,7 +266,6 @@ class _FhirLoader:
 
     def __call__(self, cur: duckdb.DuckDBPyConnection) -> tuple[int, str]:
         data = read_fhir(self.path)
-        ensure_dataset(cur, self.dataset, description="Clinical records imported from FHIR")
         patients: dict[str, tuple[Any, ...]] = {}
         diseases: list[tuple[Any, ...]] = []
         stages: dict[str, dict[str, str]] = {}
@@ -542,8 +542,10 @@ def ingest_fhir(
 ) -> ImportReport:
     """Import FHIR JSON files (bundles or resources); each file in one transaction."""
     dataset_id = dataset or target.default_dataset("clinical")
-    with target.store.transaction() as cur:
-        ensure_dataset(cur, dataset_id, access_level=access_level)
+    spec = TargetDataset(
+        dataset_id, description="Clinical records imported from FHIR", access_level=access_level
+    )
+    prepare_dataset(target.store, spec)
     files = _files(paths)
     index = Index()
     for f in files:  # first pass: a bad file is reported by its own import below
@@ -553,9 +555,8 @@ def ingest_fhir(
             continue
     report = ImportReport(f"FHIR import into {dataset_id}")
     for f in files:
-        import_file(
-            target.store, report, f, KIND, _FhirLoader(f, target.pseudonyms, index, dataset_id)
-        )
+        loader = _FhirLoader(f, target.pseudonyms, index, dataset_id)
+        import_file(target.store, report, f, KIND, loader, spec)
     return report
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import duckdb
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
@@ -45,13 +46,13 @@ from oncofed.node.deid import DeidContext, DeidError, check_output, collect_iden
 from oncofed.node.deid.burnedin import element_values, hold_reason, hold_reason_of
 from oncofed.node.deid.deidentify import deidentify, encode
 from oncofed.node.deid.fastpath import FastResult, process
+from oncofed.node.ingest.archive import zip_members
 from oncofed.node.store import NodeStore
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 BATCH_FILES = 256
 BATCH_BYTES = 64 * 1024 * 1024
-MAX_MEMBER_BYTES = 4 * 1024**3
 HELD_DIR = "held"
 KIND = "dicom"
 
@@ -82,6 +83,8 @@ class IngestReport:
     bytes_in: int = 0
     seconds: float = 0.0
     rejections: list[Rejection] = field(default_factory=list)
+    # Patients whose studies disagree about them (pseudonym: what differs).
+    conflicts: list[str] = field(default_factory=list)
 
     @property
     def quarantined_total(self) -> int:
@@ -143,14 +146,9 @@ def _is_zip(path: Path) -> bool:
 
 def _zip_sources(path: Path, stack: ExitStack) -> Iterator[Source]:
     archive = stack.enter_context(zipfile.ZipFile(path))
-    for info in archive.infolist():
-        if info.is_dir() or Path(info.filename).name.startswith("."):
-            continue
-        name = f"{path}!{info.filename}"
-        if info.file_size > MAX_MEMBER_BYTES:
-            yield Source(name, _refuse(f"member of {info.file_size} bytes is too large"))
-            continue
-        yield Source(name, lambda a=archive, i=info: a.read(i))  # type: ignore[misc]
+    # Bounded per member, in total and by compression ratio; unsafe names reported.
+    for member in zip_members(archive, path):
+        yield Source(member.name, member.read)
 
 
 def _refuse(message: str) -> Callable[[], bytes]:
@@ -668,6 +666,24 @@ class ImageIngest:
         self._record(fresh, decisions)
         self.report.ingested += len(fresh)
 
+    def _settle_sex(self, cur: duckdb.DuckDBPyConnection, patients: list[str]) -> None:
+        """Apply :func:`settle_sex` to the batch's patients, over all their studies."""
+        rows = cur.execute(
+            "SELECT p.id, p.sex, p.source, list(s.patient_sex) FROM patient p "
+            "JOIN imaging_study s ON s.patient_id = p.id "
+            "WHERE p.id IN (SELECT unnest(?)) GROUP BY p.id, p.sex, p.source",
+            [patients],
+        ).fetchall()
+        changes = []
+        for pid, stored, source, written in rows:
+            sex, conflict = settle_sex(stored, source, [w for w in written if w])
+            if sex != stored:
+                changes.append([sex, pid])
+            if conflict and len(self.report.conflicts) < 1000:
+                self.report.conflicts.append(f"patient {pid[:24]}: sex: {conflict}")
+        if changes:
+            cur.executemany("UPDATE patient SET sex = ? WHERE id = ?", changes)
+
     def _record(self, fresh: list[_Instance], decisions: list[_Decision]) -> None:
         with self.store.transaction() as cur:
             if fresh:
@@ -696,12 +712,13 @@ class ImageIngest:
                     "ON CONFLICT DO NOTHING",
                     [[p, self.dataset_id, s] for p, s in sorted(patients)],
                 )
-                studies = {i.study[0]: (i.study, i.patient) for i in fresh}
+                studies = {i.study[0]: (i.study, i.patient, i.sex) for i in fresh}
                 cur.executemany(
                     "INSERT INTO imaging_study (uid, patient_id, study_month, description, "
-                    "age_at_study) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [[s[0], p, s[1], s[2], s[3]] for s, p in studies.values()],
+                    "age_at_study, patient_sex) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [[s[0], p, s[1], s[2], s[3], x] for s, p, x in studies.values()],
                 )
+                self._settle_sex(cur, sorted({p for p, _ in patients}))
                 series = {i.series[0]: i.series for i in fresh}
                 cur.executemany(
                     "INSERT INTO imaging_series (uid, study_uid, patient_id, modality, "
@@ -743,6 +760,23 @@ class ImageIngest:
                     "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     [[d.source_hash, d.source.name, d.reason, d.detail] for d in rejected],
                 )
+
+
+def settle_sex(stored: str, source: str | None, written: list[str]) -> tuple[str, str | None]:
+    """A patient's sex from what its studies say; (sex to store, conflict or None).
+
+    The rule: studies that agree (``unknown`` aside) give the patient their sex; studies
+    that disagree make it ``unknown`` (the patient counts under unknown, never under both
+    or under whichever was read first) and the conflict is reported. A patient created by a
+    clinical import keeps the sex it recorded; a study that says otherwise is reported."""
+    known = sorted({s for s in written if s and s != "unknown"})
+    if source not in (None, "dicom"):
+        if known and (len(known) > 1 or (stored != "unknown" and known != [stored])):
+            return stored, f"clinical record says {stored}, studies say {'/'.join(known)}"
+        return stored, None
+    if len(known) > 1:
+        return "unknown", f"studies say {'/'.join(known)}: counted as unknown"
+    return (known[0] if known else "unknown"), None
 
 
 def ingest_sources(

@@ -31,10 +31,11 @@ from oncofed.node.ingest.common import (
     NodeTarget,
     Pseudonyms,
     RecordError,
+    TargetDataset,
     age_at,
-    ensure_dataset,
     file_hash,
     import_file,
+    prepare_dataset,
     replace_rows,
     run_import,
     upsert_patient,
@@ -154,7 +155,6 @@ class _OmopLoader:
                     row.get("concept_name", ""), row.get("vocabulary_id", ""),
                     row.get("concept_code", ""),
                 )  # fmt: skip
-        ensure_dataset(cur, self.dataset, description="Clinical records imported from OMOP CDM")
         person_file = x.files["PERSON"]
         persons: dict[str, tuple[str, date | None]] = {}
         patients = []
@@ -331,8 +331,10 @@ def ingest_omop(
 ) -> ImportReport:
     """Import OMOP export folders; each folder is one all-or-nothing unit."""
     dataset_id = dataset or target.default_dataset("clinical")
-    with target.store.transaction() as cur:
-        ensure_dataset(cur, dataset_id, access_level=access_level)
+    spec = TargetDataset(
+        dataset_id, description="Clinical records imported from OMOP CDM", access_level=access_level
+    )
+    prepare_dataset(target.store, spec)
     report = ImportReport(f"OMOP import into {dataset_id}")
     for folder in folders:
         files = _table_files(folder) if folder.is_dir() else {}
@@ -344,10 +346,9 @@ def ingest_omop(
             continue
         digest = hashlib.sha256(
             "".join(f"{k}:{file_hash(files[k])};" for k in sorted(files)).encode()
-            + dataset_id.encode()
         ).hexdigest()
         loader = _OmopLoader(_Export(folder, files), target.pseudonyms, dataset_id)
-        import_file(target.store, report, folder, KIND, loader, digest)
+        import_file(target.store, report, folder, KIND, loader, spec, digest)
     return report
 
 
