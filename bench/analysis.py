@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -45,6 +46,10 @@ COX = "survival ~ age + stage + sex"
 TARGET_GLM_SECONDS = 2.0
 TARGET_ROUND_MS = 150.0
 STAGES = ("I", "II", "III", "IV")
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def frame_of(node_dir: Path) -> Frame:
@@ -145,6 +150,7 @@ def main() -> None:
             settings.store_threads = 1
             save_settings(settings)
             write_policy(settings.resolve(settings.policy_file), policy)
+        say(f"loading {args.nodes} x {args.patients} patients")
         started = time.perf_counter()
         with ProcessPoolExecutor(max(1, os.cpu_count() or 2)) as pool:
             loaded = list(
@@ -156,7 +162,9 @@ def main() -> None:
                 )
             )
         load_seconds = time.perf_counter() - started
+        say(f"loaded in {time.perf_counter() - started:.0f} s; reading the pooled rows")
         frames = [frame_of(fed.nodes[n].directory) for n in names]
+        say("starting the nodes")
         for name in names:
             fed.start_node(name)
         _, engine = open_hub(fed.hub.directory)
@@ -169,6 +177,7 @@ def main() -> None:
         client = HubClient(fed.hub.url, token, timeout=600)
         kw = {"passport": passport, "round_timeout_seconds": 120}
 
+        say("running the analyses")
         # GLM, repeated (each run is a new run id: the first round reads the nodes' frames)
         glm_runs = []
         for _ in range(args.repeat):
@@ -196,6 +205,7 @@ def main() -> None:
     import statsmodels.formula.api as smf
     from lifelines import CoxPHFitter, KaplanMeierFitter
 
+    say("pooled fits (statsmodels, lifelines)")
     df = pooled(frames)
     t0 = time.perf_counter()
     ref = smf.glm(GLM, df, family=sm.families.Binomial()).fit(tol=1e-12)
