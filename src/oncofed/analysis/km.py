@@ -11,7 +11,8 @@ and 8.5e-3 at 90).
 Disclosure at the node: bin width at least the policy's ``km_min_bin_days``; a bin whose
 event or censored count is below the threshold is carried into the next bin; the table
 stops where the node's risk set falls below the threshold; every released count gets
-cached Laplace noise (one histogram, each patient in one cell: one budget unit).
+cached Laplace noise (one histogram, each patient in one cell: one budget unit). Events and
+censorings carry separately, so sparse censoring never drags deaths to a later bin.
 Peers: vantage6 ``v6-kaplan-meier-py`` (releases event times), DataSHIELD ``ds.survfit``.
 """
 
@@ -103,14 +104,15 @@ def local(
             if at_risk - carry_e - carry_c < k:
                 end = i
                 break
+            # Events and censorings are carried separately: a small count of one kind moves
+            # on to the next bin, the other is released where it happened.
             ce, cc = carry_e + int(events[i]), carry_c + int(censored[i])
-            if (ce == 0 or ce >= k) and (cc == 0 or cc >= k):
-                if ce or cc:
-                    rows.append([i, ce, cc])
-                at_risk -= ce + cc
-                carry_e = carry_c = 0
-            else:  # a small bin: carried into the next one
-                carry_e, carry_c = ce, cc
+            out_e = ce if ce >= k else 0
+            out_c = cc if cc >= k else 0
+            carry_e, carry_c = ce - out_e, cc - out_c
+            if out_e or out_c:
+                rows.append([i, out_e, out_c])
+                at_risk -= out_e + out_c
         exact[level] = (rows, at_risk, end)
     if not exact:
         raise AnalysisRefused("small_cohort", "no patient of the cohort has survival data")
