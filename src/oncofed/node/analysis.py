@@ -21,12 +21,13 @@ Then the analysis's own disclosure rules run inside ``local``.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -36,6 +37,7 @@ from oncofed.analysis.base import Registered, spec_hash
 from oncofed.analysis.disclosure import AnalysisRefused, Noise, no_noise
 from oncofed.analysis.variables import FRAME_SQL, Frame, VariableError, frame_from_columns
 from oncofed.analysis.wire import STEP_KIND, AnalysisStepBody
+from oncofed.audit import AuditLog
 from oncofed.node.context import NodeContext
 from oncofed.node.handlers import TaskMeta, TaskRefused, handler
 from oncofed.privacy.errors import DisclosureRefused
@@ -59,6 +61,10 @@ runs = sa.Table(
 )
 
 _created: set[int] = set()
+# Cohort frames of recent runs, by store and spec hash (a run's rounds analyse the same rows),
+# with the store generation they were selected at.
+COHORTS_KEPT = 8
+_cohorts: dict[str, tuple[int, Frame]] = {}
 _frames: dict[str, tuple[int, Frame]] = {}
 _frames_lock = threading.Lock()
 
@@ -97,6 +103,45 @@ def cohort_frame(ctx: NodeContext, cohort: dict[str, Any], datasets: set[str]) -
             mask &= wanted[frame.dataset]
         return frame.take(np.flatnonzero(mask))
     raise RuntimeError("the store keeps changing; try the analysis again")
+
+
+class _DeferredAudit:
+    """An audit log whose entries join the task's own (written in the transaction that
+    records the step's outcome, one commit for all; see ``TaskMeta.audit_entries``)."""
+
+    def __init__(self, meta: TaskMeta) -> None:
+        self.meta = meta
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        decision: str,
+        target: str = "",
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        self.meta.audit_entries.append(
+            {
+                "actor": actor,
+                "action": action,
+                "decision": decision,
+                "target": target,
+                "reason": reason,
+                "details": details,
+            }
+        )
+        return 0
+
+
+def _audience(token: str) -> str:
+    """The ``aud`` a visa claims, unverified: only to skip visas meant for other nodes."""
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    except (ValueError, IndexError):
+        return ""
+    aud = payload.get("aud", "") if isinstance(payload, dict) else ""
+    return str(aud[0] if isinstance(aud, list) and aud else aud)
 
 
 def _allowed(ctx: NodeContext, analysis: Registered) -> bool:
@@ -182,14 +227,17 @@ def _run_step(
     if expected != task.spec_hash:
         raise AnalysisRefused("spec_hash", "the run's spec hash does not match its content")
 
-    # Grants: a verified visa for every dataset analysed here, bound to the requester.
+    # Grants: a verified visa for every dataset analysed here, bound to the requester. One
+    # passport serves all the run's nodes: visas addressed to another node cannot grant
+    # anything here, so only ours are verified (and audited, with the step's outcome).
     from oncofed.node.grants import split_passport, verified_datasets
 
+    mine = [t for t in split_passport(task.passport) if _audience(t) == ctx.settings.node_id]
     granted = verified_datasets(
         ctx.settings,
         ctx.state,
-        ctx.audit,
-        split_passport(task.passport),
+        cast(AuditLog, _DeferredAudit(meta)),
+        mine,
         subject=meta.requester,
         datasets=datasets,
         channel="task",
@@ -237,7 +285,15 @@ def _run_step(
             "the most its policy allows; the allowance resets at midnight UTC",
         )
 
-    frame = cohort_frame(ctx, task.cohort, datasets)
+    key = f"{ctx.store.path.resolve()}:{task.spec_hash}"
+    cached = _cohorts.get(key)
+    if cached is not None and cached[0] == ctx.store.generation:
+        frame = cached[1]
+    else:
+        frame = cohort_frame(ctx, task.cohort, datasets)
+        _cohorts[key] = (ctx.store.generation, frame)
+        while len(_cohorts) > COHORTS_KEPT:
+            _cohorts.pop(next(iter(_cohorts)))
     n = frame.rows
     audit["n_rows"] = n
     k = max(rules.min_cell, ctx.policy.disclosure.min_count)
