@@ -64,7 +64,9 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 NodePolicy(
                     allowed_tasks=["node.info", "search.count", "analysis.step"],
                     allowed_algorithms=["km", "glm", "cox", "crosstab", "summary"],
-                    analysis=AnalysisRules(min_cell=5),
+                    # min_sites 1: the node-down test goes on with one site (the
+                    # refusal below a node's minimum: tests/unit/test_analysis_node.py)
+                    analysis=AnalysisRules(min_cell=5, min_sites=1),
                 ),
             )
             frames.append(node_frame(process.directory))

@@ -1,9 +1,11 @@
 """The ``analysis.step`` task: one round of one analysis run, as the hub signs it.
 
-The same body goes to every node of the run (one task, many targets): ``datasets`` names
-each as ``node:dataset`` and ``sites`` lists the run's nodes, so a node checks from the
+The same body goes to every node of a round (one task, many targets): ``datasets`` names
+each as ``node:dataset`` and ``sites`` lists the round's nodes, so a node checks from the
 signed body itself that it is one of at least ``min_sites`` sites (vantage6#2017: a
-minimum checked only centrally was bypassed) and which of its datasets are analysed.
+minimum checked only centrally was bypassed) and which of its datasets are analysed. A
+node dropped with ``allow_partial`` leaves ``sites`` too: the run cannot shrink below any
+remaining node's minimum.
 """
 
 from __future__ import annotations

@@ -240,7 +240,9 @@ class AnalysisRuns:
                 "spec_hash": run.spec_hash,
                 "cohort": run.cohort,
                 "datasets": run.datasets,
-                "sites": run.sites,
+                # the sites of this round: each node counts them against its min_sites, so
+                # dropping nodes (allow_partial) cannot shrink a run below a node's minimum
+                "sites": nodes,
                 "state": state,
                 "passport": run.passport,
             }
