@@ -47,7 +47,6 @@ class AnalysisRules(BaseModel):
     dominance: float = Field(0.9, gt=0, le=1, description="largest share of a sum one value has")
     max_abs_coefficient: float = Field(1e4, gt=0, description="|beta| beyond this is refused")
     noise: bool = Field(True, description="Laplace noise on noisy releases (off: tests only)")
-    exact_km: bool = Field(False, description="KM bins of the requested width without noise")
 
 
 class AnalysisRefused(ValueError):
