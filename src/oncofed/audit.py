@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,3 +222,50 @@ class AuditLog:
                 count += 1
         tmp.replace(path)
         return count
+
+
+class RefusalLog:
+    """Refusals of one kind from one source, written once a minute instead of each time.
+
+    An anonymous client hammering a rate limit used to cost one audit entry (a hash-chained
+    write) per refused request: 500 in 4.4 s. The first refusal of each (source, action,
+    reason) in a window is written as usual; the ones after it in that window are counted
+    and the count goes into the next entry written for that key (``details.repeated``:
+    refusals not written one by one since the entry before). Nothing is lost but the
+    repetition; an allowed request is always written on its own.
+    """
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        keys: int = 10_000,
+    ) -> None:
+        self.audit, self.window, self.clock, self.keys = audit, window, clock, keys
+        self._windows: OrderedDict[tuple[str, str, str], tuple[float, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def deny(
+        self,
+        actor: str,
+        action: str,
+        kind: str,
+        target: str = "",
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record a refusal of ``kind`` (a machine-readable reason); True when written now."""
+        key = (actor, action, kind)
+        now = self.clock()
+        with self._lock:
+            start, repeated = self._windows.pop(key, (None, 0))
+            if start is not None and now - start < self.window:
+                self._windows[key] = (start, repeated + 1)
+                return False
+            self._windows[key] = (now, 0)
+            while len(self._windows) > self.keys:
+                self._windows.popitem(last=False)
+        extra = {"repeated": repeated} if repeated else {}
+        self.audit.append(actor, action, "deny", target, reason, {**(details or {}), **extra})
+        return True

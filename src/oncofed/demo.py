@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from oncofed.client.render import beacon_table, released, search_table
@@ -67,11 +70,20 @@ LOADERS: list[tuple[str, Callable[[Path, Path], list[str] | None]]] = [
 ]
 
 
-# The sample search: patients with a CT series (EUCAIM's modality key and RadLex code).
-SAMPLE_SEARCH: dict[str, Any] = {
-    "operand": "AND",
-    "children": [{"key": "RID10311", "type": "EQUALS", "value": "RID10321"}],
-}
+# The demo's example searches, printed as ready-to-paste commands and run once at start-up.
+# They are chosen so that every provider releases a count at the demo's size (150 patients
+# each: about 20-40 lung cancer patients with CT per provider, against a minimum of 10); a
+# rarer combination such as lung cancer + CT + KRAS matches 2-7 patients per provider at this
+# size, which the nodes rightly withhold ("may match, fewer than 10").
+EXAMPLES: list[tuple[str, list[str]]] = [
+    ("CT imaging", ["modality=CT"]),
+    ("lung cancer with CT imaging", ["diagnosis=lung cancer", "modality=CT"]),
+    ("women with breast cancer", ["diagnosis=breast cancer", "sex=female"]),
+]
+DEMO_PATIENTS = 150
+# Where the demo keeps what a rerun needs to reuse it: the generated passwords (the hub
+# stores only their hashes). Written last, so its presence means the demo was complete.
+STATE_FILE = "demo.json"
 
 
 def load_data(fed: LocalFederation, data: dict[str, Path], console: Console) -> None:
@@ -131,43 +143,107 @@ def demo_users(fed: LocalFederation, nodes: list[str]) -> dict[str, tuple[str, s
         engine.dispose()
 
 
+def _reuse(directory: Path, console: Console) -> tuple[LocalFederation, dict[str, Any]] | None:
+    """The federation a previous `oncofed demo --dir` left complete, with its passwords."""
+    state_file = directory / STATE_FILE
+    if not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text())
+    fed = LocalFederation.reopen(directory.resolve())
+    fed.admin_password = state["admin_password"]
+    return fed, state
+
+
+def _save_state(directory: Path, state: dict[str, Any]) -> None:
+    path = directory / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.chmod(0o600)  # the demo's passwords: readable by their owner only
+    tmp.replace(path)
+
+
+def _build(
+    fed: LocalFederation, nodes: int, patients: int, console: Console
+) -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, str]]]:
+    """Generate the providers' data, start the hub, enrol and load the nodes. Returns the
+    demo's accounts, and the catalogue titles and countries its data holders would give
+    (a node publishes only its dataset ids)."""
+    synthetic = fed.base / "synthetic"
+    console.print(f"generating {nodes} synthetic providers x {patients} patients ...")
+    manifest = generate_federation(
+        synthetic,
+        providers=nodes,
+        patients=patients,
+        seed=42,
+        images=True,
+        instances=1,  # one image per CT/MR/PET series: the searches count series, not slices
+        formats=("dicom", "clinical", "vcf"),  # what the demo loads (FHIR: `oncofed synth`)
+        force=True,  # a half-made earlier run is replaced
+        progress=True,
+        workers=os.cpu_count() or 1,
+    )
+    with console.status("starting the hub ..."):
+        fed.init_hub("oncofed demo federation")
+        fed.start_hub()
+    console.print(f"[green]hub[/] running at {fed.hub.url}")
+    data: dict[str, Path] = {}
+    for provider in manifest.providers:
+        with console.status(f"creating and enrolling node {provider.id} ..."):
+            fed.add_node(provider.id, start=False)
+            allow_analyses(fed.nodes[provider.id].directory)
+        data[provider.id] = synthetic / provider.path
+    load_data(fed, data, console)
+    return demo_users(fed, list(data)), {
+        f"{p.id}:{p.id}-oncology": {"title": f"{p.name}: oncology cohort", "country": p.country}
+        for p in manifest.providers
+    }
+
+
+def _oncofed() -> str:
+    """The `oncofed` command to print: the one beside this Python (the demo's venv), so that
+    the printed commands work as pasted, without activating the venv first."""
+    beside = Path(sys.executable).parent / "oncofed"
+    return str(beside) if beside.exists() else "oncofed"
+
+
 def run_demo(
-    directory: Path, nodes: int, patients: int, once: bool, fresh: bool, console: Console
+    directory: Path,
+    nodes: int,
+    patients: int,
+    once: bool,
+    fresh: bool,
+    console: Console,
 ) -> int:
-    if fresh and directory.exists():
-        if not (directory / "hub").exists() and any(directory.iterdir()):
+    """Start (or, unless `fresh`, restart) the demo federation in `directory`."""
+    if directory.exists() and any(directory.iterdir()):
+        if not (directory / "hub").exists() and not (directory / "synthetic").exists():
             console.print(
                 f"[red]{directory} exists and is not a demo directory; choose another --dir[/]"
             )
             return 2
-        shutil.rmtree(directory)
-    fed = LocalFederation(directory.resolve())
+        if fresh or not (directory / STATE_FILE).exists():
+            # Fresh, or an earlier start that did not finish: begin again from nothing.
+            shutil.rmtree(directory)
+    began = time.perf_counter()
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    fed: LocalFederation | None = None
+    descriptions: dict[str, dict[str, str]] = {}
     try:
-        synthetic = fed.base / "synthetic"
-        console.print(f"generating {nodes} synthetic providers x {patients} patients ...")
-        manifest = generate_federation(
-            synthetic,
-            providers=nodes,
-            patients=patients,
-            seed=42,
-            images=True,
-            instances=2,
-            progress=True,
-        )
-        with console.status("starting the hub ..."):
-            fed.init_hub("oncofed demo federation")
-            fed.start_hub()
-        console.print(f"[green]hub[/] running at {fed.hub.url}")
-        data: dict[str, Path] = {}
-        for provider in manifest.providers:
-            with console.status(f"creating and enrolling node {provider.id} ..."):
-                fed.add_node(provider.id, start=False)
-                allow_analyses(fed.nodes[provider.id].directory)
-            data[provider.id] = synthetic / provider.path
-        load_data(fed, data, console)
-        for name in data:
+        reused = None if fresh else _reuse(directory, console)
+        if reused is not None:
+            fed, state = reused
+            console.print(
+                f"reusing the demo in {directory} (its data, accounts, saved queries and "
+                "requests); `--fresh` starts from nothing"
+            )
+            with console.status("starting the hub ..."):
+                fed.start_hub()
+            people = {k: (v[0], v[1]) for k, v in state["users"].items()}
+        else:
+            fed = LocalFederation(directory.resolve())
+            people, descriptions = _build(fed, nodes, patients, console)
+        for name in fed.nodes:
             with console.status(f"starting node {name} ..."):
                 fed.start_node(name)
             console.print(
@@ -177,19 +253,34 @@ def run_demo(
         client = fed.admin()
         with console.status("publishing the nodes' datasets in the catalogue ..."):
             client.refresh_catalogue()
+            if reused is None:
+                for key, fields in descriptions.items():
+                    client.edit_dataset(key, **fields)
             listed = client.catalogue()
+        titles = escape("; ".join(str(d.get("title")) for d in listed.get("results", [])))
         console.print(
             f"[green]catalogue[/]: {listed.get('total', 0)} datasets published "
-            f"({fed.hub.url}/api/catalogue/datasets, DCAT at {fed.hub.url}/fdp)"
+            f"({fed.hub.url}/api/catalogue/datasets, DCAT at {fed.hub.url}/fdp): {titles}",
+            markup=True,
+            highlight=False,
         )
+        if reused is None:
+            _save_state(
+                directory,
+                {
+                    "admin_password": fed.admin_password,
+                    "users": {k: list(v) for k, v in people.items()},
+                },
+            )
         with console.status("asking every node for node.info over the task channel ..."):
             started = time.perf_counter()
             view = client.run("node.info", wait_time=30)
             elapsed = time.perf_counter() - started
         _print_info(console, view, elapsed)
-        with console.status("counting patients with CT imaging across the nodes ..."):
-            result = client.search(SAMPLE_SEARCH, timeout_seconds=30)
-        console.print(search_table(result, title="federated search, CT imaging"))
+        for title, where in EXAMPLES:
+            with console.status(f"counting patients: {title} ..."):
+                result = client.search(where=where, timeout_seconds=30)
+            console.print(search_table(result, title=f"federated search, {title}"))
         console.print(
             "  each node's counts are noised, rounded to 5 and withheld below 10 "
             "(its policy.toml); the total is a range where any was withheld"
@@ -197,20 +288,11 @@ def run_demo(
         with console.status("asking the Beacon network for variants in KRAS ..."):
             beacon = client.beacon("g_variants", geneId="KRAS", requestedGranularity="count")
         console.print(beacon_table(beacon, "Beacon v2 network, variants in KRAS"))
-        people = demo_users(fed, list(data))
-        console.print()
-        console.print(f"portal:        [bold]{fed.hub.url}/[/]   (API docs: {fed.hub.url}/docs)")
-        console.print(
-            f"admin login:   admin / [bold]{fed.admin_password}[/] (generated for this demo)"
-        )
-        for username, (password, what) in people.items():
-            console.print(f"{what + ':':<15}{username} / [bold]{password}[/]")
-        console.print(f"CLI:           oncofed login --hub {fed.hub.url} --username admin")
-        console.print("               oncofed search --where RID10311=RID10321   (CT imaging)")
-        console.print(f"logs:          {directory / 'logs'}")
+        _print_welcome(console, fed, people, directory)
+        console.print(f"ready in {time.perf_counter() - began:.0f} s")
         if once:
             return 0 if view["complete"] else 1
-        console.print("[bold]running; press Ctrl-C to stop[/]")
+        console.print("[bold]running; press Ctrl-C to stop (a rerun reuses this demo)[/]")
         while not stop.is_set():
             stop.wait(1)
             if not fed.hub.running:
@@ -219,10 +301,43 @@ def run_demo(
         return 0
     except KeyboardInterrupt:
         return 0
+    except (RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]the demo could not start: {exc}[/]", markup=True)
+        console.print(
+            f"logs are in {directory / 'logs'}; `--fresh` starts a new demo (new ports, "
+            "new passwords)"
+        )
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-        with console.status("stopping ..."):
-            fed.stop()
+        if fed is not None:
+            with console.status("stopping ..."):
+                fed.stop()
+
+
+def _print_welcome(
+    console: Console, fed: LocalFederation, people: dict[str, tuple[str, str]], directory: Path
+) -> None:
+    """Where to go and how to log in, as commands that can be pasted as printed."""
+    exe = _oncofed()
+    console.print()
+    console.print(f"portal:        [bold]{fed.hub.url}/[/]   (API docs: {fed.hub.url}/docs)")
+    console.print(f"admin login:   admin / [bold]{fed.admin_password}[/] (generated for this demo)")
+    for username, (password, what) in people.items():
+        console.print(f"{what + ':':<15}{username} / [bold]{password}[/]")
+    console.print("CLI (in another terminal; each command works as printed):", soft_wrap=True)
+    researcher = people.get("researcher", ("", ""))[0]
+    lines = [f"{exe} login --hub {fed.hub.url} --username researcher   # password above"]
+    if researcher:
+        lines[0] = f"{exe} login --hub {fed.hub.url} --username researcher --password {researcher}"
+    for title, where in EXAMPLES:
+        args = " ".join(f'--where "{w}"' for w in where)
+        lines.append(f"{exe} search {args}   # {title}")
+    lines.append(f"{exe} search --vocabulary   # every key and value to search on")
+    lines.append(f"{exe} beacon g_variants --gene KRAS")
+    for line in lines:
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+    console.print(f"logs:          {directory / 'logs'}")
 
 
 def _print_info(console: Console, view: dict[str, Any], elapsed: float) -> None:

@@ -90,6 +90,7 @@ class Process:
 class LocalFederation:
     base: Path
     database_url: str = ""
+    hub_workers: int = 1  # several hub processes (PostgreSQL only)
     hub: Process = field(init=False)
     nodes: dict[str, Process] = field(default_factory=dict)
     admin_token: str = ""
@@ -98,6 +99,22 @@ class LocalFederation:
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         self.hub = Process("hub", self.base / "hub", free_port(), self.base / "logs" / "hub.log")
+
+    @classmethod
+    def reopen(cls, base: Path) -> LocalFederation:
+        """The federation an earlier run left in `base` (hub and enrolled nodes, not running),
+        on the ports it was set up with: the nodes are enrolled with the hub's address."""
+        from oncofed.settings import load_hub_settings, load_node_settings
+
+        fed = cls(base)
+        fed.hub.port = load_hub_settings(fed.hub.directory).port
+        fed.admin_token = (fed.hub.directory / "admin.token").read_text().strip()
+        for directory in sorted(p for p in (base / "nodes").iterdir() if p.is_dir()):
+            settings = load_node_settings(directory)
+            fed.nodes[settings.name] = Process(
+                settings.name, directory, settings.port, base / "logs" / f"node-{settings.name}.log"
+            )
+        return fed
 
     # -- hub --------------------------------------------------------------------------------
 
@@ -108,9 +125,9 @@ class LocalFederation:
         self.admin_token, self.admin_password = result.admin_token, result.admin_password
 
     def start_hub(self, timeout: float = 60) -> None:
-        self.hub.start(
-            ["hub", "serve", "--dir", str(self.hub.directory), "--port", str(self.hub.port)]
-        )
+        workers = ["--workers", str(self.hub_workers)] if self.hub_workers > 1 else []
+        port = str(self.hub.port)
+        self.hub.start(["hub", "serve", "--dir", str(self.hub.directory), "--port", port, *workers])
         wait_http(f"{self.hub.url}/api/health", timeout, self.hub.proc, self.hub.log)
 
     def restart_hub(self, kill: bool = False) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class TaskBody(BaseModel):
@@ -66,3 +66,68 @@ def validate_body(kind: str, body: Any) -> dict[str, Any]:
             for err in exc.errors()
         )
         raise TaskBodyError(f"malformed {kind} task body: {problems}") from exc
+
+
+# -- results ----------------------------------------------------------------------------------
+# The hub checks what a node returns before storing or combining it: a signature proves who
+# sent a result, not that it is sane (a compromised node once made a federation total
+# -1,000,000). A kind with a result model here has its successful results validated.
+
+MAX_COUNT = 10**9
+
+
+class AgeRangeResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min: int = Field(ge=0, le=200)
+    max: int = Field(ge=0, le=250)
+
+
+class CollectionResult(BaseModel):
+    """One dataset's disclosure-controlled answer to a search, as a node sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200)
+    name: str = Field(max_length=500)
+    description: str = Field("", max_length=5000)
+    subjects_count: int | None = Field(ge=0, le=MAX_COUNT)
+    subjects_count_below: int | None = Field(None, ge=1, le=MAX_COUNT)
+    studies_count: int | None = Field(ge=0, le=MAX_COUNT)
+    studies_count_below: int | None = Field(None, ge=1, le=MAX_COUNT)
+    age_range: AgeRangeResult | None = None
+    gender: list[str] = Field(default_factory=list, max_length=20)
+    modalities: list[str] = Field(default_factory=list, max_length=200)
+    body_parts: list[str] = Field(default_factory=list, max_length=500)
+
+
+class SearchResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    collections: list[CollectionResult] = Field(default_factory=list, max_length=10_000)
+
+
+RESULT_KINDS: dict[str, type[BaseModel]] = {"search.count": SearchResult}
+
+
+def validate_result(kind: str, body: Any) -> dict[str, Any]:
+    """A successful result's body as its kind's model has it (unknown fields refused), or
+    a TaskBodyError naming the field; kinds without a result model pass unchanged."""
+    model = RESULT_KINDS.get(kind)
+    if model is None:
+        if not isinstance(body, dict):
+            raise TaskBodyError(f"the result of a {kind} task must be a JSON object")
+        return body
+    try:
+        return model.model_validate(body).model_dump(mode="json", exclude_none=False)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        raise TaskBodyError(f"{where}: {err['msg']}") from exc
+
+
+def result_datasets(kind: str, body: dict[str, Any]) -> list[str]:
+    """The dataset ids a validated result speaks for (checked against the catalogue)."""
+    if kind == "search.count":
+        return [str(c["id"]) for c in body.get("collections", [])]
+    return []

@@ -41,6 +41,9 @@ class HubSettings(BaseModel):
     # The hub's own limits per researcher, in front of each node's budget.
     search_rate_per_minute: int = Field(30, ge=1)
     search_daily_limit: int = Field(1000, ge=1)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For / -Proto the hub
+    # believes; empty: none, and the connecting address is the client's.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Tasks and their results are deleted this long after they expired (the daily search
     # limit counts a day of tasks, hence at least one).
     task_retention_days: float = Field(30.0, ge=1, le=3650)
@@ -99,6 +102,8 @@ class NodeSettings(BaseModel):
     quarantine_dir: str = "quarantine"
     # API key a EUCAIM Focus agent presents (`Authorization: ApiKey <key>`); empty: refused.
     mediator_api_key: str = ""
+    # Reverse proxies whose X-Forwarded-For the node believes (see HubSettings); empty: none.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # One key per upstream network (name -> key), each budgeted on its own (policy.toml
     # [mediator]); mediator_api_key is the network "eucaim".
     mediator_api_keys: dict[str, str] = Field(default_factory=dict)

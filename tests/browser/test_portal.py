@@ -6,7 +6,9 @@ member grants access from the inbox; the researcher sees the state change."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -107,8 +109,13 @@ def test_data_holder_edits_the_description(browser: Any, portal: Portal, shots: 
     page.goto("/catalogue/node-1:p1-cohort")
     page.get_by_label("Description", exact=True).fill("Lung and breast CT from our oncology unit.")
     page.get_by_label("Keywords (comma-separated)").fill("lung, CT, screening")
+    # The country from a list (issue 15: "Germany" was cut to "GER" and kept), and no
+    # placeholder sentence pre-filled as a collection method.
+    expect(page.get_by_label("Collection method")).to_have_value("")
+    page.get_by_label("Country").select_option(label="Germany (DEU)")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_contain_text("Saved")
+    expect(page.locator(".meta").first).to_contain_text("DEU")
     expect(page.locator(".prose").first).to_have_text("Lung and breast CT from our oncology unit.")
     shots(page, "dataset edited")
     # Another provider's dataset offers no edit form to this holder.
@@ -129,12 +136,18 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     page.wait_for_url("**/cohort")
     shots(page, "cohort explorer empty")
     page.get_by_label("Criterion").select_option(label="Sex")
-    page.get_by_label("Value (Ctrl/⌘ for several)").select_option(label="female")
+    # Values are ticks with a filter box (issue 15: a narrow Ctrl-click list).
+    page.get_by_label("Filter the values").fill("fem")
+    expect(page.get_by_label("male", exact=True)).to_be_hidden()
+    page.get_by_label("female", exact=True).check()
     page.get_by_role("button", name="Add criterion").click()
     expect(page.locator(".chip.criterion")).to_have_text([re.compile(r"Sex is female\s*\u00d7")])
+    # The reloaded page's script (deferred) must be listening before the next choice; on a
+    # busy machine the chips show before it runs.
+    page.wait_for_load_state("load")
     page.get_by_label("Criterion").select_option(label="Age at diagnosis")
     page.get_by_label("In", exact=True).select_option(label="group 1 (AND)")
-    page.get_by_label("Condition").select_option(label="between")
+    page.get_by_label("Comparison").select_option(label="between")
     page.get_by_label("From / value (years)").fill("30")
     page.get_by_label("To (years)").fill("90")
     page.get_by_role("button", name="Add criterion").click()
@@ -148,7 +161,7 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     expect(results).to_contain_text("3 of 3 providers answered")
     for node in ("node-1", "node-2", "node-3"):
         row = results.get_by_role("row", name=node)
-        expect(row).to_contain_text("succeeded")
+        expect(row).to_contain_text("answered")
         count = row.locator("td.num").first.inner_text()
         assert count.replace(",", "").isdigit() and int(count.replace(",", "")) > 0, count
     expect(results.locator("svg.chart rect.bar")).to_have_count(3)
@@ -159,6 +172,13 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     page.get_by_role("button", name="Save query").click()
     share = page.get_by_label("Share link").input_value()
     assert "/cohort?saved=" in share
+    # Saving keeps the results on screen, and what is shown downloads as CSV (issue 15).
+    expect(page.locator("#results")).to_contain_text("3 of 3 providers answered")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download these counts (CSV)").click()
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0].startswith("provider,status,dataset,dataset_name,patients,patients_fewer_than")
+    assert [r.split(",")[0] for r in rows[1:]] == ["node-1", "node-2", "node-3"]
     page.goto(share)
     expect(page.get_by_role("status")).to_contain_text("Women 30-90")
     expect(page.locator(".chip.criterion")).to_have_count(2)
@@ -166,7 +186,15 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     # -- access request from the result -----------------------------------------------------
     page.get_by_role("button", name="Count patients at every provider").click()
     expect(page.locator("#results")).to_contain_text("3 of 3 providers answered")
+    expect(page.locator("#results")).to_contain_text("Datasets that matched (3)")
     page.get_by_role("link", name="Request access to these datasets").click()
+    # Each dataset once, ticked because its count was released (issue 15: the catalogue's
+    # copy used to be listed again, unticked, under a doubled provider prefix).
+    boxes = page.locator('input[name="resource"]')
+    expect(boxes).to_have_count(3)
+    for i in range(3):
+        expect(boxes.nth(i)).to_be_checked()
+        assert boxes.nth(i).get_attribute("value") == f"node-{i + 1}:p{i + 1}-cohort"
     page.get_by_label("Title").fill("Female lung cancer imaging study")
     for field, text in {
         "Purpose": "Train a nodule detector on female patients.",
@@ -182,8 +210,18 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     shots(page, "access request form")
     page.get_by_role("button", name="Submit request").click()
     expect(page.locator("#request-state")).to_have_text("submitted")
+    expect(page.get_by_role("status")).to_contain_text("Submitted for review")
     request_url = page.url.split("?")[0]
     shots(page, "request submitted")
+    # The ethics approval, attached on the page, for the DACs to read (issue 15).
+    page.get_by_label(
+        "Attach a document (ethics approval, protocol; at most 10 MB)"
+    ).set_input_files(
+        files=[{"name": "ethics.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 x"}]
+    )
+    page.get_by_role("button", name="Attach", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("Document attached")
+    expect(page.locator("#documents")).to_contain_text("ethics.pdf")
     log_out(page)
 
     # -- the hub admin approves and starts it ------------------------------------------------
@@ -193,6 +231,9 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     expect(page.locator("#request-state")).to_have_text("approved")
     page.get_by_role("button", name="Start: contact the providers").click()
     expect(page.locator("#request-state")).to_have_text("in progress")
+    expect(page.get_by_role("status")).to_contain_text(
+        "each provider's data access committee has been asked to decide"
+    )
     page.goto("/dashboard")
     expect(page.get_by_role("row", name="node-1")).to_contain_text("online")
     shots(page, "federation dashboard")
@@ -208,8 +249,7 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     page.goto("/inbox")
     expect(page.get_by_role("heading", name="Awaiting your decision (3)")).to_be_visible()
     shots(page, "dac inbox")
-    item = page.locator(".inbox-item").filter(has_text="node-1").first
-    item.get_by_role("button", name="Available", exact=True).click()
+    # One step: "Grant access" is there from the start (issue 15), and says what it did.
     item = page.locator(".inbox-item").filter(has_text="node-1").first
     item.get_by_label("Note to the researcher (optional)").fill(
         "Approved by the DAC on 2026-11-22."
@@ -217,13 +257,23 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     item.get_by_role("button", name="Grant access").click()
     expect(page.get_by_role("heading", name="Awaiting your decision (2)")).to_be_visible()
     shots(page, "dac decided")
+    expect(page.get_by_role("status")).to_contain_text(
+        "Access granted: rita now holds a visa for node-1 cohort at node-1"
+    )
+    page.goto(request_url)
+    expect(page.locator("#documents")).to_contain_text("ethics.pdf")
+    shots(page, "dac sees the request and its documents")
     log_out(page)
 
     # -- the researcher sees the change ------------------------------------------------------
     log_in(page, "rita", PASSWORDS["rita"])
     page.goto(request_url)
-    expect(page.locator('[data-resource-state="node-1"]')).to_have_text("resource made available")
+    expect(page.locator('[data-resource-state="node-1"]')).to_have_text("granted")
+    expect(page.locator('[data-resource-state="node-2"]')).to_have_text(
+        "awaiting the provider's decision"
+    )
     expect(page.locator(".history")).to_contain_text("Approved by the DAC on 2026-11-22.")
+    expect(page.locator(".history")).to_contain_text("dora granted access for node-1")
     shots(page, "researcher sees the grant")
     page.goto("/requests")
     expect(page.get_by_role("row", name="Female lung cancer imaging study")).to_contain_text(
@@ -231,6 +281,40 @@ def test_cohort_request_approve_grant(browser: Any, portal: Portal, shots: Shots
     )
     assert page.js_errors == []
     assert page.external == []
+
+
+def test_withheld_counts_may_match(browser: Any, portal: Portal, shots: Shots) -> None:
+    """A count below a provider's minimum is "may match (fewer than 10)", never "matched",
+    and a request started from such a result ticks none of those datasets (issue 15)."""
+    from playwright.sync_api import expect
+
+    page = new_page(browser, portal)
+    log_in(page, "rita", PASSWORDS["rita"])
+    # Men with breast cancer: rare (none in the synthetic data), so every node withholds it.
+    query = (
+        '{"operand":"AND","children":['
+        '{"key":"SNOMEDCT263495000","type":"EQUALS","value":"SNOMEDCT248153007"},'
+        '{"key":"SNOMEDCT439401001","type":"EQUALS","value":"SNOMEDCT254837009"}]}'
+    )
+    page.goto("/cohort?" + urlencode({"q": query}))
+    page.get_by_role("button", name="Count patients at every provider").click()
+    results = page.locator("#results")
+    expect(results).to_contain_text("3 of 3 providers answered")
+    expect(results).to_contain_text("Datasets that matched (0)")
+    expect(results).to_contain_text(
+        "Datasets that may match, fewer than the provider's minimum (3)"
+    )
+    results.get_by_text("Datasets that may match").click()
+    expect(results).to_contain_text("node-1 · node-1 cohort — may match (fewer than 10)")
+    shots(page, "cohort withheld counts")
+    page.get_by_role("link", name="Request access to these datasets").click()
+    boxes = page.locator('input[name="resource"]')
+    expect(boxes).to_have_count(3)
+    for i in range(3):
+        expect(boxes.nth(i)).not_to_be_checked()
+    expect(page.locator("fieldset").first).to_contain_text("may match (fewer than 10 patients)")
+    shots(page, "request form from a withheld result")
+    assert page.js_errors == []
 
 
 def test_roles_and_sessions(browser: Any, portal: Portal) -> None:

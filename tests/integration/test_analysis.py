@@ -154,11 +154,14 @@ def test_glm_and_cox_equal_the_pooled_fits(fed: dict[str, Any], tmp_path: Path) 
     env = {**os.environ, "ONCOFED_HUB": fed["fed"].hub.url, "ONCOFED_TOKEN": fed["tokens"]["alice"]}
     out = subprocess.run(
         [sys.executable, "-m", "oncofed", "analyse", "glm", "--formula", "vital_status ~ age",
-         "-d", DATASETS[0], "-d", DATASETS[1]],
+         "-d", DATASETS[0], "-d", DATASETS[1], "--where", "sex=female"],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "Generalized Linear Model Regression Results" in out.stdout and "P>|z|" in out.stdout
+    women = sum(int(((f.columns["sex"] == 0) & ~np.isnan(f.columns["vital_status"])
+                     & ~np.isnan(f.columns["age"])).sum()) for f in fed["frames"])  # fmt: skip
+    assert f"No. Observations: {women:>10}" in out.stdout  # the --where cohort, not everyone
 
 
 def test_no_visa_refused_at_each_node(fed: dict[str, Any]) -> None:

@@ -84,7 +84,11 @@ def test_hub_fans_out_and_merges(tmp_path: Path) -> None:
             body = {"query": {"requestParameters": {"g_variant": {"geneId": "KRAS"}},
                               "requestedGranularity": "count"}}  # fmt: skip
             nested = http.post("/beacon/v2/g_variants", json=body).json()
-            assert nested["responseSummary"]["exists"] is True
+            flat_query = {"geneId": "KRAS", "requestedGranularity": "count"}
+            flat = http.get("/beacon/v2/g_variants", params=flat_query).json()
+            # The same query in two shapes: the same released answer (one cached draw).
+            assert nested["responseSummary"] == flat["responseSummary"]
+            assert nested["meta"]["returnedGranularity"] == "count"
             # The EGA verifier's checks against the hub.
             from tests.beacon_verifier import verify
 
@@ -105,6 +109,14 @@ def test_hub_fans_out_and_merges(tmp_path: Path) -> None:
 
             found, answers = binary_search(exists, filters)
             assert not any(answers) and found != secret
+            # X-Forwarded-For from a client that is no configured proxy changes nothing:
+            # 31 "addresses" are one requester, rate-limited (30 a minute) as one.
+            codes = [
+                httpx.get(f"{node_url}/beacon/v2/individuals",
+                          headers={"x-forwarded-for": f"198.51.100.{i}"}, timeout=30).status_code
+                for i in range(31)
+            ]  # fmt: skip
+            assert 429 in codes
             root = default_root()
             if root is not None:
                 schemas = BeaconSchemas(root)

@@ -168,6 +168,12 @@ def test_holders_edit_their_own_datasets_and_refresh_keeps_edits(hub: Hub) -> No
     bad = hub.call("PATCH", path, "holder1", json={"access_rights": "OPEN"})
     assert bad.status_code == 422
     assert hub.call("PATCH", path, "holder1", json={"colour": "red"}).status_code == 422
+    # A country is an ISO 3166-1 country: "GER" is none (Germany is DEU), and is refused
+    # rather than kept; a name or an alpha-2 code is read as the country (issue 15).
+    ger = hub.call("PATCH", path, "holder1", json={"country": "GER"})
+    assert ger.status_code == 422 and "DEU for Germany" in ger.text
+    named = hub.call("PATCH", path, "holder1", json={"country": "Germany"})
+    assert named.status_code == 200 and named.json()["country"] == "DEU"
     r = hub.call("PATCH", path, "holder1", json=patch)
     assert r.status_code == 200, r.text
     rec = r.json()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -132,7 +133,7 @@ def _create(fed: Fed, *extra: str) -> tuple[str, str]:
 
 def test_request_to_grant_through_the_cli(fed: Fed) -> None:
     nid, out = _create(fed, *_form_options(), "--submit")
-    assert f"request {nid} created: SUBMITTED" in out
+    assert f"request {nid} created: submitted" in out
     assert "node-1/p1-cohort, node-2/p2-cohort" in out
 
     # Submitted, it is visible to node-1's DAC; not to another researcher.
@@ -140,10 +141,10 @@ def test_request_to_grant_through_the_cli(fed: Fed) -> None:
     assert nid not in fed.ok("bob", "request", "list")
 
     out = fed.ok("admin", "request", "event", nid, "approve", "--note", "scientifically sound")
-    assert f"request {nid}: SUBMITTED -> APPROVED" in out
+    assert f"request {nid}: you approved the request (submitted -> approved)" in out
     out = fed.ok("admin", "request", "event", nid, "START")
-    assert f"request {nid}: APPROVED -> IN_PROGRESS" in out
-    assert "REPRESENTATIVE_CONTACTED" in out and "REPRESENTATIVE_UNREACHABLE" in out
+    assert f"request {nid}: you started the request (approved -> in progress)" in out
+    assert "awaiting the provider's decision" in out and "provider not reachable" in out
 
     # node-1's DAC sees its resource with its row, and decides on it.
     listed = fed.json("dac1", "request", "list")
@@ -153,22 +154,22 @@ def test_request_to_grant_through_the_cli(fed: Fed) -> None:
     assert rows["node-2"]["state"] == "REPRESENTATIVE_UNREACHABLE"  # no DAC for node-2
     row = str(rows["node-1"]["row"])
     table = fed.ok("dac1", "request", "list")
-    assert re.search(rf"{row} node-1/p1-cohort REPRESENTATIVE_CONTACTED", table), table
+    assert "node-1/p1-cohort: awaiting the provider's decision" in table, table
 
-    def decide(user: str, event: str, *extra: str) -> str:
-        return fed.ok(user, "request", "decide", nid, row, event, *extra)
+    def decide(user: str, event: str, *extra: str, which: str = "node-1") -> str:
+        return fed.ok(user, "request", "decide", nid, which, event, *extra)
 
-    assert "REPRESENTATIVE_CONTACTED -> RESOURCE_AVAILABLE" in decide("dac1", "MARK_AS_AVAILABLE")
+    # The dataset by its provider, its PROVIDER:DATASET or its row; decisions in plain words.
+    out = decide("dac1", "available", which="node-1:p1-cohort")
+    assert "(awaiting the provider's decision -> available, decision pending)" in out
     conditions = "Acknowledge node-1 in publications."
-    out = decide("dac1", "INDICATE_ACCESS_CONDITIONS", "--conditions", conditions)
-    assert "RESOURCE_AVAILABLE -> ACCESS_CONDITIONS_INDICATED" in out
+    out = decide("dac1", "conditions", "--conditions", conditions, which=row)
+    assert "you set access conditions" in out and "-> conditions set: awaiting the" in out
     out = decide("alice", "ACCEPT_ACCESS_CONDITIONS")
-    assert "ACCESS_CONDITIONS_INDICATED -> ACCESS_CONDITIONS_MET" in out
-    out = decide(
-        "dac1", "GRANT_ACCESS_TO_RESOURCE", "--reason", "DAC meeting 2024-05", "--grant-days", "30"
-    )
-    assert f"request {nid}, node-1/p1-cohort (row {row}): " in out
-    assert "ACCESS_CONDITIONS_MET -> RESOURCE_MADE_AVAILABLE" in out
+    assert "-> conditions accepted: awaiting the grant)" in out
+    out = decide("dac1", "grant", "--reason", "DAC meeting 2024-05", "--grant-days", "30")
+    assert f"request {nid}, node-1/p1-cohort: you granted access" in out
+    assert "(conditions accepted: awaiting the grant -> granted)" in out
     assert "a visa for it was issued to alice" in out
 
     out = fed.ok("dac1", "request", "comment", nid, "Access is live; see the conditions.")
@@ -177,9 +178,10 @@ def test_request_to_grant_through_the_cli(fed: Fed) -> None:
 
     # The researcher sees the states, the history and the comments.
     shown = fed.ok("alice", "request", "show", nid)
-    assert "IN_PROGRESS" in shown and "KRAS cohort study" in shown
-    assert re.search(r"node-1\s+│\s+p1-cohort\s+│\s+RESOURCE_MADE_AVAILABLE", shown), shown
-    assert re.search(r"node-2\s+│\s+p2-cohort\s+│\s+REPRESENTATIVE_UNREACHABLE", shown), shown
+    assert "in progress" in shown and "KRAS cohort study" in shown
+    assert re.search(r"node-1\s+│\s+p1-cohort\s+│\s+granted", shown), shown
+    assert re.search(r"node-2\s+│\s+p2-cohort\s+│\s+provider not reachable", shown), shown
+    assert "IN_PROGRESS" not in shown and "RESOURCE_MADE_AVAILABLE" not in shown.split("history")[0]
     for text in (
         "GRANT_ACCESS_TO_RESOURCE",
         "DAC meeting 2024-05",
@@ -198,7 +200,7 @@ def test_request_to_grant_through_the_cli(fed: Fed) -> None:
         "START",
     ]
     assert [c["author"] for c in view["comments"]] == ["dac1", "alice"]
-    assert re.search(rf"{nid} .*RESOURCE_MADE_AVAILABLE", fed.ok("alice", "request", "list"))
+    assert re.search(rf"{nid} .*node-1/p1-cohort: granted", fed.ok("alice", "request", "list"))
 
     # ... and the visa the grant issued, on the DAC's conditions, for 30 days.
     table = fed.ok("alice", "request", "visas")
@@ -246,7 +248,7 @@ def test_request_to_grant_through_the_cli(fed: Fed) -> None:
 
 def test_refusals_are_one_clear_line(fed: Fed) -> None:
     draft, out = _create(fed, "--purpose", "a study", "--duo", "DUO:0000042")
-    assert f"request {draft} created: DRAFT" in out
+    assert f"request {draft} created: draft" in out
     assert "missing before it can be submitted: hypothesis" in out
     # A draft is private to its author (the hub answers 404, not 403).
     assert f"no access request {draft}" in fed.refused("dac1", "request", "show", draft)
@@ -262,7 +264,7 @@ def test_refusals_are_one_clear_line(fed: Fed) -> None:
     )
     # Completing the form through the CLI makes it submittable.
     out = fed.ok("alice", "request", "edit", draft, *_form_options())
-    assert f"request {draft} form saved (DRAFT)" in out and "submit it" in out
+    assert f"request {draft} form saved (draft)" in out and "submit it" in out
     fed.ok("alice", "request", "event", draft, "SUBMIT")
 
     # Wrong role: a researcher cannot approve, a DAC cannot decide for another node.
@@ -275,10 +277,12 @@ def test_refusals_are_one_clear_line(fed: Fed) -> None:
     }
     line = fed.refused("dac1", "request", "decide", draft, str(rows["node-2"]), "MARK_AS_AVAILABLE")
     assert "only a DAC member of node-2 may MARK_AS_AVAILABLE this resource" in line
-    line = fed.refused(
-        "dac1", "request", "decide", draft, str(rows["node-1"]), "GRANT_ACCESS_TO_RESOURCE"
-    )
-    assert "cannot GRANT_ACCESS_TO_RESOURCE a resource that is REPRESENTATIVE_CONTACTED" in line
+    # A grant is one step; a second one finds nothing left to grant.
+    fed.ok("dac1", "request", "decide", draft, "node-1", "grant")
+    line = fed.refused("dac1", "request", "decide", draft, "node-1", "grant")
+    assert "cannot GRANT_ACCESS_TO_RESOURCE a resource that is RESOURCE_MADE_AVAILABLE" in line
+    line = fed.refused("dac1", "request", "decide", draft, "node-9", "grant")
+    assert "'node-9' is not one of its datasets" in line and "node-1:p1-cohort (row" in line
 
     # Unknown ids and names.
     assert "unknown negotiation event 'FINISH'; one of SUBMIT" in fed.refused(
@@ -336,3 +340,68 @@ def test_beacon_network_through_the_cli(fed: Fed) -> None:
     line = fed.refused("alice", "beacon", "g_variants", "--param", "start=5")
     assert "a position query needs referenceName" in line
     assert "unknown Beacon entry type 'variants'" in fed.refused("alice", "beacon", "variants")
+
+
+def _readme_lifecycle() -> list[list[str]]:
+    """The commands of the README's "An access request, start to finish", as argv lists."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("### An access request, start to finish", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    joined = block.replace("\\\n", " ")
+    commands = []
+    for line in joined.splitlines():
+        line = line.split("  #", 1)[0].strip()
+        if line.startswith("oncofed "):
+            commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_the_readme_request_example_works_as_printed(fed: Fed, tmp_path: Path) -> None:
+    """Each line run as its role would (the README's comments say whose line it is), with
+    the README's provider and dataset standing for this federation's, and `neg-...` for
+    the id the first command printed."""
+    names = {"de-berlin:de-berlin-oncology": DATASETS[0], "de-berlin": "node-1"}
+    commands = _readme_lifecycle()
+    assert [c[:2] for c in commands] == [
+        ["request", "create"],
+        ["request", "attach"],
+        ["request", "event"],
+        ["request", "event"],
+        ["request", "decide"],
+        ["request", "show"],
+        ["request", "visas"],
+    ]
+    (tmp_path / "ethics-approval.pdf").write_bytes(b"%PDF-1.4 approval\n")
+    nid = ""
+    for argv in commands:
+        args = [nid if a == "neg-..." else names.get(a, a) for a in argv]
+        user = {"event": "admin", "decide": "dac1"}.get(args[1], "alice")
+        if args[1] == "attach":
+            args[-1] = str(tmp_path / args[-1])
+        out = fed.ok(user, *args)
+        if args[1] == "create":
+            nid = re.search(r"request (neg-[0-9a-f]+) created: submitted", out).group(1)  # type: ignore[union-attr]
+    shown = fed.ok("alice", "request", "show", nid)
+    assert re.search(r"node-1\s+│\s+p1-cohort\s+│\s+granted", shown), shown
+    assert "DAC of 2 May" in shown
+    assert re.search(rf"node-1\s+│\s+p1-cohort\s+│\s+{nid}", fed.ok("alice", "request", "visas"))
+
+
+def test_the_readme_sdk_example_runs(fed: Fed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Python block, as a researcher logged in with `oncofed login` runs it."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    for name in ("ONCOFED_HUB", "ONCOFED_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ONCOFED_CONFIG_DIR", str(fed.config["alice"]))
+    scope: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    frame = scope["frame"]
+    assert list(frame["provider"]) == ["node-1", "node-2"]
+    # 12 patients a node: lung cancer with CT is below the minimum, withheld (never 0).
+    assert frame["patients"].isna().all() and (frame["patients_below"] == 10).all()
+    assert set(scope["women"].to_frame()["status"]) == {"succeeded"}
+    codes = scope["codes"]
+    lung = codes[(codes["label"] == "Diagnosis") & (codes["value_label"] == "lung cancer")]
+    assert list(lung["value"]) == ["SNOMEDCT363358000"]
+    assert set(scope["kras"].to_frame()["node"]) == {"node-1", "node-2"}

@@ -152,8 +152,14 @@ def started(hub: Hub) -> tuple[str, dict[str, int]]:
 def grant(hub: Hub) -> tuple[str, str]:
     """alice holds a visa for ds-a at node-1; returns (negotiation id, visa token)."""
     nid, rows = started(hub)
-    res_event(hub, nid, rows["node-1"], "dac1", "MARK_AS_AVAILABLE")
-    res_event(hub, nid, rows["node-1"], "dac1", "GRANT_ACCESS_TO_RESOURCE")
+    # One step for the DAC (issue 15), recorded as the Negotiator's two transitions.
+    view = res_event(hub, nid, rows["node-1"], "dac1", "GRANT_ACCESS_TO_RESOURCE")
+    steps = [(h["event"], h["to"]) for h in view["history"] if h["resource_row"] == rows["node-1"]]
+    assert steps[-2:] == [
+        ("MARK_AS_AVAILABLE", "RESOURCE_AVAILABLE"),
+        ("GRANT_ACCESS_TO_RESOURCE", "RESOURCE_MADE_AVAILABLE"),
+    ]
+    assert {h["provider"] for h in view["history"] if h["resource_row"]} >= {"node-1"}
     visas = hub.call("GET", "/api/visas", "alice").json()["visas"]
     assert len(visas) == 1
     return nid, str(visas[0]["visa"])
@@ -180,9 +186,6 @@ def test_request_to_grant_to_revocation(hub: Hub) -> None:
     res_event(hub, nid, rows["node-1"], "dac2", "MARK_AS_AVAILABLE", 403)
     res_event(hub, nid, rows["node-1"], "admin", "GRANT_ACCESS_TO_RESOURCE", 403)
     res_event(hub, nid, rows["node-1"], "holder1", "MARK_AS_AVAILABLE", 403)
-    # Granting before availability is checked is an illegal transition.
-    err = res_event(hub, nid, rows["node-1"], "dac1", "GRANT_ACCESS_TO_RESOURCE", 409)
-    assert "REPRESENTATIVE_CONTACTED" in err["detail"]
     res_event(hub, nid, rows["node-1"], "dac1", "MARK_AS_CHECKING_AVAILABILITY")
     res_event(hub, nid, rows["node-1"], "dac1", "MARK_AS_AVAILABLE")
     res_event(
@@ -203,6 +206,9 @@ def test_request_to_grant_to_revocation(hub: Hub) -> None:
     }
     assert final["node-1"] == "RESOURCE_MADE_AVAILABLE"
     assert final["node-2"] == "RESOURCE_UNAVAILABLE"
+    # A refusal is final: no grant afterwards, not even in one step.
+    err = res_event(hub, nid, rows["node-2"], "dac2", "GRANT_ACCESS_TO_RESOURCE", 409)
+    assert "RESOURCE_UNAVAILABLE is final" in err["detail"]
     assert [h["event"] for h in view["history"]][:3] == ["SUBMIT", "APPROVE", "START"]
 
     # The grant is a visa signed by the hub key, for this dataset, at this node only.
@@ -262,7 +268,7 @@ def test_request_to_grant_to_revocation(hub: Hub) -> None:
     mails = hub.outbox()
     assert any(m["to_user"] == "admin" and "new access request" in m["subject"] for m in mails)
     assert any(m["to_user"] == "dac1" and nid in m["subject"] for m in mails)
-    assert any(m["to_user"] == "alice" and "RESOURCE_MADE_AVAILABLE" in m["subject"] for m in mails)
+    assert any(m["to_user"] == "alice" and m["subject"].endswith(": granted") for m in mails)
     assert any(m["to_user"] == "alice" and "revoked" in m["subject"] for m in mails)
     assert not any(m["to_user"] == "dac1" and "Bearer" in m["body"] for m in mails)
 
@@ -338,6 +344,12 @@ def test_comments_and_attachments(hub: Hub) -> None:
         c["body"] for c in hub.call("GET", f"/api/negotiations/{nid}/comments", "holder1").json()
     ]
     assert bodies == ["Can you share T2 only?", "Yes."]
+    # Addressed to node-1: not for node-2's DAC, which may not write to node-1 either.
+    seen = [c["body"] for c in hub.call("GET", f"/api/negotiations/{nid}/comments", "dac2").json()]
+    assert seen == ["Yes."]
+    r = hub.call("POST", f"/api/negotiations/{nid}/comments", "dac2",
+                 json={"body": "psst", "provider": "node-1"})  # fmt: skip
+    assert r.status_code == 403
     pdf = b"%PDF-1.4 ethics approval letter"
     r = hub.call(
         "POST",

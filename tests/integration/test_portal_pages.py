@@ -225,6 +225,12 @@ def test_access_request_through_forms(hub: Hub) -> None:
         },
     )
     assert r.status_code == 422 and "fill in before submitting" in r.text
+    # ... in the form's own words: the labels, not the field keys (issue 15).
+    alert = r.text.split('role="alert">', 1)[1].split("</div>", 1)[0]
+    assert alert.startswith("Saved as a draft, not submitted yet: fill in before submitting:")
+    assert "Ethics approval (committee, number, date)" in alert and "GA4GH DUO" in alert
+    assert "ethics_approval" not in alert and "duo_codes" not in alert
+    assert r.text.count('value="submit"') == 1 and "Submit request" in r.text
     nid = re.search(r"/requests/(neg-[0-9a-f]+)", r.text).group(1)  # type: ignore[union-attr]
     r = alice.post(
         f"/requests/{nid}/form", data={"csrf": token, **form_fields({"action": "submit"})}
@@ -247,16 +253,47 @@ def test_access_request_through_forms(hub: Hub) -> None:
     assert "Awaiting your decision (1)" in inbox and "node-2" not in inbox.split("Awaiting")[1]
     row = re.search(rf"/requests/{nid}/resources/(\d+)/event", inbox).group(1)  # type: ignore[union-attr]
     dac_token = csrf(dac, "/inbox")
-    for event in ("MARK_AS_AVAILABLE", "GRANT_ACCESS_TO_RESOURCE"):
-        r = dac.post(
-            f"/requests/{nid}/resources/{row}/event",
-            data={"csrf": dac_token, "event": event, "note": "ok", "back": "inbox"},
-        )
-        assert r.status_code == 303 and r.headers["location"].startswith("/inbox"), r.text
-    assert "Awaiting your decision (0)" in dac.get("/inbox").text
-    # The researcher sees the grant; a comment reaches the request page.
+    # A grant is one step for the DAC, and the page says what happened (issue 15).
+    r = dac.post(
+        f"/requests/{nid}/resources/{row}/event",
+        data={
+            "csrf": dac_token,
+            "event": "GRANT_ACCESS_TO_RESOURCE",
+            "note": "ok",
+            "back": "inbox",
+        },
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/inbox"), r.text
+    inbox = dac.get(r.headers["location"]).text
+    assert "Awaiting your decision (0)" in inbox
+    assert "Access granted: alice now holds a visa for ds-a at node-1" in inbox
+    # The researcher sees "granted", and a history that names the provider.
     page = alice.get(f"/requests/{nid}").text
-    assert 'data-resource-state="node-1">resource made available' in page
+    assert 'data-resource-state="node-1">granted' in page
+    assert "resource made available" not in page
+    history = page.split('class="history"')[1]
+    assert re.search(r"<strong>dac1</strong> granted access for <strong>node-1</strong>", history)
+    assert re.search(r"<strong>hub</strong> asked the provider\S* data access committee for "
+                     r"<strong>node-2</strong>", history)  # fmt: skip
+    # A document attached in the portal is on the request page for the DAC (issue 15).
+    pdf = b"%PDF-1.4 ethics approval EC-2024-117\n"
+    r = alice.post(
+        f"/requests/{nid}/attachments",
+        data={"csrf": token},
+        files={"file": ("ethics approval.pdf", pdf, "application/pdf")},
+    )
+    assert r.status_code == 303 and r.headers["location"].endswith("done=attached#documents")
+    dac_page = dac.get(f"/requests/{nid}").text
+    link = re.search(
+        rf'href="(/requests/{nid}/attachments/\d+)" download>ethics approval.pdf', dac_page
+    )
+    assert link, dac_page.split('id="documents"')[1][:500]
+    assert 'name="file"' not in dac_page  # only the researcher attaches
+    got = dac.get(link.group(1))
+    assert got.content == pdf and got.headers["content-type"] == "application/octet-stream"
+    assert browser(hub, "bob").get(link.group(1)).status_code == 404
+    r = alice.post(f"/requests/{nid}/attachments", data={"csrf": token})
+    assert r.status_code == 422 and "choose a file to attach" in r.text
     grants = alice.get("/requests").text
     assert "Your access grants" in grants and "ds-a" in grants and "eyJ" in grants  # a JWT
     r = alice.post(f"/requests/{nid}/comments", data={"csrf": token, "body": "Thank you!"})
@@ -294,3 +331,23 @@ def test_audit_view_and_chain_check(hub: Hub) -> None:
         con.exec_driver_sql("UPDATE audit_entry SET reason = 'edited' WHERE seq = 1")
     page = admin.get("/admin/audit?verify=true").text
     assert "NOT intact" in page and "content was changed" in page
+
+
+def test_help_page_and_unknown_addresses(hub: Hub) -> None:
+    """Issue 15: a help page, unknown pages in the portal's look (JSON stays for programs),
+    and menus that offer each role only what it may open."""
+    anonymous = browser(hub)
+    page = anonymous.get("/help")
+    assert page.status_code == 200
+    for words in ("Tier 2", "&lt; 10", "Noise", "DUO", "fewer than 10 studies"):
+        assert words in page.text, words
+    html = {"accept": "text/html,application/xhtml+xml"}
+    r = anonymous.get("/no-such-page", headers=html)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "Page not found" in r.text and "There is no page at /no-such-page" in r.text
+    assert 'href="/help"' in r.text  # the portal's own navigation
+    assert anonymous.get("/no-such-page").json() == {"detail": "Not Found"}
+    assert anonymous.get("/api/no-such-thing", headers=html).json() == {"detail": "Not Found"}
+    # A DAC member is offered no cohort explorer (it would refuse them); a researcher is.
+    assert 'href="/cohort"' not in browser(hub, "dac1").get("/requests").text
+    assert 'href="/cohort"' in browser(hub, "alice").get("/requests").text

@@ -1,4 +1,5 @@
-"""One admission path for every route that makes a task, and task retention (issue 17).
+"""One admission path for every route that makes a task, task retention, and log-in
+delays (issue 17).
 
 ``POST /api/tasks`` with kind ``search.count`` skipped the AST check and the per-minute
 limit of ``/api/search``; the hub's Beacon forwarded unknown request fields to every node;
@@ -8,6 +9,7 @@ tasks and their results were never deleted.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -76,3 +78,28 @@ def test_old_tasks_and_results_are_deleted(hub: Hub) -> None:
     with hub.ctx.sessions() as s:
         targets = {t.task_id for t in s.scalars(sa.select(TaskTarget))}
     assert old.id not in targets and new.id in targets
+
+
+def test_failed_log_ins_delay_but_never_lock_out(hub: Hub) -> None:
+    """Through the API: after the free attempts the pair waits (429 with Retry-After),
+    even with the right password; once the wait is over, the right password logs in."""
+    logins = hub.ctx.logins
+    logins.clock = clock = _Clock()
+    try:
+        form = {"username": "dac2", "password": "wrong"}
+        codes = [hub.client.post("/api/auth/token", data=form).status_code for _ in range(6)]
+        assert codes == [401] * 5 + [429]
+        right = {"username": "dac2", "password": hub.passwords["dac2"]}
+        waiting = hub.client.post("/api/auth/token", data=right)
+        assert waiting.status_code == 429 and waiting.headers["retry-after"] == "1"
+        clock.now += 1
+        assert hub.client.post("/api/auth/token", data=right).status_code == 200
+    finally:
+        logins.clock = time.time
+
+
+class _Clock:
+    now = 1e6
+
+    def __call__(self) -> float:
+        return self.now

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from oncofed.audit import AuditLog
+from oncofed.client.hub import HubClient
 from oncofed.hub.admin import add_user, create_api_token, open_hub
 from oncofed.node.grants import verified_datasets
 from oncofed.node.state import state_engine
@@ -23,7 +24,7 @@ def test_visa_verified_and_revoked_at_a_real_node(
     make_federation: FederationFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ONCOFED_NODE_GRANT_REFRESH_SECONDS", "1")
-    fed = make_federation(1)
+    fed = make_federation(1, patients=40)
     _, engine = open_hub(fed.hub.directory)
     add_user(engine, "alice", ["researcher"])
     add_user(engine, "dac1", ["dac:node-1"])
@@ -42,7 +43,7 @@ def test_visa_verified_and_revoked_at_a_real_node(
         "alice",
         "/api/negotiations",
         title="t",
-        resources=[{"id": "ds-1", "provider": "node-1"}],
+        resources=[{"id": "p1-cohort", "provider": "node-1"}],
         form=FORM,
     )["id"]
     for user, ev in (("alice", "SUBMIT"), ("admin", "APPROVE"), ("alice", "START")):
@@ -62,6 +63,24 @@ def test_visa_verified_and_revoked_at_a_real_node(
     while not verified_datasets(settings, node_state, audit, [token]):
         assert time.monotonic() < deadline, "the node never fetched a revocation list"
         time.sleep(0.5)
+
+    # The SDK (and so the CLI) presents the researcher's visas by itself: records come back
+    # where a plain query without them stays a count (issue 15).
+    sdk = HubClient(fed.hub.url, tok["alice"])
+    query = {"requestedGranularity": "record"}
+    assert sdk.passport() == token
+    answer = sdk.beacon("individuals", **query)
+    assert answer["meta"]["returnedGranularity"] == "record", answer["meta"]
+    assert answer["response"]["resultSets"][0]["results"], answer["response"]
+    bare = httpx.get(
+        fed.hub.url + "/beacon/v2/individuals",
+        params=query,
+        headers={"authorization": f"Bearer {tok['alice']}"},
+        timeout=60,
+    ).json()
+    assert bare["meta"]["returnedGranularity"] != "record"
+    # A caller without visas (the admin here) presents none.
+    assert HubClient(fed.hub.url, tok["admin"]).passport() == ""
 
     start = time.monotonic()
     call("dac1", f"/api/visas/{jti}/revoke", reason="consent withdrawn")

@@ -131,7 +131,7 @@ def test_search_admission_counts_from_an_index_not_a_scan(tmp_path) -> None:  # 
         engine, "before_cursor_execute", lambda *a: seen.append((a[2], a[3])), named=False
     )
     with engine.connect() as con:
-        con.execute(SEARCHES_SINCE, {"who": "alice", "since": utcnow()})
+        con.execute(SEARCHES_SINCE, {"who": "alice", "since": utcnow(), "minute": utcnow()})
         statement, params = seen[-1]
         plan = " ".join(
             str(row[3])

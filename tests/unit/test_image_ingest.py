@@ -116,7 +116,10 @@ def test_ingest_is_idempotent_and_indexes(tmp_path: Path) -> None:
     assert first.ingested == 5
     assert first.quarantined == {"not-dicom": 1, "truncated": 1}
     second = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
-    assert second.ingested == 0 and second.duplicates == second.seen == 7
+    # What was stored is recognised; what was quarantined is tried again (and quarantined
+    # again), never reported as already stored.
+    assert second.ingested == 0 and second.seen == 7 and second.duplicates == 5
+    assert second.retried == 2 and second.quarantined == first.quarantined
     assert len(_stored_files(node)) == 5
     assert {p: p.read_bytes() for p in originals} == originals  # originals untouched
     with node.store.reading() as con:
@@ -321,3 +324,32 @@ def test_studies_that_disagree_about_sex_make_it_unknown_and_are_reported(
         sexes = dict(con.execute("SELECT id, sex FROM patient").fetchall())
     assert sexes == {node.ctx.pseudonym("MRN-1"): "unknown", node.ctx.pseudonym("MRN-2"): "male"}
     assert len(report.conflicts) == 1 and "female/male" in report.conflicts[0]
+
+
+def test_a_quarantined_file_is_tried_again_not_reported_as_stored(tmp_path: Path) -> None:
+    """A rerun retries what an earlier run quarantined (the rules may have changed since):
+    it is not counted as "already stored", and its ledger and quarantine rows are replaced,
+    not doubled."""
+    src = tmp_path / "src"
+    leaky = make_ct(patient_id="MRN-77", instance=1)
+    leaky.SeriesDescription = f"redo {PHI['name_family']}"  # the gate quarantines it
+    save(leaky, src / "leaky.dcm")
+    save(make_ct(patient_id="MRN-78", instance=1), src / "clean.dcm")
+    node = make_node(tmp_path)
+    first = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert (first.ingested, first.quarantined_total, first.duplicates) == (1, 1, 0)
+    again = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert (again.ingested, again.quarantined_total, again.duplicates) == (0, 1, 1)
+    assert again.retried == 1
+    assert "tried again" in str([c for row in again.table().columns for c in row._cells])
+    with node.store.reading() as con:
+        assert con.execute("SELECT count(*) FROM ingest_ledger").fetchone()[0] == 2
+        assert con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 1
+
+
+def test_pydicom_warnings_name_the_file(tmp_path: Path) -> None:
+    bad = next(p for p in pydicom_test_files() if p.name == "badVR.dcm")
+    node = make_node(tmp_path)
+    report = ingest_images([bad], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert report.warnings and all(w.startswith(f"{bad}: ") for w in report.warnings)
+    assert "Invalid value for VR IS" in report.warnings[0]

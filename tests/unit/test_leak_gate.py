@@ -135,3 +135,19 @@ def test_synth_planted_phi_passes_clean_and_is_caught_when_kept(tmp_path: Path) 
         ):
             src.SeriesDescription = planted
             assert _leak(src) is not None, planted
+
+
+def test_a_leak_in_a_tag_without_keyword_names_the_tag_once() -> None:
+    src = make_ct()
+    src.add_new(0x00191001, "LO", "x")  # private: removed, never the place of a leak
+    src.add_new(0x00420099, "LO", f"note {PHI['name_family']}")  # no keyword, kept
+    leak = _leak(src)
+    assert leak is not None
+    assert str(leak).count("(0042,0099)") == 1, str(leak)
+
+
+def test_a_name_with_spaces_and_a_digit_keeps_every_part() -> None:
+    src = make_ct()
+    src.PatientName = "Kowalczyk Hieronymus 2"
+    src.SeriesDescription = "seen by hieronymus"
+    assert _leak(src) is not None

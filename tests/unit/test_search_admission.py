@@ -45,8 +45,9 @@ def test_rate_limit_refuses_the_search_over_the_minute_and_says_when_to_retry(
     ctx: HubContext,
 ) -> None:
     admission = SearchAdmission(per_minute=2, per_day=100)
-    admission.admit(ctx.sessions, "alice")
-    admission.admit(ctx.sessions, "alice")
+    for _ in range(2):  # counted from the task table (every hub process sees the same)
+        admission.admit(ctx.sessions, "alice")
+        add_searches(ctx, "alice", 1, hours_ago=0)
     with pytest.raises(SearchRefused) as refused:
         admission.admit(ctx.sessions, "alice")
     assert refused.value.status == 429

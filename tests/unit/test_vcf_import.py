@@ -278,3 +278,21 @@ def test_the_ledger_knows_the_dataset(synth: Path, target: NodeTarget) -> None:
             con.execute("SELECT dataset_id, count(*) FROM variant_call GROUP BY 1").fetchall()
         )
     assert calls["second"] == calls["first"] > 0
+
+
+def test_bgzf_cut_between_blocks_is_truncated(
+    synth: Path, target: NodeTarget, tmp_path: Path
+) -> None:
+    """Cut exactly between two BGZF blocks, a file reads as a shorter valid VCF: the missing
+    end-of-file block is what gives it away."""
+    data = next((synth / "variants").glob("*.vcf.gz")).read_bytes()
+    starts, offset = [], 0
+    while offset < len(data):  # walk the blocks by their BSIZE field
+        starts.append(offset)
+        offset += int.from_bytes(data[offset + 16 : offset + 18], "little") + 1
+    assert offset == len(data) and len(starts) >= 2
+    cut = tmp_path / "cut.vcf.gz"
+    cut.write_bytes(data[: starts[-1]])  # every data block, no end block
+    outcome = ingest_vcf([cut], target, "cut").files[0]
+    assert outcome.status == "rejected" and "no BGZF end-of-file block" in outcome.detail
+    _no_trace_of(target, "cut")

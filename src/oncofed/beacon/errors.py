@@ -12,16 +12,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oncofed.beacon.wire import API_VERSION
-from oncofed.security.http import short_message
+from oncofed.security.http import http_error_handler, short_message, validation_error_handler
 
 
 def error_document(beacon_id: str, status: int, message: str) -> dict[str, Any]:
@@ -64,15 +60,15 @@ def install_error_handlers(
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        if not under(request):
-            return await http_exception_handler(request, exc)
+        if not under(request):  # the app's own (hardened: no input echoed)
+            return await http_error_handler(request, exc)
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return error_response(beacon_id(request), exc.status_code, message, exc.headers)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         if not under(request):
-            return await request_validation_exception_handler(request, exc)
+            return await validation_error_handler(request, exc)
         parts = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()))

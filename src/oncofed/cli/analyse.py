@@ -39,17 +39,15 @@ Hub = Annotated[str | None, typer.Option(help="hub URL")]
 Timeout = Annotated[float, typer.Option(help="seconds each round waits for the nodes")]
 
 
-def _cohort(where: list[str] | None, ast: str | None) -> dict[str, Any]:
-    from oncofed.cli.search import _criteria
-
-    if ast:
-        text = Path(ast[1:]).read_text(encoding="utf-8") if ast.startswith("@") else ast
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise fail(f"--ast: not JSON ({exc})") from exc
-        return dict(data.get("ast", data))
-    return _criteria(where or [])
+def _cohort(ast: str | None) -> dict[str, Any] | None:
+    if not ast:
+        return None
+    text = Path(ast[1:]).read_text(encoding="utf-8") if ast.startswith("@") else ast
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise fail(f"--ast: not JSON ({exc})") from exc
+    return dict(data.get("ast", data))
 
 
 def _run(
@@ -67,6 +65,7 @@ def _run(
 ) -> None:
     from oncofed.client.analyse import AnalysisFailed
     from oncofed.client.hub import HubError
+    from oncofed.client.where import WhereError
 
     client = hub_client(hub)
     try:
@@ -74,9 +73,10 @@ def _run(
             algorithm,
             spec,
             datasets,
-            _cohort(where, ast),
+            _cohort(ast),
             allow_partial=allow_partial,
             round_timeout_seconds=timeout,
+            where=where or None,
         )
     except AnalysisFailed as exc:
         if as_json:
@@ -84,6 +84,8 @@ def _run(
         raise fail(f"the {algorithm} analysis failed: {exc}") from exc
     except HubError as exc:
         raise fail(exc.message) from exc
+    except WhereError as exc:
+        raise fail(f"--where {exc}") from exc
     finally:
         client.close()
     if as_json:

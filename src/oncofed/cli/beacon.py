@@ -48,7 +48,8 @@ def beacon(
         list[str] | None,
         typer.Option(
             help="a Beacon v2 query parameter KEY=VALUE (repeat), e.g. geneId=KRAS, "
-            "assemblyId=GRCh38, filters=NCIT:C3058, requestedGranularity=boolean"
+            "assemblyId=GRCh38, filters=SNOMEDCT:363358000 (lung cancer; the terms the "
+            "nodes know: $HUB/beacon/v2/filtering_terms), requestedGranularity=boolean"
         ),
     ] = None,
     gene: Annotated[str | None, typer.Option(help="a gene symbol (geneId), e.g. KRAS")] = None,

@@ -77,9 +77,21 @@ HubUrl = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="print raw JSON")]
 
 
-def serve(app_: Any, host: str, port: int, log_level: str) -> None:
-    """Run a hub or node ASGI app in the foreground until Ctrl-C."""
+def serve(
+    app_: Any,
+    host: str,
+    port: int,
+    log_level: str,
+    trusted_proxies: list[str] | None = None,
+    workers: int = 1,
+) -> None:
+    """Run a hub or node ASGI app in the foreground until Ctrl-C; with ``workers`` > 1,
+    ``app_`` is the import name of an app factory each worker process calls."""
     import uvicorn
+
+    from oncofed.security.http import server_options
+
+    extra: dict[str, Any] = {"workers": workers, "factory": True} if workers > 1 else {}
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -91,6 +103,8 @@ def serve(app_: Any, host: str, port: int, log_level: str) -> None:
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=5,
+        **server_options(trusted_proxies or []),
+        **extra,
     )
 
 

@@ -6,11 +6,20 @@ token needed), so they run on the hub's host.
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+from typing import Annotated, Any
 
 import typer
 
-from oncofed.cli.common import DEFAULT_HUB_DIR, HubDir, console, open_hub, refusing, serve
+from oncofed.cli.common import (
+    DEFAULT_HUB_DIR,
+    HubDir,
+    console,
+    fail,
+    open_hub,
+    refusing,
+    serve,
+)
 from oncofed.client.render import nodes_table
 
 hub_app = typer.Typer(help="Run and administer a hub (one per federation).", no_args_is_help=True)
@@ -52,8 +61,11 @@ def hub_serve(
     host: Annotated[str | None, typer.Option(help="override the configured address")] = None,
     port: Annotated[int | None, typer.Option(help="override the configured port")] = None,
     log_level: str = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="hub processes (PostgreSQL only)")
+    ] = 1,
 ) -> None:
-    """Run the hub service."""
+    """Run the hub service (several worker processes on PostgreSQL)."""
     from oncofed.hub.app import create_app
     from oncofed.settings import ConfigError, load_hub_settings
 
@@ -61,7 +73,21 @@ def hub_serve(
         settings = load_hub_settings(directory)
     settings.host = host or settings.host
     settings.port = port or settings.port
-    serve(create_app(settings), settings.host, settings.port, log_level)
+    if workers > 1:
+        if not settings.db_url.startswith("postgresql"):
+            raise fail(
+                "several hub workers need PostgreSQL: set database_url in hub.toml "
+                "(SQLite is one process's database)"
+            )
+        os.environ.update(
+            ONCOFED_HUB_DIR=str(directory.resolve()),
+            ONCOFED_HUB_HOST=settings.host,
+            ONCOFED_HUB_PORT=str(settings.port),
+        )
+        app: Any = "oncofed.hub.app:app_from_environment"
+    else:
+        app = create_app(settings)
+    serve(app, settings.host, settings.port, log_level, settings.trusted_proxies, workers)
 
 
 @hub_node_app.command("add")

@@ -17,7 +17,12 @@ import typer
 from rich.markup import escape
 
 from oncofed.cli.common import AsJson, HubUrl, console, fail, hub_client, hub_errors
-from oncofed.hub.negotiation.lifecycle import NEGOTIATION_ACTORS, RESOURCE_ACTORS
+from oncofed.hub.negotiation.lifecycle import (
+    NEGOTIATION_ACTORS,
+    RESOURCE_ACTORS,
+    event_words,
+    state_words,
+)
 
 request_app = typer.Typer(
     help="Access requests: create, submit and follow them; DAC decisions; your visas.",
@@ -48,6 +53,47 @@ def _print_json(value: Any) -> None:
 
 def _event_name(event: str) -> str:
     return event.strip().upper().replace("-", "_")
+
+
+# A DAC's decisions in plain words; the Negotiator's names are accepted as they are too.
+# "refuse" is whichever refusal the resource's state allows.
+DECISIONS = {
+    "GRANT": ["GRANT_ACCESS_TO_RESOURCE"],
+    "REFUSE": ["MARK_AS_NOT_MADE_AVAILABLE", "MARK_AS_UNAVAILABLE"],
+    "AVAILABLE": ["MARK_AS_AVAILABLE"],
+    "UNAVAILABLE": ["MARK_AS_UNAVAILABLE"],
+    "CHECKING": ["MARK_AS_CHECKING_AVAILABILITY"],
+    "CONDITIONS": ["INDICATE_ACCESS_CONDITIONS"],
+    "ACCEPT": ["ACCEPT_ACCESS_CONDITIONS"],
+    "DECLINE": ["DECLINE_ACCESS_CONDITIONS"],
+    "RETURN": ["RETURN_FOR_RESUBMISSION"],
+}
+
+
+def _decision(word: str, allowed: list[str]) -> str:
+    """The Negotiator event a decision word names, given what the resource allows now."""
+    name = _event_name(word)
+    options = DECISIONS.get(name, [name])
+    return next((e for e in options if e in allowed), options[0])
+
+
+def _resource_of(view: dict[str, Any], which: str) -> dict[str, Any]:
+    """The requested resource `which` names: its row, its provider (when the request names
+    one dataset there), PROVIDER:DATASET or PROVIDER/DATASET."""
+    resources: list[dict[str, Any]] = view["resources"]
+    text = which.strip()
+    if text.isdigit():
+        found = [r for r in resources if str(r["row"]) == text]
+    else:
+        provider, sep, dataset = text.replace("/", ":").partition(":")
+        found = [
+            r for r in resources if r["provider"] == provider and (not sep or r["id"] == dataset)
+        ]
+    if len(found) == 1:
+        return found[0]
+    names = ", ".join(f"{r['provider']}:{r['id']} (row {r['row']})" for r in resources)
+    how = "names several datasets" if found else "is not one of its datasets"
+    raise fail(f"{which!r} {how} in request {view['id']}; choose one of: {names}")
 
 
 # -- the access form ----------------------------------------------------------------------
@@ -169,7 +215,7 @@ def create(
     if as_json:
         _print_json(view)
         return
-    console.print(f"request [bold]{view['id']}[/] created: {view['state']}")
+    console.print(f"request [bold]{view['id']}[/] created: {state_words(view['state'])}")
     console.print(
         "  datasets: " + ", ".join(escape(f"{r['provider']}/{r['id']}") for r in view["resources"])
     )
@@ -203,7 +249,7 @@ def edit(
     if as_json:
         _print_json(view)
         return
-    console.print(f"request [bold]{view['id']}[/] form saved ({view['state']})")
+    console.print(f"request [bold]{view['id']}[/] form saved ({state_words(view['state'])})")
     _next_steps(view)
 
 
@@ -277,8 +323,11 @@ def event(
         _print_json(view)
         return
     fired = [h for h in view["history"] if h["event"] == name and h["resource_row"] is None]
-    before = f"{fired[-1]['from']} -> " if fired else ""
-    console.print(f"request [bold]{view['id']}[/]: {before}{view['state']}")
+    before = f"{state_words(fired[-1]['from'])} -> " if fired else ""
+    console.print(
+        f"request [bold]{view['id']}[/]: you {event_words(name)} ({before}"
+        f"{state_words(view['state'])})"
+    )
     if name == "START":
         console.print(request_resources_table(view))
 
@@ -286,46 +335,55 @@ def event(
 @request_app.command("decide")
 def decide(
     request_id: RequestId,
-    row: Annotated[
-        int,
+    resource: Annotated[
+        str,
         typer.Argument(
-            help="the resource's row, as `oncofed request show` lists it: the hub's number of "
-            "that dataset within this request (not the dataset id)"
+            help="which dataset: its provider (node name) when the request has one dataset "
+            "there, PROVIDER:DATASET, or its row as `oncofed request show` lists it"
         ),
     ],
-    event: Annotated[str, typer.Argument(help=RESOURCE_EVENT_HELP)],
+    decision: Annotated[
+        str,
+        typer.Argument(
+            help="grant, refuse, conditions (with --conditions), available, unavailable, "
+            "checking, return; the researcher: accept or decline the conditions. The "
+            f"Negotiator's names work too ({RESOURCE_EVENT_HELP})"
+        ),
+    ],
     note: Annotated[
         str, typer.Option("--reason", "--note", help="why (kept in the history, sent on)")
     ] = "",
-    conditions: Annotated[
-        str, typer.Option(help="the access conditions, with INDICATE_ACCESS_CONDITIONS")
-    ] = "",
+    conditions: Annotated[str, typer.Option(help="the access conditions, with `conditions`")] = "",
     grant_days: Annotated[
-        int | None,
-        typer.Option(help="the visa's lifetime in days, with GRANT_ACCESS_TO_RESOURCE"),
+        int | None, typer.Option(help="the visa's lifetime in days, with `grant`")
     ] = None,
     as_json: AsJson = False,
     hub: HubUrl = None,
 ) -> None:
-    """Decide on one requested resource (its provider's DAC members).
+    """Decide on one requested dataset (its provider's DAC members).
 
-    The requesting researcher answers access conditions or resubmits with it too. A grant
-    (GRANT_ACCESS_TO_RESOURCE) issues a visa to the researcher."""
-    name = _event_name(event)
+    `grant` gives access in one step and issues the researcher a visa; the researcher
+    answers access conditions with `accept` or `decline`. Example:
+    oncofed request decide neg-0123456789abcdef node-1 grant --reason "DAC of 2 May"
+    """
     client = hub_client(hub)
-    with hub_errors(f"{name} on {request_id} row {row}: "):
+    with hub_errors(f"{request_id}: "):
+        current = client.access_request(request_id)
+    res = _resource_of(current, resource)
+    row = int(res["row"])
+    name = _decision(decision, res.get("allowed_events", []))
+    label = escape(f"{res['provider']}/{res['id']}")
+    with hub_errors(f"{decision} {res['provider']}/{res['id']} on {request_id}: "):
         view = client.resource_event(request_id, row, name, note, conditions, grant_days)
     if as_json:
         _print_json(view)
         return
-    res = next(r for r in view["resources"] if r["row"] == row)
-    fired = [h for h in view["history"] if h["resource_row"] == row and h["event"] == name]
-    before = f"{fired[-1]['from']} -> " if fired else ""
+    after = next(r for r in view["resources"] if r["row"] == row)
     console.print(
-        f"request [bold]{view['id']}[/], {escape(res['provider'] + '/' + res['id'])} "
-        f"(row {row}): {before}{res['state']}"
+        f"request [bold]{view['id']}[/], {label}: you {event_words(name)} "
+        f"({state_words(res['state'])} -> {state_words(after['state'])})"
     )
-    if res["state"] == "RESOURCE_MADE_AVAILABLE":
+    if after["state"] == "RESOURCE_MADE_AVAILABLE":
         console.print(f"  a visa for it was issued to {view['owner']}")
 
 

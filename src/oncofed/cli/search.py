@@ -13,32 +13,6 @@ from rich.table import Table
 from oncofed.cli.common import console, fail, hub_client
 
 
-def _criteria(where: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs as an AND of conditions; `a..b` is a range, `a,b` a list."""
-    children: list[dict[str, Any]] = []
-    for item in where:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise fail(f"--where {item!r}: write KEY=VALUE (e.g. RID10311=RID10312)")
-        condition: dict[str, Any]
-        if ".." in value:
-            low, _, high = value.partition("..")
-            try:
-                condition = {
-                    "key": key,
-                    "type": "BETWEEN",
-                    "value": {"min": float(low), "max": float(high)},
-                }
-            except ValueError as exc:
-                raise fail(f"--where {item!r}: a range is NUMBER..NUMBER") from exc
-        elif "," in value:
-            condition = {"key": key, "type": "IN", "value": value.split(",")}
-        else:
-            condition = {"key": key, "type": "EQUALS", "value": value}
-        children.append(condition)
-    return {"operand": "AND", "children": children}
-
-
 def print_search(result: dict[str, Any]) -> None:
     from oncofed.client.render import search_table
 
@@ -49,20 +23,29 @@ def search(
     where: Annotated[
         list[str] | None,
         typer.Option(
-            help="criterion KEY=VALUE (repeat; AND-ed); VALUE a..b is a range, a,b a list"
+            help='criterion KEY=VALUE by label or code, e.g. "diagnosis=lung cancer", '
+            "modality=CT, gene=KRAS, age=50..70 (a range), modality=CT,MR (any of), "
+            "PSA>4; repeat to AND them. Keys and values: --vocabulary",
         ),
     ] = None,
     ast: Annotated[str | None, typer.Option(help="a full EUCAIM AST as JSON, or @FILE")] = None,
     node: Annotated[list[str] | None, typer.Option(help="node name (repeat); all if none")] = None,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the nodes")] = 10,
+    timeout: Annotated[
+        float, typer.Option(help="seconds to wait for the answer (the nodes' deadline)")
+    ] = 10,
     show_vocabulary: Annotated[
         bool, typer.Option("--vocabulary", help="list the search keys and values, then exit")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print raw JSON")] = False,
     hub: Annotated[str | None, typer.Option(help="hub URL")] = None,
 ) -> None:
-    """Count matching patients across the federation, per provider and dataset."""
+    """Count matching patients across the federation, per provider and dataset.
+
+    Counts are disclosure-controlled by each provider: noised, rounded, and withheld below
+    its minimum ("< 10"). Example: oncofed search --where "diagnosis=lung cancer"
+    --where modality=CT"""
     from oncofed.client.hub import HubError
+    from oncofed.client.where import WhereError
 
     client = hub_client(hub)
     try:
@@ -88,9 +71,11 @@ def search(
                 query = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise fail(f"--ast is not valid JSON: {exc}") from exc
+            result = client.search(query, node or None, timeout)
         else:
-            query = _criteria(where or [])
-        result = client.search(query, node or None, timeout)
+            result = client.search(nodes=node or None, timeout_seconds=timeout, where=where or [])
+    except WhereError as exc:
+        raise fail(f"--where {exc}") from exc
     except HubError as exc:
         raise fail(exc.message) from exc
     except OSError as exc:

@@ -13,11 +13,19 @@ from oncofed.cli.common import console, fail, hub_client
 
 def login(
     hub: Annotated[str, typer.Option(help="the hub's URL", envvar="ONCOFED_HUB")],
-    username: Annotated[str, typer.Option(prompt=True)],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    username: Annotated[
+        str | None, typer.Option(help="your account on the hub (asked for if not given)")
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(help="asked for if not given, which keeps it out of the shell's history"),
+    ] = None,
 ) -> None:
     """Log in to a hub and keep the API token for later commands."""
     from oncofed.client.hub import HubClient, HubError
+
+    username = username or typer.prompt("Username")
+    password = password or typer.prompt("Password", hide_input=True)
 
     client = HubClient(hub)
     try:

@@ -97,10 +97,15 @@ class Analyse:
         round_timeout_seconds: float = 30,
         wait_seconds: float = 600,
         passport: str | None = None,
+        where: str | list[str] | None = None,
     ) -> AnalysisResult:
         """Run one analysis and wait for its pooled result (AnalysisFailed names the node
         that refused or dropped out). ``passport``: visas to present instead of the ones
-        the hub holds for you."""
+        the hub holds for you; ``where``: the cohort as search criteria (``"stage=IV"``)."""
+        if where is not None:  # criteria as `oncofed search --where` reads them
+            from oncofed.client.where import criteria
+
+            cohort = criteria(self.client.vocabulary(), where)
         body = {
             "algorithm": algorithm,
             "spec": spec,

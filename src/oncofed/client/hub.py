@@ -1,17 +1,51 @@
-"""A small synchronous client for the hub API (used by the CLI, tests and notebooks)."""
+"""The researcher's SDK: a small synchronous client for the hub API, the same one the CLI
+uses (so a notebook and `oncofed` see the same answers, refusals and grants).
+
+    from oncofed.client import HubClient
+    hub = HubClient.from_saved()                 # the hub and token `oncofed login` saved
+    result = hub.search(where=["diagnosis=lung cancer", "modality=CT"])
+    result.to_frame()                            # one row per provider and dataset
+
+Every method returns the hub's JSON (a ``dict``; searches, Beacon answers and the
+vocabulary also have ``.to_frame()``) and raises :class:`HubError` with the hub's own
+explanation when it refuses.
+"""
 
 from __future__ import annotations
 
 import json
 import mimetypes
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from oncofed.client.results import BeaconResult, SearchResult, Vocabulary
+
 if TYPE_CHECKING:
     from oncofed.client.analyse import Analyse
+
+# How long fetched visas are presented before asking the hub again, and how many fit in the
+# header the hub forwards to nodes (a node reads at most 50; the hub's field holds 20,000).
+PASSPORT_HEADER = "GA4GH-Passport"  # as oncofed.security.visas reads it (not imported: the
+# SDK stays free of the server's crypto stack, which costs start-up time)
+PASSPORT_SECONDS = 60.0
+PASSPORT_MAX_VISAS = 50
+PASSPORT_MAX_CHARS = 19_000
+
+
+# The hub answers a search or a Beacon query by its deadline (with what has arrived): the
+# client waits that long and this much more for the answer to travel, then gives up.
+ANSWER_GRACE_SECONDS = 3.0
+
+
+def answer_within(seconds: float) -> httpx.Timeout:
+    """The wait for a call the hub answers within `seconds`: connecting and each read are
+    bounded too, so a hub that accepts the connection and then hangs fails in time."""
+    total = seconds + ANSWER_GRACE_SECONDS
+    return httpx.Timeout(total, connect=min(total, 5.0))
 
 
 class HubError(RuntimeError):
@@ -45,10 +79,15 @@ def _explain(detail: Any) -> str:
 
 
 class HubClient:
+    """A session with one hub, as one user (an API token from `oncofed login`, the portal's
+    account page, or :meth:`login`). Not thread-safe: one per thread."""
+
     def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._vocabulary: Vocabulary | None = None
+        self._passport: tuple[float, str] | None = None
 
     @classmethod
     def from_saved(cls, url: str | None = None) -> HubClient:
@@ -79,9 +118,28 @@ class HubClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _call(
+        self, method: str, path: str, *, with_visas: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """One request to the hub; its error as a HubError with the hub's own words.
+
+        ``with_visas`` presents the caller's granted visas (``GA4GH-Passport``): every call
+        whose answer a grant can widen (Beacon records, Tier 3 analyses) sets it, so that a
+        researcher never has to fetch and pass visas by hand."""
+        if with_visas:
+            passport = self.passport(kwargs.get("timeout"))
+            if passport:
+                kwargs["headers"] = {**kwargs.get("headers", {}), PASSPORT_HEADER: passport}
         try:
             response = self.http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            what = "connect to" if isinstance(exc, httpx.ConnectTimeout) else "get an answer from"
+            limit = kwargs.get("timeout") or self.http.timeout
+            seconds = limit.read if isinstance(limit, httpx.Timeout) else limit
+            within = f" within {seconds:.0f} s" if seconds else ""
+            raise HubError(
+                0, f"could not {what} the hub at {self.url}{within}; is it running?"
+            ) from exc
         except httpx.TransportError as exc:
             raise HubError(0, f"cannot reach the hub at {self.url}: {exc}") from exc
         if response.status_code >= 400:
@@ -101,6 +159,8 @@ class HubClient:
     # -- identity ---------------------------------------------------------------------------
 
     def login(self, username: str, password: str) -> str:
+        """Log in with a local account; this client uses the new token from now on, and
+        returns it (``save_login`` keeps it for the CLI)."""
         data = self._call(
             "POST", "/api/auth/token", data={"username": username, "password": password}
         ).json()
@@ -109,6 +169,8 @@ class HubClient:
         return token
 
     def save_login(self, token: str) -> Path:
+        """Keep `token` as this hub's login for `oncofed` and :meth:`from_saved` (file
+        readable by its owner only)."""
         path = credentials_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         saved = json.loads(path.read_text()) if path.exists() else {}
@@ -126,12 +188,44 @@ class HubClient:
         self.http.headers.pop("authorization", None)
         return count
 
+    def passport(self, timeout: httpx.Timeout | float | None = None) -> str:
+        """The caller's valid visas as a ``GA4GH-Passport`` header value ('' without any).
+
+        Fetched from the hub at most once a minute (a revoked visa drops out at the next
+        fetch, and nodes refuse it from their revocation list anyway). A caller the hub
+        gives no visas (a node, an expired login) simply presents none."""
+        now = time.monotonic()
+        if self._passport is not None and now - self._passport[0] < PASSPORT_SECONDS:
+            return self._passport[1]
+        try:
+            limit = timeout if timeout is not None else self.http.timeout
+            visas = list(self._call("GET", "/api/visas", timeout=limit).json()["visas"])
+        except HubError as exc:
+            if exc.status in (401, 403, 404):
+                visas = []
+            else:
+                raise
+        tokens: list[str] = []
+        size = 0
+        for visa in reversed(visas):  # the newest first, as many as a header carries
+            token = str(visa.get("visa", ""))
+            if not token or len(tokens) >= PASSPORT_MAX_VISAS:
+                continue
+            if size + len(token) + 1 > PASSPORT_MAX_CHARS:
+                break
+            tokens.append(token)
+            size += len(token) + 1
+        self._passport = (now, " ".join(tokens))
+        return self._passport[1]
+
     def me(self) -> dict[str, Any]:
+        """Who this client is: username and roles."""
         return dict(self._call("GET", "/api/me").json())
 
     # -- federation -------------------------------------------------------------------------
 
     def nodes(self) -> list[dict[str, Any]]:
+        """The enrolled nodes (providers), online or not, with when each was last seen."""
         return list(self._call("GET", "/api/nodes").json())
 
     def submit(
@@ -141,6 +235,7 @@ class HubClient:
         nodes: list[str] | None = None,
         ttl_seconds: int | None = None,
     ) -> str:
+        """Send a task of `kind` to `nodes` (all if None) and return its id at once."""
         payload = {
             "kind": kind,
             "body": body or {},
@@ -152,6 +247,8 @@ class HubClient:
     def results(
         self, task_id: str, wait_time: float = 0, wait_count: int | None = None
     ) -> dict[str, Any]:
+        """A task's per-node results, waiting up to `wait_time` s for them (or for
+        `wait_count` of them); ``complete`` says whether every node has a final status."""
         params: dict[str, Any] = {"wait_time": wait_time}
         if wait_count is not None:
             params["wait_count"] = wait_count
@@ -173,24 +270,56 @@ class HubClient:
         task_id = self.submit(kind, body, nodes, ttl_seconds)
         return self.results(task_id, wait_time=wait_time)
 
-    def vocabulary(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/api/vocabulary").json())
+    def vocabulary(self) -> Vocabulary:
+        """Every search key with its label, value type and allowed values (fetched once);
+        ``.to_frame()`` lists codes next to their labels."""
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary(self._call("GET", "/api/vocabulary").json())
+        return self._vocabulary
 
     def search(
-        self, ast: dict[str, Any], nodes: list[str] | None = None, timeout_seconds: float = 10
-    ) -> dict[str, Any]:
-        """Count matching patients across the federation (answers by the deadline)."""
-        payload = {"ast": ast, "nodes": nodes or None, "timeout_seconds": timeout_seconds}
-        return dict(
-            self._call("POST", "/api/search", json=payload, timeout=timeout_seconds + 30).json()
-        )
+        self,
+        ast: dict[str, Any] | None = None,
+        nodes: list[str] | None = None,
+        timeout_seconds: float = 10,
+        *,
+        where: str | list[str] | None = None,
+    ) -> SearchResult:
+        """Count matching patients across the federation; answers by the deadline with each
+        provider's disclosure-controlled counts and status.
 
-    def beacon(self, entry: str, timeout_seconds: float = 30, **params: str) -> dict[str, Any]:
+        Say what to count either as ``where`` criteria, read like the CLI's ``--where``
+        (``"diagnosis=lung cancer"``, ``["modality=CT", "age=50..70"]``: keys and values by
+        label or code, AND-ed), or as a EUCAIM ``ast``: a tree (``{"operand": "AND",
+        "children": [...]}``) or one condition (``{"key", "type", "value"}``). Raises
+        :class:`WhereError` for a criterion the vocabulary does not know."""
+        from oncofed.client.where import as_tree, criteria
+
+        if (ast is None) == (where is None):
+            raise TypeError("search() takes either ast or where")
+        limit = answer_within(timeout_seconds)
+        if where is not None and self._vocabulary is None:
+            self._vocabulary = Vocabulary(
+                self._call("GET", "/api/vocabulary", timeout=limit).json()
+            )
+        tree = criteria(self.vocabulary(), where) if where is not None else as_tree(ast or {})
+        payload = {"ast": tree, "nodes": nodes or None, "timeout_seconds": timeout_seconds}
+        return SearchResult(self._call("POST", "/api/search", json=payload, timeout=limit).json())
+
+    def beacon(self, entry: str, timeout_seconds: float = 30, **params: str) -> BeaconResult:
         """Ask the hub's Beacon v2 network (every node's Beacon) about ``entry``, e.g.
-        ``g_variants`` with ``geneId="KRAS"``; the answer keeps each node's status."""
-        return dict(
+        ``g_variants`` with ``geneId="KRAS"``; the answer keeps each node's status.
+
+        The caller's granted visas go with the query, so ``requestedGranularity="record"``
+        returns records from every dataset a grant covers (each node verifies the visa
+        itself); elsewhere the answer stays a count or yes/no."""
+        return BeaconResult(
             self._call(
-                "GET", f"/beacon/v2/{entry}", params=params, timeout=timeout_seconds + 30
+                "GET",
+                f"/beacon/v2/{entry}",
+                with_visas=True,
+                params=params,
+                timeout=answer_within(timeout_seconds),
             ).json()
         )
 
@@ -198,6 +327,12 @@ class HubClient:
         """Search the public catalogue (full text and facets)."""
         params = {"q": q, **facets}
         return dict(self._call("GET", "/api/catalogue/datasets", params=params).json())
+
+    def edit_dataset(self, key: str, **fields: Any) -> dict[str, Any]:
+        """Change a dataset's descriptive fields in the catalogue (a data holder of its
+        node, or an admin): title, description, keywords, country ... ``None`` returns a
+        field to its default. `key` is the catalogue's, e.g. ``"node-1:p1-cohort"``."""
+        return dict(self._call("PATCH", f"/api/catalogue/datasets/{key}", json=fields).json())
 
     def refresh_catalogue(
         self, nodes: list[str] | None = None, timeout_seconds: float = 30
@@ -225,6 +360,7 @@ class HubClient:
         )
 
     def task(self, task_id: str) -> dict[str, Any]:
+        """A task's kind, targets and each node's status (no results)."""
         return dict(self._call("GET", f"/api/tasks/{task_id}").json())
 
     # -- access negotiation -----------------------------------------------------------------
@@ -291,6 +427,7 @@ class HubClient:
         )
 
     def comments(self, request_id: str) -> list[dict[str, Any]]:
+        """The comments on a request that the caller may read."""
         return list(self._call("GET", f"/api/negotiations/{request_id}/comments").json())
 
     def add_comment(
@@ -323,6 +460,7 @@ class HubClient:
         )
 
     def download_attachment(self, request_id: str, attachment_id: int) -> bytes:
+        """An attached document's bytes (the author, the request's DACs, admins)."""
         return self._call(
             "GET", f"/api/negotiations/{request_id}/attachments/{attachment_id}"
         ).content

@@ -93,8 +93,12 @@ _BAD = {
 
 
 def _state(state: str) -> str:
+    """A request's or a dataset's state in plain words ("granted"; `--json` keeps the
+    Negotiator's names), coloured by whether it is good news."""
+    from oncofed.hub.negotiation.lifecycle import state_words
+
     colour = "green" if state in _GOOD else "red" if state in _BAD else "yellow"
-    return f"[{colour}]{state}[/]"
+    return f"[{colour}]{escape(state_words(state))}[/]"
 
 
 def _when(timestamp: str | None) -> str:
@@ -126,14 +130,11 @@ def _resource_label(resource: dict[str, Any]) -> str:
 def requests_table(requests: list[dict[str, Any]], title: str = "access requests") -> Table:
     """Access requests with each requested resource's state; a summary row (no
     ``resources``) lists its providers only."""
-    table = _table(
-        title, "id", "title", "owner", "state", "resources (row provider/dataset state)", "updated"
-    )
+    table = _table(title, "id", "title", "owner", "state", "datasets", "updated")
     for r in requests:
         if "resources" in r:
             resources = "\n".join(
-                f"{x['row']} {_text(_resource_label(x))} {_state(x['state'])}"
-                for x in r["resources"]
+                f"{_text(_resource_label(x))}: {_state(x['state'])}" for x in r["resources"]
             )
         else:
             resources = ", ".join(r.get("providers", []))
@@ -157,7 +158,10 @@ def request_table(view: dict[str, Any]) -> Table:
     table.add_row("title", _text(view["title"]))
     table.add_row("owner", view["owner"])
     table.add_row("state", _state(view["state"]))
-    table.add_row("possible next", ", ".join(view.get("allowed_events", [])) or "nothing (final)")
+    table.add_row(
+        "possible next",
+        ", ".join(e.lower() for e in view.get("allowed_events", [])) or "nothing (final)",
+    )
     if view.get("missing"):
         table.add_row("missing", "[red]" + _text(", ".join(view["missing"])) + "[/]")
     form = view.get("form") or {}
@@ -185,7 +189,7 @@ def request_resources_table(view: dict[str, Any]) -> Table:
             _text(r["id"] + (f" ({r['name']})" if r.get("name") else "")),
             _state(r["state"]),
             _text(r.get("conditions")),
-            ", ".join(r.get("allowed_events", [])),
+            ", ".join(e.lower() for e in r.get("allowed_events", [])),
         )
     return table
 
@@ -193,15 +197,16 @@ def request_resources_table(view: dict[str, Any]) -> Table:
 def request_history_table(view: dict[str, Any]) -> Table:
     """Every state change of a request and of its resources, oldest first."""
     rows = {r["row"]: _resource_label(r) for r in view["resources"]}
-    table = _table("history", "at", "actor", "event", "resource", "from", "to", "note")
+    from oncofed.hub.negotiation.lifecycle import event_words
+
+    table = _table("history", "at", "who", "did", "dataset", "now", "note")
     for e in view.get("history", []):
         row = e.get("resource_row")
         table.add_row(
             _when(e["at"]),
             e["actor"],
-            e["event"],
+            f"{event_words(e['event'])} ({e['event']})",
             "" if row is None else _text(rows.get(row, f"row {row}")),
-            e["from"],
             _state(e["to"]),
             _text(e.get("note")),
         )

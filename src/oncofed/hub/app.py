@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -26,10 +27,11 @@ from oncofed.hub.context import HubContext
 from oncofed.hub.db import make_engine, sessions, upgrade
 from oncofed.hub.identity import external as oidc_login
 from oncofed.hub.identity import issuer as oidc_issuer
+from oncofed.hub.login_delay import LoginDelay
 from oncofed.hub.models import Task, TaskTarget, UsedNonce
 from oncofed.hub.negotiation import routes as negotiation
 from oncofed.hub.negotiation.mail import mail_loop
-from oncofed.hub.notify import Notifier
+from oncofed.hub.notify import Notifier, listen
 from oncofed.hub.portal import router as portal
 from oncofed.hub.routes import auth, channel, nodes, search, tasks
 from oncofed.hub.search import SearchAdmission
@@ -60,6 +62,7 @@ def build_context(settings: HubSettings) -> HubContext:
         search_admission=SearchAdmission(
             settings.search_rate_per_minute, settings.search_daily_limit
         ),
+        logins=LoginDelay(engine),
     )
 
 
@@ -113,6 +116,37 @@ async def _housekeeping(ctx: HubContext) -> None:
             log.exception("housekeeping failed")
 
 
+LEADER_LOCK = 0x6F6E636F  # "onco": the PostgreSQL advisory lock of the leading hub process
+LEADER_RETRY_SECONDS = 15.0
+
+
+def _try_lead(con: sa.Connection) -> bool:
+    held = bool(con.execute(sa.select(sa.func.pg_try_advisory_lock(LEADER_LOCK))).scalar())
+    con.commit()  # the lock is the session's: it outlives the transaction
+    return held
+
+
+async def _lead(ctx: HubContext) -> None:
+    """Run the once-per-federation jobs (mail, catalogue refresh) in one hub process.
+
+    On SQLite there is one process. On PostgreSQL several workers or hosts may serve one
+    hub: the process holding a session-level advisory lock leads; if it dies, its
+    connection and lock go with it and another takes over within LEADER_RETRY_SECONDS.
+    """
+    if ctx.engine.dialect.name != "postgresql":
+        await asyncio.gather(mail_loop(ctx), catalogue_refresh_loop(ctx))
+        return
+    while True:
+        con = await run_in_threadpool(ctx.engine.connect)
+        try:
+            if await run_in_threadpool(_try_lead, con):
+                log.info("this hub process leads (mail, catalogue refresh)")
+                await asyncio.gather(mail_loop(ctx), catalogue_refresh_loop(ctx))
+        finally:
+            await run_in_threadpool(con.close)
+        await asyncio.sleep(LEADER_RETRY_SECONDS)
+
+
 def create_app(settings: HubSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,13 +155,19 @@ def create_app(settings: HubSettings) -> FastAPI:
         ctx.audit.append(
             "hub", "hub.start", "info", settings.name, details={"version": __version__}
         )
-        sweeper = asyncio.create_task(_housekeeping(ctx))
-        mailer = asyncio.create_task(mail_loop(ctx))
-        cataloguer = asyncio.create_task(catalogue_refresh_loop(ctx))  # issue 7
+        # Every process sweeps (idempotent); one leads the mail and the catalogue refresh.
+        jobs = [asyncio.create_task(_housekeeping(ctx)), asyncio.create_task(_lead(ctx))]
+        if ctx.engine.dialect.name == "postgresql":  # other hub processes wake this one
+            listening = asyncio.Event()
+            relay = listen(ctx.notifier, settings.db_url, listening, ctx.channel.recorded_elsewhere)
+            jobs.append(asyncio.create_task(relay))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await listening.wait()
         try:
             yield
         finally:
-            for job in (sweeper, mailer, cataloguer):
+            for job in jobs:
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
@@ -155,3 +195,17 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(analysis_routes.router)  # issue 19: federated statistics
     portal.install(app)  # issue 7: the researcher portal
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of the hub in ``$ONCOFED_HUB_DIR`` (host and port overridden by
+    ``$ONCOFED_HUB_HOST`` / ``$ONCOFED_HUB_PORT``): what each worker process builds when
+    ``oncofed hub serve --workers N`` runs several (uvicorn imports it by name)."""
+    from pathlib import Path
+
+    from oncofed.settings import load_hub_settings
+
+    settings = load_hub_settings(Path(os.environ["ONCOFED_HUB_DIR"]))
+    settings.host = os.environ.get("ONCOFED_HUB_HOST") or settings.host
+    settings.port = int(os.environ.get("ONCOFED_HUB_PORT") or settings.port)
+    return create_app(settings)

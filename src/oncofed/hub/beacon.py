@@ -130,7 +130,9 @@ def merge(
             returned = "boolean"
             del summary["numTotalResults"]
     info: dict[str, Any] = {"nodes": nodes, "complete": view.complete}
-    if len(set(granularities)) > 1:
+    # Said whenever the answering nodes granted different granularities (a node without
+    # a hit may still have capped it: a researcher should see why records are missing).
+    if len({n["returnedGranularity"] for n in nodes if "returnedGranularity" in n}) > 1:
         info["granularity"] = (
             "decided per node (info.nodes[].returnedGranularity): result sets come from the "
             "nodes that returned records; numTotalResults sums the nodes that released a count"

@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from oncofed.audit import AuditLog
 from oncofed.hub.models import FINAL_STATUSES, Node, Task, TaskTarget, UsedNonce
+from oncofed.hub.notify import notify_sql
+from oncofed.protocol import TaskBodyError, result_datasets, validate_result
 from oncofed.security.envelope import SignedEnvelope, canonical_json, iso, utcnow
 from oncofed.security.keys import PublicKey, SigningKey
 
@@ -83,6 +85,7 @@ _TARGETS = (
         _target.c.status,
         _target.c.result_hash,
         _task.c.expires_at,
+        _task.c.kind,
     )
     .join(_task, _task.c.id == _target.c.task_id)
     # Two plain INs rather than a row-value IN: SQLite answers `(a, b) IN (...)` with a scan
@@ -323,6 +326,7 @@ class Channel:
                     for n in nodes
                 ],
             )
+            notify_sql(con, [f"node:{n.id}" for n in nodes])
             self.audit.append(
                 created_by,
                 "task.create",
@@ -427,6 +431,12 @@ class Channel:
         answer. Results recorded by another hub process do not count here.
         """
         return self._progress.get(task_id, 0)
+
+    def recorded_elsewhere(self, key: str) -> None:
+        """Another hub process recorded results of ``task:<id>``: make its waiters here
+        read the task on their next wake-up (their progress count cannot see those)."""
+        if key.startswith("task:"):
+            self._advance([key[5:]], by=1_000_000)
 
     def _advance(self, task_ids: list[str], by: int = 1) -> None:
         """Count final statuses after their commit (see `progress`)."""
@@ -652,18 +662,21 @@ class Channel:
         now = utcnow()
         keys = [(task_id, node.id) for node, task_id, _, _, _ in results]
         wanted = set(keys)
+        rows = con.execute(
+            _TARGETS,
+            {
+                "task_ids": sorted({k[0] for k in keys}),
+                "node_ids": sorted({k[1] for k in keys}),
+            },
+        ).all()
+        kinds: dict[str, str] = {r.task_id: r.kind for r in rows}
         # (task, node) -> (status, result hash, deadline), updated as the batch goes on.
         targets = {
             (r.task_id, r.node_id): (r.status, r.result_hash, r.expires_at)
-            for r in con.execute(
-                _TARGETS,
-                {
-                    "task_ids": sorted({k[0] for k in keys}),
-                    "node_ids": sorted({k[1] for k in keys}),
-                },
-            )
+            for r in rows
             if (r.task_id, r.node_id) in wanted
         }
+        owners = _dataset_owners(con, results, kinds)
         out: list[bool | ChannelError] = []
         finished: list[dict[str, Any]] = []
         entries: list[dict[str, Any]] = []
@@ -693,14 +706,32 @@ class Channel:
                 out.append(ChannelError(410, f"task {task_id} timed out before this result came"))
                 continue
             status = payload["status"]
+            body, error = payload.get("body"), payload.get("error")
+            problem: str | None = None
+            if status == "succeeded":
+                try:
+                    body = validate_result(kinds[task_id], body)
+                except TaskBodyError as exc:
+                    problem = str(exc)
+                else:
+                    foreign = [
+                        d
+                        for d in result_datasets(kinds[task_id], body)
+                        if owners.get(d) and node.id not in owners[d]
+                    ]
+                    if foreign:
+                        problem = f"it names other nodes' datasets: {', '.join(foreign[:5])}"
+                if problem is not None:
+                    status, body = "failed", None
+                    error = f"the hub refused this node's result: {problem}"[:2000]
             finished.append(
                 {
                     "k_task": task_id,
                     "k_node": node.id,
                     "status": status,
                     "finished_at": now,
-                    "result": payload.get("body") if status == "succeeded" else None,
-                    "error": payload.get("error") if status != "succeeded" else None,
+                    "result": body if status == "succeeded" else None,
+                    "error": error if status != "succeeded" else None,
                     "result_envelope": envelope.model_dump(),
                     "result_hash": digest,
                 }
@@ -712,10 +743,10 @@ class Channel:
                     "decision": "allow"
                     if status == "succeeded"
                     else "deny"
-                    if status == "refused"
+                    if status == "refused" or problem is not None
                     else "error",
                     "target": task_id,
-                    "reason": str(payload.get("error") or ""),
+                    "reason": str(error or ""),
                     "details": {"status": status},
                 }
             )
@@ -724,6 +755,7 @@ class Channel:
         if finished:
             con.execute(_FINISH, finished)
             self.audit.append_many(entries, con)
+            notify_sql(con, sorted({f"task:{f['k_task']}" for f in finished}))
         return out
 
     def touch(self, node_id: str) -> None:
@@ -764,3 +796,33 @@ class Channel:
 
     def _deny(self, node: Node, task_id: str, what: str, reason: str) -> None:
         self.audit.append(f"node:{node.name}", what, "deny", target=task_id, reason=reason)
+
+
+def _dataset_owners(
+    con: sa.Connection,
+    results: list[tuple[Node, str, SignedEnvelope, dict[str, Any], str]],
+    kinds: dict[str, str],
+) -> dict[str, set[str]]:
+    """dataset id -> the nodes the catalogue lists it under, for the datasets these results
+    speak for (one query per batch): a node may not answer for another node's dataset."""
+    named: set[str] = set()
+    for _node, task_id, _env, payload, _digest in results:
+        body = payload.get("body")
+        if payload.get("status") == "succeeded" and isinstance(body, dict):
+            try:
+                named.update(result_datasets(kinds.get(task_id, ""), body))
+            except (KeyError, TypeError, AttributeError):
+                continue  # malformed: validate_result names the problem
+    if not named:
+        return {}
+    from oncofed.hub.catalogue.models import CatalogueDataset
+
+    table = CatalogueDataset.__table__
+    owners: dict[str, set[str]] = {}
+    for dataset_id, node_id in con.execute(
+        sa.select(table.c.dataset_id, table.c.node_id).where(
+            table.c.dataset_id.in_(sorted(named)), table.c.node_id.is_not(None)
+        )
+    ):
+        owners.setdefault(str(dataset_id), set()).add(str(node_id))
+    return owners

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from oncofed.audit import AuditLog
 from oncofed.hub.channel import Channel
+from oncofed.hub.login_delay import LoginDelay
 from oncofed.hub.notify import Notifier
 from oncofed.hub.search import SearchAdmission
 from oncofed.security.keys import SigningKey
@@ -36,6 +37,7 @@ class HubContext:
     channel: Channel
     notifier: Notifier
     search_admission: SearchAdmission
+    logins: LoginDelay
     # Tier 3: analysis runs driven by this hub process (issue 19).
     analyses: AnalysisRuns = field(default_factory=_analysis_runs)
 

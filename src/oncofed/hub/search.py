@@ -9,8 +9,6 @@ silently shrinking the total.
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
 from datetime import timedelta
 from typing import Any
 
@@ -24,15 +22,20 @@ from oncofed.security.envelope import utcnow
 SEARCH_KIND = "search.count"
 
 _task: sa.Table = Task.__table__  # type: ignore[assignment]
-# A requester's searches since a time: answered from the index ix_task_requester, built once.
-SEARCHES_SINCE = (
-    sa.select(sa.func.count())
-    .select_from(_task)
-    .where(
-        _task.c.created_by == sa.bindparam("who"),
-        _task.c.kind == SEARCH_KIND,
-        _task.c.created_at > sa.bindparam("since", type_=_task.c.created_at.type),
-    )
+SEARCH_TIER = (SEARCH_KIND, "beacon.query")
+"""Kinds every node answers from its data: counted against a researcher's search limits."""
+_MINUTE = sa.bindparam("minute", type_=_task.c.created_at.type)
+# A requester's searches of the last day and of the last minute (with the oldest of those),
+# answered from the index ix_task_requester. Counted in the database, not in a process:
+# several hub workers or hosts share one limit.
+SEARCHES_SINCE = sa.select(
+    sa.func.count(),
+    sa.func.coalesce(sa.func.sum(sa.case((_task.c.created_at > _MINUTE, 1), else_=0)), 0),
+    sa.func.min(sa.case((_task.c.created_at > _MINUTE, _task.c.created_at))),
+).where(
+    _task.c.created_by == sa.bindparam("who"),
+    _task.c.kind.in_(SEARCH_TIER),
+    _task.c.created_at > sa.bindparam("since", type_=_task.c.created_at.type),
 )
 
 
@@ -43,39 +46,38 @@ class SearchRefused(Exception):
 
 
 class SearchAdmission:
-    """The hub's own per-researcher limits, in front of each node's.
-
-    The rate limit is kept in memory (a restart forgives a minute); the daily count comes
-    from the task table, so it survives restarts.
-    """
+    """The hub's own per-researcher limits, in front of each node's: searches (and Beacon
+    queries) per minute and per day, counted from the task table, so that they hold across
+    restarts and across every hub process on one database."""
 
     def __init__(self, per_minute: int, per_day: int) -> None:
         self.per_minute = per_minute
         self.per_day = per_day
-        self._recent: defaultdict[str, deque[float]] = defaultdict(deque)
 
     def admit(self, sessions: sessionmaker[Session], username: str) -> None:
-        now = time.monotonic()
-        recent = self._recent[username]
-        while recent and now - recent[0] > 60:
-            recent.popleft()
-        if len(recent) >= self.per_minute:
+        now = utcnow()
+        engine: sa.Engine = sessions.kw["bind"]
+        with engine.connect() as con:
+            today, minute, oldest = con.execute(
+                SEARCHES_SINCE,
+                {"who": username, "since": now - timedelta(days=1),
+                 "minute": now - timedelta(seconds=60)},
+            ).one()  # fmt: skip
+        if int(minute) >= self.per_minute:
+            wait = 60.0
+            if oldest is not None:
+                wait = 60 - (now - oldest).total_seconds()
             raise SearchRefused(
                 429,
                 f"{username} has made {self.per_minute} searches in the last minute, the "
-                f"most this hub allows; try again in {60 - (now - recent[0]):.0f} s",
+                f"most this hub allows; try again in {max(1.0, wait):.0f} s",
             )
-        since = utcnow() - timedelta(days=1)
-        engine: sa.Engine = sessions.kw["bind"]
-        with engine.connect() as con:
-            today = con.execute(SEARCHES_SINCE, {"who": username, "since": since}).scalar() or 0
-        if today >= self.per_day:
+        if int(today) >= self.per_day:
             raise SearchRefused(
                 429,
                 f"{username} has made {today} searches in the last 24 hours, the most this "
                 "hub allows; ask the hub admin to raise search_daily_limit if you need more",
             )
-        recent.append(now)
 
 
 def combine(view: TaskView) -> dict[str, Any]:

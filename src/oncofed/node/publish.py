@@ -221,10 +221,16 @@ def _body_parts(stored: list[str]) -> list[dict[str, str | None]]:
 
 
 def _labelled(spec: Any, codes: list[str]) -> list[dict[str, str | None]]:
+    """Codes with their names: the search vocabulary's, else the importers' SNOMED CT table
+    (a leukaemia has no EUCAIM site), else the code itself."""
+    from oncofed.node.ingest.vocab import cancers
+
     out = []
     for value in codes:
         known = spec.code(value)
-        out.append({"code": value, "label": known.label if known else value})
+        cancer = cancers().get(value.removeprefix("SNOMEDCT")) if value else None
+        label = known.label if known else cancer.label if cancer else value
+        out.append({"code": value, "label": label})
     return sorted(out, key=lambda v: (v["label"] or "", v["code"] or ""))
 
 

@@ -14,18 +14,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_BODY_BYTES = 256 * 1024
 """Any request body (JSON, form) unless its route says otherwise: searches, Beacon
@@ -72,23 +75,120 @@ def short_message(text: str) -> str:
     return text if len(text) <= 4 * MAX_TEXT else text[: 4 * MAX_TEXT] + "…"
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
     del request
     assert isinstance(exc, RequestValidationError)
     return JSONResponse(status_code=422, content={"detail": validation_errors(list(exc.errors()))})
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
+async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.detail, str):
         exc.detail = short_message(exc.detail)
     return await http_exception_handler(request, exc)
 
 
-def harden(app: FastAPI) -> None:
-    """Install the error handlers above (the body limit is the app's ``max_body_size``)."""
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+BODY_SECONDS = 30.0
+"""A request's whole body must arrive within this long (slow-body clients hold workers)."""
+
+
+class _SlowBody(StarletteHTTPException):
+    """An HTTP error, so that FastAPI's body parsing passes it on as a 408 (it turns any
+    other exception while reading the body into a 400)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:.0f} s")
+
+
+class BodyDeadline:
+    """ASGI middleware: 408 for a request whose body does not arrive within ``seconds``.
+
+    Only the body is timed: once its last part came, ``receive`` is the app's own again (a
+    server-sent event stream waits on it for the client's disconnect, for minutes).
+    uvicorn bounds idle connections (``timeout_keep_alive``) but not a body trickled in a
+    byte at a time, which held a connection and its handler as long as the client liked.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float = BODY_SECONDS) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        body_done = False
+        started = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    message = await receive()
+            except TimeoutError:
+                raise _SlowBody(self.seconds) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracked_send)
+        except _SlowBody as exc:  # raised outside a route (the exception handlers missed it)
+            if started:
+                raise
+            await PlainTextResponse(str(exc.detail), status_code=408)(scope, receive, send)
+
+
+def harden(app: FastAPI, body_seconds: float = BODY_SECONDS) -> None:
+    """Install the error handlers above and the body deadline (the body size limit is the
+    app's ``max_body_size``)."""
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_middleware(BodyDeadline, seconds=body_seconds)
+
+
+DB_INT_MAX = 2**31 - 1
+"""The largest id or number a route takes: PostgreSQL's ``integer`` (SQLite allows 2^63 - 1);
+a larger one is refused at the edge with 422 instead of failing in the database."""
+DbId = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
+
+
+def small_int(text: str, lo: int = 0, hi: int = DB_INT_MAX) -> int | None:
+    """A form field's whole number in [lo, hi], or None. ``str.isdigit`` is no test: it
+    accepts '²' and other digits that ``int`` refuses."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    value = int(text)
+    return value if lo <= value <= hi else None
+
+
+IDLE_SECONDS = 5
+"""An idle keep-alive connection is closed after this long."""
+
+
+def server_options(trusted_proxies: list[str]) -> dict[str, Any]:
+    """uvicorn settings for an exposed service.
+
+    Forwarded headers are believed only from the configured proxies: uvicorn's default
+    trusts them from 127.0.0.1, so any local client (or anything behind a local tunnel)
+    could pick its own address, and with it its budget and rate-limit identity.
+    """
+    return {
+        "proxy_headers": bool(trusted_proxies),
+        "forwarded_allow_ips": ",".join(trusted_proxies) or "",
+        "timeout_keep_alive": IDLE_SECONDS,
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line and headers
+    }
 
 
 class ThreadedJSONRequest(Request):

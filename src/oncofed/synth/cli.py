@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from oncofed.synth.federation import FORMATS, SynthError, generate_federation
+from oncofed.synth.manifest import FORMATS, SynthError
 
 app = typer.Typer(help="Generate a synthetic cancer-data federation.", add_completion=False)
 
@@ -33,6 +33,8 @@ def synth_command(
     ] = False,
 ) -> None:
     """Write N providers with their DICOM, clinical CSV, FHIR mCODE and VCF files."""
+    from oncofed.synth.federation import generate_federation
+
     console = Console(stderr=True)
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -25,18 +26,18 @@ from rich.progress import (
 )
 
 from oncofed.synth.generate import iter_patients, make_provider
-from oncofed.synth.manifest import FederationManifest, ProviderCounts, ProviderManifest
+from oncofed.synth.manifest import (
+    FORMATS,
+    FederationManifest,
+    ProviderCounts,
+    ProviderManifest,
+    SynthError,
+)
 from oncofed.synth.model import Provider
 from oncofed.synth.writers.clinical import ClinicalWriter, write_mapping
 from oncofed.synth.writers.dicom import write_patient_images
 from oncofed.synth.writers.fhir import write_bundle
 from oncofed.synth.writers.vcf import BATCH, VcfBatchWriter
-
-FORMATS: tuple[str, ...] = ("dicom", "clinical", "fhir", "vcf")
-
-
-class SynthError(Exception):
-    """A request the generator refuses, with a message that says what to do instead."""
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -73,14 +74,16 @@ def generate_federation(
     force: bool = False,
     progress: bool = True,
     vcf_batch: int = BATCH,
+    workers: int = 1,
 ) -> FederationManifest:
     """Write a federation of `providers` providers with `patients` patients each under
     `out_dir` and return its manifest (also written as `out_dir/federation.json`).
 
     Same arguments, same bytes: every id, date and pixel derives from `seed`.
     `images=False` skips DICOM (the slowest part); `formats` picks a subset of
-    dicom/clinical/fhir/vcf. Raises SynthError on bad arguments or a non-empty `out_dir`
-    (unless `force`).
+    dicom/clinical/fhir/vcf. `workers` > 1 writes that many providers at once, each in its
+    own process (the same bytes: a provider depends only on its seed). Raises SynthError
+    on bad arguments or a non-empty `out_dir` (unless `force`).
     """
     chosen = tuple(f for f in FORMATS if f in set(formats))
     unknown = set(formats) - set(FORMATS)
@@ -113,7 +116,11 @@ def generate_federation(
         TimeRemainingColumn(),
     )
     with Progress(*columns, disable=not progress) as bar:
-        for index in range(providers):
+        if workers > 1 and providers > 1:
+            manifests = _write_parallel(
+                out_dir, providers, patients, seed, instances, chosen, vcf_batch, workers, bar
+            )
+        for index in range(providers if not manifests else 0):
             provider = make_provider(index)
             task = bar.add_task(provider.id, total=patients)
             counts = _write_provider(
@@ -130,6 +137,44 @@ def generate_federation(
     manifest = FederationManifest(seed=seed, arguments=arguments, providers=manifests)
     _write_json(out_dir / "federation.json", manifest.to_dict())
     return manifest
+
+
+def _write_parallel(
+    out_dir: Path,
+    providers: int,
+    patients: int,
+    seed: int,
+    instances: int,
+    formats: tuple[str, ...],
+    vcf_batch: int,
+    workers: int,
+    bar: Progress,
+) -> list[ProviderManifest]:
+    """Providers written by a pool of processes; the bar advances as each one finishes."""
+    chosen = [make_provider(index) for index in range(providers)]
+    tasks = {p.id: bar.add_task(p.id, total=patients) for p in chosen}
+    with ProcessPoolExecutor(max_workers=min(workers, providers)) as pool:
+        futures = {
+            pool.submit(
+                _write_provider,
+                out_dir / p.id,
+                p,
+                patients,
+                seed,
+                instances,
+                formats,
+                vcf_batch,
+                _nothing,
+            ): p
+            for p in chosen
+        }
+        for future in as_completed(futures):
+            bar.advance(tasks[futures[future].id], patients)
+        return [ProviderManifest.of(p, f.result()) for f, p in futures.items()]
+
+
+def _nothing() -> None:
+    """The progress callback of a provider written in another process."""
 
 
 def _write_provider(

@@ -9,6 +9,14 @@ from typing import Any
 
 from oncofed.synth.model import PatientRecord, Provider
 
+# The kinds of files a federation can hold (here, not in `federation`, so that the command's
+# help is built without importing the writers and pydicom).
+FORMATS: tuple[str, ...] = ("dicom", "clinical", "fhir", "vcf")
+
+
+class SynthError(Exception):
+    """A request the generator refuses, with a message that says what to do instead."""
+
 
 @dataclass
 class ProviderCounts:

@@ -7,7 +7,6 @@ own catalogue reproduces it field by field.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Literal
 
@@ -103,12 +102,20 @@ class Descriptive(BaseModel):
     @field_validator("country")
     @classmethod
     def _country(cls, v: str | None) -> str | None:
+        """An ISO 3166-1 country as its alpha-3 code: the code itself, its alpha-2 code or
+        its English name ("Germany" is DEU; "GER" is no country's code)."""
         if v is None:
             return None
-        v = v.strip().upper()
-        if not re.fullmatch(r"[A-Z]{3}", v):
-            raise ValueError("country must be an ISO 3166-1 alpha-3 code such as ESP or ITA")
-        return v
+        import pycountry
+
+        try:
+            country = pycountry.countries.lookup(v.strip())
+        except LookupError:
+            raise ValueError(
+                f"{v.strip()!r} is not an ISO 3166-1 country: choose it from the list, or "
+                "write its alpha-3 code (DEU for Germany, ESP for Spain)"
+            ) from None
+        return str(country.alpha_3)
 
 
 class DatasetRecord(BaseModel):

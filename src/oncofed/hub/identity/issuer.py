@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import math
 import secrets
 from datetime import timedelta
 from typing import Annotated, Any
@@ -35,7 +36,7 @@ from oncofed.hub.db import sessions
 from oncofed.hub.identity.models import OidcClient, OidcCode
 from oncofed.hub.models import Account
 from oncofed.hub.negotiation.models import Contact
-from oncofed.hub.routes.auth import _dummy_hash, limiter  # shared with password log-in
+from oncofed.hub.routes.auth import _dummy_hash, client_address  # shared with password log-in
 from oncofed.security.envelope import utcnow
 from oncofed.security.secrets_ import new_token, same_secret, token_hash, verify_password
 
@@ -238,16 +239,17 @@ async def authorize_submit(
             ctx.audit.append, username, "oidc.login", "deny", p["client_id"], "CSRF check failed"
         )
         raise HTTPException(403, "the log-in form expired or was not ours: reload it")
-    address = request.client.host if request.client else "?"
-    keys = (f"user:{username}", f"addr:{address}")
-    if limiter.blocked(*keys):
+    address = client_address(request)
+    wait = await run_in_threadpool(ctx.logins.wait, username, address)
+    if wait > 0:
         await run_in_threadpool(
             ctx.audit.append, username, "oidc.login", "deny", p["client_id"], "rate limited"
         )
-        return _page(_form(p, cookie, "Too many failed log-ins; wait a minute."), cookie, 429)
+        message = f"Too many failed log-ins; try again in {math.ceil(wait)} s."
+        return _page(_form(p, cookie, message), cookie, 429)
     account = await run_in_threadpool(_authenticate, ctx, username, password)
     if account is None:
-        limiter.fail(*keys)
+        await run_in_threadpool(ctx.logins.fail, username, address)
         await run_in_threadpool(
             ctx.audit.append,
             username,
@@ -257,6 +259,7 @@ async def authorize_submit(
             "wrong username or password",
         )
         return _page(_form(p, cookie, "Wrong username or password."), cookie, 401)
+    await run_in_threadpool(ctx.logins.succeed, username, address)
     code = await run_in_threadpool(_issue_code, ctx, p, account.username)
     await run_in_threadpool(
         ctx.audit.append, account.username, "oidc.login", "allow", p["client_id"]

@@ -210,9 +210,95 @@ def resource_step(state: str, event: str) -> ResourceState:
     return table[ev]
 
 
+def resource_path(state: str, event: str) -> list[ResourceEvent]:
+    """The Negotiator transitions that `event` fires from `state`: itself, or for a grant
+    from where the DAC is still deciding, MARK_AS_AVAILABLE first. A DAC grants in one
+    step, while the history and the API keep the Negotiator's two (STANDARDS §8)."""
+    current = _parse(ResourceState, state, "resource state")
+    ev = _parse(ResourceEvent, event, "resource event")
+    table = RESOURCE_TRANSITIONS[current]
+    if ev in table:
+        return [ev]
+    if ev == RE.GRANT_ACCESS_TO_RESOURCE and RE.MARK_AS_AVAILABLE in table:
+        return [RE.MARK_AS_AVAILABLE, ev]
+    raise TransitionError("resource", current, ev, allowed_resource_events(current))
+
+
 def allowed_negotiation_events(state: str) -> list[str]:
     return [e.value for e in NEGOTIATION_TRANSITIONS[NegotiationState(state)]]
 
 
 def allowed_resource_events(state: str) -> list[str]:
-    return [e.value for e in RESOURCE_TRANSITIONS[ResourceState(state)]]
+    """The events possible from `state`, a one-step grant first where the DAC may grant."""
+    table = RESOURCE_TRANSITIONS[ResourceState(state)]
+    grant = RE.GRANT_ACCESS_TO_RESOURCE in table or RE.MARK_AS_AVAILABLE in table
+    return ([RE.GRANT_ACCESS_TO_RESOURCE.value] if grant else []) + [
+        e.value for e in table if e != RE.GRANT_ACCESS_TO_RESOURCE
+    ]
+
+
+# -- in plain words ----------------------------------------------------------------------------
+# What the portal and the CLI show; the API keeps the Negotiator's names.
+
+NEGOTIATION_STATE_WORDS: dict[NegotiationState, str] = {
+    N.DRAFT: "draft",
+    N.SUBMITTED: "submitted",
+    N.APPROVED: "approved",
+    N.DECLINED: "declined",
+    N.IN_PROGRESS: "in progress",
+    N.PAUSED: "paused",
+    N.CONCLUDED: "concluded",
+    N.ABANDONED: "withdrawn",
+}
+RESOURCE_STATE_WORDS: dict[ResourceState, str] = {
+    R.SUBMITTED: "not yet sent to the provider",
+    R.REPRESENTATIVE_CONTACTED: "awaiting the provider's decision",
+    R.REPRESENTATIVE_UNREACHABLE: "provider not reachable",
+    R.RETURNED_FOR_RESUBMISSION: "returned for changes",
+    R.CHECKING_AVAILABILITY: "provider checking availability",
+    R.RESOURCE_AVAILABLE: "available, decision pending",
+    R.RESOURCE_UNAVAILABLE: "not available",
+    R.RESOURCE_UNAVAILABLE_WILLING_TO_COLLECT: "not available yet (provider may collect)",
+    R.ACCESS_CONDITIONS_INDICATED: "conditions set: awaiting the researcher",
+    R.ACCESS_CONDITIONS_MET: "conditions accepted: awaiting the grant",
+    R.RESOURCE_NOT_MADE_AVAILABLE: "refused",
+    R.RESOURCE_MADE_AVAILABLE: "granted",
+}
+# What an event did, after "<who> ": "dora granted access".
+EVENT_WORDS: dict[str, str] = {
+    NE.SUBMIT: "submitted the request",
+    NE.APPROVE: "approved the request",
+    NE.DECLINE: "declined the request",
+    NE.START: "started the request",
+    NE.PAUSE: "paused the request",
+    NE.UNPAUSE: "resumed the request",
+    NE.ABANDON: "withdrew the request",
+    NE.CONCLUDE: "concluded the request",
+    RE.CONTACT: "asked the provider's data access committee",
+    RE.MARK_AS_UNREACHABLE: "could not reach the provider's data access committee",
+    RE.RETURN_FOR_RESUBMISSION: "returned it for changes",
+    RE.RESUBMIT: "resubmitted",
+    RE.MARK_AS_CHECKING_AVAILABILITY: "is checking availability",
+    RE.MARK_AS_AVAILABLE: "marked it available",
+    RE.MARK_AS_UNAVAILABLE: "marked it not available",
+    RE.MARK_AS_CURRENTLY_UNAVAILABLE_BUT_WILLING_TO_COLLECT: (
+        "marked it not available yet, willing to collect"
+    ),
+    RE.INDICATE_ACCESS_CONDITIONS: "set access conditions",
+    RE.ACCEPT_ACCESS_CONDITIONS: "accepted the conditions",
+    RE.DECLINE_ACCESS_CONDITIONS: "declined the conditions",
+    RE.MARK_AS_NOT_MADE_AVAILABLE: "refused access",
+    RE.GRANT_ACCESS_TO_RESOURCE: "granted access",
+}
+
+
+def state_words(state: str) -> str:
+    """A negotiation's or a resource's state as people say it ("granted")."""
+    for table in (NEGOTIATION_STATE_WORDS, RESOURCE_STATE_WORDS):
+        if state in table:
+            return table[state]  # type: ignore[index]
+    return state.replace("_", " ").lower()
+
+
+def event_words(event: str) -> str:
+    return EVENT_WORDS.get(event, event.replace("_", " ").lower())

@@ -20,6 +20,7 @@ from oncofed.hub.negotiation.forms import (
     RevokeRequest,
 )
 from oncofed.hub.negotiation.service import NegotiationError, Who
+from oncofed.security.http import DbId
 from oncofed.security.visas import sign_revocation_list
 
 router = APIRouter(tags=["negotiation"])
@@ -73,7 +74,7 @@ async def negotiation_event(
 
 @router.post("/api/negotiations/{nid}/resources/{row}/events")
 async def resource_event(
-    nid: str, row: int, req: ResourceEventRequest, ctx: Ctx, caller: AnyCaller
+    nid: str, row: DbId, req: ResourceEventRequest, ctx: Ctx, caller: AnyCaller
 ) -> dict[str, Any]:
     result: dict[str, Any] = await call(service.resource_fire, ctx, who(caller), nid, row, req)
     return result
@@ -118,7 +119,7 @@ async def attach(nid: str, file: UploadFile, ctx: Ctx, caller: AnyCaller) -> dic
 
 
 @router.get("/api/negotiations/{nid}/attachments/{att_id}")
-async def download(nid: str, att_id: int, ctx: Ctx, caller: AnyCaller) -> Response:
+async def download(nid: str, att_id: DbId, ctx: Ctx, caller: AnyCaller) -> Response:
     att = await call(service.attachment, ctx, who(caller), nid, att_id)
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in att.filename)
     return Response(

@@ -109,6 +109,7 @@ def _view(s: Session, neg: Negotiation, resources: list[NegotiationResource]) ->
     grants = s.scalars(
         sa.select(VisaGrant).where(VisaGrant.negotiation_id == neg.id).order_by(VisaGrant.issued_at)
     )
+    by_row = {r.id: r for r in resources}
     return {
         "id": neg.id,
         "title": neg.title,
@@ -139,6 +140,9 @@ def _view(s: Session, neg: Negotiation, resources: list[NegotiationResource]) ->
                 "actor": e.actor,
                 "event": e.event,
                 "resource_row": e.resource_row,
+                # Which provider's dataset a resource event is about (None: the request).
+                "provider": by_row[e.resource_row].node_name if e.resource_row in by_row else None,
+                "dataset": by_row[e.resource_row].resource_id if e.resource_row in by_row else None,
                 "from": e.from_state,
                 "to": e.to_state,
                 "note": e.note,
@@ -443,41 +447,45 @@ def resource_fire(
                 )
             else:
                 try:
-                    new_state = lc.resource_step(res.state, ev)
+                    path = lc.resource_path(res.state, ev)
                 except lc.TransitionError as exc:
                     problem = (str(exc), 409)
         if problem is None:
-            old = res.state
-            res.state = new_state.value
-            res.updated_at = utcnow()
-            if ev == lc.ResourceEvent.INDICATE_ACCESS_CONDITIONS:
-                res.conditions = req.conditions
-            _record(s, nid, who.username, ev.value, old, res.state, req.note, res.id)
-            details: dict[str, Any] = {
-                "dataset": res.resource_id,
-                "node": res.node_name,
-                "from": old,
-                "to": res.state,
-            }
-            if ev == lc.ResourceEvent.GRANT_ACCESS_TO_RESOURCE:
-                details["visa"] = _issue_visa(ctx, s, neg, res, who, req.grant_days)
-            ctx.audit.append(
-                who.username,
-                f"negotiation.resource.{ev.value.lower()}",
-                "allow",
-                target=nid,
-                reason=req.note,
-                details=details,
-                con=s.connection(),
-            )
+            # A one-step grant is recorded as the Negotiator's two transitions, each audited.
+            for step in path:
+                old = res.state
+                res.state = lc.resource_step(old, step).value
+                res.updated_at = utcnow()
+                if step == lc.ResourceEvent.INDICATE_ACCESS_CONDITIONS:
+                    res.conditions = req.conditions
+                note = req.note if step == path[-1] else ""
+                _record(s, nid, who.username, step.value, old, res.state, note, res.id)
+                details: dict[str, Any] = {
+                    "dataset": res.resource_id,
+                    "node": res.node_name,
+                    "from": old,
+                    "to": res.state,
+                }
+                if step == lc.ResourceEvent.GRANT_ACCESS_TO_RESOURCE:
+                    details["visa"] = _issue_visa(ctx, s, neg, res, who, req.grant_days)
+                ctx.audit.append(
+                    who.username,
+                    f"negotiation.resource.{step.value.lower()}",
+                    "allow",
+                    target=nid,
+                    reason=note,
+                    details=details,
+                    con=s.connection(),
+                )
             to = neg.owner if who.username != neg.owner else None
             recipients = [to] if to else dac_members(s, res.node_name)
             for user in recipients:
                 enqueue(
                     s,
                     user,
-                    f"[oncofed] {res.node_name}/{res.resource_id}: {res.state}",
-                    f"{who.username}: {ev.value} on '{neg.title}'.\n{req.note}\n"
+                    f"[oncofed] {res.node_name}/{res.resource_id}: {lc.state_words(res.state)}",
+                    f"{who.username} {lc.event_words(ev.value)} ({res.node_name}/"
+                    f"{res.resource_id}) on '{neg.title}'.\n{req.note}\n"
                     f"{ctx.settings.url}/requests/{nid}\n",
                 )
             neg.updated_at = utcnow()
@@ -628,6 +636,13 @@ def add_comment(ctx: HubContext, who: Who, nid: str, req: CommentRequest) -> dic
         providers = {r.node_name for r in resources}
         if req.provider is not None and req.provider not in providers:
             raise NegotiationError(422, f"the request names no dataset at {req.provider!r}")
+        speaks_for = who.admin or who.username == neg.owner
+        if req.provider is not None and not (
+            speaks_for or who.dac_of(req.provider) or who.holder_of(req.provider)
+        ):
+            raise NegotiationError(
+                403, f"only the researcher or {req.provider}'s DAC may write to {req.provider}"
+            )
         if neg.state in lc.FINAL_NEGOTIATION_STATES:
             raise NegotiationError(409, f"the request is {neg.state}; comments are closed")
         comment = NegotiationComment(
@@ -662,9 +677,17 @@ def add_comment(ctx: HubContext, who: Who, nid: str, req: CommentRequest) -> dic
         return {"id": comment.id, "author": who.username, "at": iso(comment.at)}
 
 
+def _reads(who: Who, neg: Negotiation, c: NegotiationComment) -> bool:
+    """A comment addressed to one provider is between the researcher and that provider:
+    other providers' DAC members and data holders do not see it."""
+    if c.node_name is None or who.admin or who.username in (neg.owner, c.author):
+        return True
+    return who.dac_of(c.node_name) or who.holder_of(c.node_name)
+
+
 def comments(ctx: HubContext, who: Who, nid: str) -> list[dict[str, Any]]:
     with ctx.sessions() as s:
-        _load(s, who, nid)
+        neg, _ = _load(s, who, nid)
         return [
             {
                 "id": c.id,
@@ -678,6 +701,7 @@ def comments(ctx: HubContext, who: Who, nid: str) -> list[dict[str, Any]]:
                 .where(NegotiationComment.negotiation_id == nid)
                 .order_by(NegotiationComment.id)
             )
+            if _reads(who, neg, c)
         ]
 
 

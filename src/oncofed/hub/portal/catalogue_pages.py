@@ -3,6 +3,7 @@ and the data holder's edit form. Readable without logging in, like the catalogue
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from oncofed.hub.auth import Caller
 from oncofed.hub.catalogue import service
-from oncofed.hub.catalogue.schema import DatasetRecord
+from oncofed.hub.catalogue.schema import UNSPECIFIED, DatasetRecord
 from oncofed.hub.context import HubContext, hub_context
 from oncofed.hub.portal.charts import Bar, bar_chart, range_chart
 from oncofed.hub.portal.session import check_csrf, optional_user, user_with
@@ -136,9 +137,19 @@ def _dataset_page(
         title=record.title,
         d=record,
         editable=bool(user) and service.can_edit(user.roles if user else (), record),
+        countries=_countries(),
+        unspecified=UNSPECIFIED,
         age_chart=age,
         **extra,
     )
+
+
+@cache
+def _countries() -> list[tuple[str, str]]:
+    """ISO 3166-1 countries as (alpha-3 code, name), by name: the data holder's choices."""
+    import pycountry
+
+    return sorted(((c.alpha_3, c.name) for c in pycountry.countries), key=lambda c: c[1])
 
 
 @router.get("/catalogue/{key:path}", response_class=HTMLResponse)

@@ -4,6 +4,8 @@ watch each provider's count arrive, save and share the query, request access fro
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import secrets
 from typing import Annotated, Any
@@ -26,6 +28,7 @@ from oncofed.hub.search import SearchRefused, combine
 from oncofed.hub.search_runs import search_events, search_view, start_search
 from oncofed.query import KEYS, KEYS_BY_NAME, QueryValidationError, vocabulary
 from oncofed.security.envelope import utcnow
+from oncofed.security.http import small_int
 
 router = APIRouter(include_in_schema=False)
 Ctx = Annotated[HubContext, Depends(hub_context)]
@@ -175,9 +178,9 @@ async def add(request: Request, ctx: Ctx, user: Researcher, _: Csrf) -> Response
         )
     except cohort.CohortError as exc:
         return await _page(request, ctx, user, q, 422, str(exc))
-    target = str(form.get("group", "new"))
-    if target.isdigit() and int(target) < len(groups):
-        groups[int(target)].append(criterion)
+    target = small_int(str(form.get("group", "new")))
+    if target is not None and target < len(groups):
+        groups[target].append(criterion)
     else:
         groups.append([criterion])
     return _to(cohort.encode(groups))
@@ -239,6 +242,58 @@ async def events(task_id: str, ctx: Ctx, user: Researcher) -> Response:
     )
 
 
+@router.get("/cohort/runs/{task_id}.csv")
+async def counts_csv(task_id: str, ctx: Ctx, user: Researcher) -> Response:
+    """The counts on screen as CSV: one row per provider and dataset, a withheld count
+    empty with its threshold beside it (never a made-up number)."""
+    try:
+        if await run_in_threadpool(ctx.channel.owner, task_id) != user.username:
+            raise ChannelError(404, "not yours")
+        result = combine(await search_view(ctx, task_id))
+    except ChannelError:
+        return Response(f"no search {task_id} of yours", status_code=404)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for p in result["providers"]:
+        for c in p.get("collections") or [{}]:
+            writer.writerow(
+                [
+                    p["provider"],
+                    p["status"],
+                    c.get("id", ""),
+                    c.get("name", ""),
+                    _cell(c.get("subjects_count")),
+                    _cell(c.get("subjects_count_below")),
+                    _cell(c.get("studies_count")),
+                    _cell(c.get("studies_count_below")),
+                    " ".join(c.get("modalities", [])),
+                ]
+            )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="cohort-{task_id}.csv"'},
+    )
+
+
+CSV_COLUMNS = (
+    "provider",
+    "status",
+    "dataset",
+    "dataset_name",
+    "patients",
+    "patients_fewer_than",
+    "studies",
+    "studies_fewer_than",
+    "modalities",
+)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 @router.post("/cohort/save", response_class=HTMLResponse)
 async def save(request: Request, ctx: Ctx, user: Researcher, _: Csrf) -> Response:
     form = await request.form()
@@ -269,7 +324,9 @@ async def save(request: Request, ctx: Ctx, user: Researcher, _: Csrf) -> Respons
             )
 
     await run_in_threadpool(store)
-    return _to(q, done="saved", shared=row.id)
+    # The results on screen stay: the run's id goes back into the address.
+    run_id = str(form.get("run", ""))
+    return _to(q, done="saved", shared=row.id, **({"run": run_id} if run_id else {}))
 
 
 @router.post("/cohort/saved/{query_id}/delete", response_class=HTMLResponse)

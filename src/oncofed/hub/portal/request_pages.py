@@ -4,14 +4,16 @@ service, so the lifecycle, the role checks and the audit are the API's own."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from oncofed.hub.auth import Caller
 from oncofed.hub.catalogue import service as catalogue
@@ -35,6 +37,7 @@ from oncofed.hub.portal.session import check_csrf, user_with
 from oncofed.hub.portal.templating import render
 from oncofed.hub.search import combine
 from oncofed.hub.search_runs import search_view
+from oncofed.security.http import DbId
 
 router = APIRouter(include_in_schema=False)
 Ctx = Annotated[HubContext, Depends(hub_context)]
@@ -62,7 +65,7 @@ EVENT_LABELS = {
     "RETURN_FOR_RESUBMISSION": "Return for resubmission",
     "RESUBMIT": "Resubmit",
     "MARK_AS_CHECKING_AVAILABILITY": "Checking availability",
-    "MARK_AS_AVAILABLE": "Available",
+    "MARK_AS_AVAILABLE": "Available, decide later",
     "MARK_AS_UNAVAILABLE": "Unavailable",
     "MARK_AS_CURRENTLY_UNAVAILABLE_BUT_WILLING_TO_COLLECT": "Unavailable, willing to collect",
     "INDICATE_ACCESS_CONDITIONS": "Set access conditions",
@@ -71,6 +74,61 @@ EVENT_LABELS = {
     "MARK_AS_NOT_MADE_AVAILABLE": "Do not make available",
     "GRANT_ACCESS_TO_RESOURCE": "Grant access",
 }
+# What the page says after an event: what happened and what comes next (fixed texts filled
+# from the stored request, never from the address).
+EVENT_NOTICES = {
+    "SUBMIT": "Submitted for review: a hub reviewer approves it, then each provider's data "
+    "access committee decides.",
+    "APPROVE": "Approved. Start it to ask the providers' data access committees.",
+    "DECLINE": "Declined; {owner} has been told.",
+    "START": "Started: each provider's data access committee has been asked to decide.",
+    "PAUSE": "Paused: the providers cannot decide until it is resumed.",
+    "UNPAUSE": "Resumed: the providers can decide again.",
+    "ABANDON": "Withdrawn; any visas it issued are revoked.",
+    "CONCLUDE": "Concluded.",
+    "GRANT_ACCESS_TO_RESOURCE": "Access granted: {owner} now holds a visa for {dataset} at "
+    "{provider}, which {provider}'s node checks itself.",
+    "MARK_AS_AVAILABLE": "{dataset} at {provider} marked available: grant access or set "
+    "conditions next.",
+    "MARK_AS_UNAVAILABLE": "{dataset} at {provider} marked not available; {owner} has been told.",
+    "MARK_AS_CURRENTLY_UNAVAILABLE_BUT_WILLING_TO_COLLECT": "{dataset} at {provider}: not "
+    "available yet, willing to collect; {owner} has been told.",
+    "MARK_AS_CHECKING_AVAILABILITY": "{provider} is checking availability; {owner} has been told.",
+    "MARK_AS_NOT_MADE_AVAILABLE": "Access to {dataset} at {provider} refused; {owner} has been "
+    "told.",
+    "INDICATE_ACCESS_CONDITIONS": "Conditions for {dataset} at {provider} sent to {owner}.",
+    "ACCEPT_ACCESS_CONDITIONS": "Conditions accepted for {dataset} at {provider}: its data "
+    "access committee can now grant access.",
+    "DECLINE_ACCESS_CONDITIONS": "Conditions declined for {dataset} at {provider}.",
+    "RETURN_FOR_RESUBMISSION": "Returned to {owner} for changes ({dataset} at {provider}).",
+    "RESUBMIT": "Resubmitted to {provider}'s data access committee.",
+}
+
+
+def event_notice(params: Any, neg: dict[str, Any]) -> str:
+    """The notice for ``?done=ev-EVENT[&row=N]`` on this request ('' for anything else)."""
+    done = str(params.get("done", ""))
+    text = EVENT_NOTICES.get(done.removeprefix("ev-")) if done.startswith("ev-") else None
+    if text is None:
+        return ""
+    row = str(params.get("row", ""))
+    res = next((r for r in neg["resources"] if str(r["row"]) == row), None)
+    if res is None and "{provider}" in text:
+        return ""
+    return text.format(
+        owner=neg["owner"],
+        provider=res["provider"] if res else "",
+        dataset=(res["name"] or res["id"]) if res else "",
+    )
+
+
+def _done(event: str, row: int | None = None) -> str:
+    """The ``done`` query of a redirect after `event` (only events the notices know)."""
+    if event not in EVENT_NOTICES:
+        return "done=updated"
+    return f"done=ev-{event}" + (f"&row={row}" if row is not None else "")
+
+
 # Events that end something: their buttons look different and ask for a note.
 # Where a request waits for the hub's reviewer (an admin): approve or decline, then start.
 REVIEW_STATES = {lc.NegotiationState.SUBMITTED, lc.NegotiationState.APPROVED}
@@ -80,7 +138,6 @@ PRIMARY = {
     "APPROVE",
     "START",
     "RESUBMIT",
-    "MARK_AS_AVAILABLE",
     "GRANT_ACCESS_TO_RESOURCE",
     "ACCEPT_ACCESS_CONDITIONS",
     "UNPAUSE",
@@ -151,6 +208,23 @@ def _form_from(form: Any) -> AccessForm:
     return AccessForm.model_validate(data)
 
 
+DUO_NEEDED = "Data use: one primary purpose (GA4GH DUO)"
+
+
+def _in_words(message: str) -> str:
+    """The hub's "fill in before submitting: a, b" with the labels the page shows."""
+    head, found, fields = message.partition("fill in before submitting:")
+    if not found:
+        return message
+    end = "." if fields.rstrip().endswith(".") else ""
+    fields = re.sub(r"duo_codes \([^)]*\)", "duo_codes", fields.rstrip().rstrip("."))
+    names = [
+        DUO_NEEDED if key.strip() == "duo_codes" else FIELD_LABELS.get(key.strip(), key.strip())
+        for key in fields.split(",")
+    ]
+    return f"{head}fill in before submitting: {'; '.join(names)}{end}"
+
+
 def _errors(exc: ValidationError) -> str:
     return "; ".join(
         f"{FIELD_LABELS.get(str(e['loc'][-1]), str(e['loc'][-1]))}: {e['msg']}"
@@ -158,8 +232,18 @@ def _errors(exc: ValidationError) -> str:
     )
 
 
+def _local_dataset_id(provider: str, identifier: str) -> str:
+    """A catalogue record of this hub's own nodes is identified as ``provider:dataset``; a
+    search result and a request name the dataset alone (with the provider beside it)."""
+    return identifier.removeprefix(f"{provider}:")
+
+
 async def _candidates(request: Request, ctx: HubContext, user: Caller) -> list[dict[str, Any]]:
-    """The datasets a new request is about: from a cohort result, a dataset page, or all."""
+    """The datasets a new request is about: from a cohort result, a dataset page, or all.
+
+    From a cohort result, a dataset whose count was released is ticked; one whose count the
+    node withheld (fewer than its minimum) may hold no matching patient at all, so it is
+    offered unticked with that said. Each dataset is listed once."""
     params = request.query_params
     out: list[dict[str, Any]] = []
     run_id = params.get("run", "")
@@ -168,12 +252,19 @@ async def _candidates(request: Request, ctx: HubContext, user: Caller) -> list[d
             if await _call(ctx.channel.owner, run_id) == user.username:
                 result = combine(await search_view(ctx, run_id))
                 for c in result["collections"]:
+                    released = c.get("subjects_count") is not None and c["subjects_count"] > 0
+                    below = c.get("subjects_count_below")
                     out.append(
                         {
                             "provider": c["provider"],
-                            "id": c["id"],
+                            "id": _local_dataset_id(c["provider"], str(c["id"])),
                             "name": c["name"],
-                            "checked": True,
+                            "checked": released,
+                            "note": f"{c['subjects_count']:,} matching patients"
+                            if released
+                            else f"may match (fewer than {below} patients)"
+                            if below
+                            else "no matching patients",
                         }
                     )
         except ChannelError:
@@ -184,10 +275,10 @@ async def _candidates(request: Request, ctx: HubContext, user: Caller) -> list[d
             out.append({"provider": provider, "id": dataset, "name": dataset, "checked": True})
     chosen = {(c["provider"], c["id"]) for c in out}
     for r in await _call(catalogue.list_records, ctx):
-        if not r.origin and (r.provider, r.identifier) not in chosen:
-            out.append(
-                {"provider": r.provider, "id": r.identifier, "name": r.title, "checked": False}
-            )
+        dataset = _local_dataset_id(r.provider, r.identifier)
+        if not r.origin and (r.provider, dataset) not in chosen:
+            chosen.add((r.provider, dataset))
+            out.append({"provider": r.provider, "id": dataset, "name": r.title, "checked": False})
     for c in out:
         c["value"] = f"{c['provider']}:{c['id']}"
     return out
@@ -280,8 +371,9 @@ async def create_request(
         try:
             await _call(service.fire, ctx, who(user), neg["id"], "SUBMIT", "")
         except NegotiationError as exc:
-            return await _detail(request, ctx, user, neg["id"], exc.status, exc.message)
-        return RedirectResponse(f"/requests/{neg['id']}?done=updated", status_code=303)
+            message = f"Saved as a draft, not submitted yet: {exc.message}."
+            return await _detail(request, ctx, user, neg["id"], exc.status, message)
+        return RedirectResponse(f"/requests/{neg['id']}?{_done('SUBMIT')}", status_code=303)
     return RedirectResponse(f"/requests/{neg['id']}?done=created", status_code=303)
 
 
@@ -296,6 +388,7 @@ async def _detail(
     try:
         neg = await _call(service.get, ctx, who(user), nid)
         comments = await _call(service.comments, ctx, who(user), nid)
+        documents = await _call(service.attachments, ctx, who(user), nid)
     except NegotiationError as exc:
         return render(
             request, ctx, "error.html", user, exc.status, title="Not found", message=exc.message
@@ -314,10 +407,14 @@ async def _detail(
         user,
         status_code,
         title=neg["title"],
-        error=error,
+        error=_in_words(error),
+        flash="" if error else event_notice(request.query_params, neg),
         neg=neg,
         actions=negotiation_actions(user, neg),
         comments=comments,
+        documents=documents,
+        may_attach=neg["owner"] == user.username
+        and neg["state"] not in lc.FINAL_NEGOTIATION_STATES,
         editable=neg["owner"] == user.username and neg["state"] == lc.NegotiationState.DRAFT,
         form=AccessForm.model_validate(neg["form"]),
         labels=FIELD_LABELS,
@@ -361,7 +458,9 @@ async def edit_form(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf
         if form.get("action") == "submit":
             await _call(service.fire, ctx, who(user), nid, "SUBMIT", "")
 
-    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=updated")
+    submit = (await request.form()).get("action") == "submit"
+    done = _done("SUBMIT") if submit else "done=updated"
+    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?{done}")
 
 
 @router.post("/requests/{nid}/event", response_class=HTMLResponse)
@@ -370,12 +469,13 @@ async def event(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) ->
         event, note = str(form.get("event", "")), str(form.get("note", ""))[:10_000]
         await _call(service.fire, ctx, who(user), nid, event, note)
 
-    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=updated")
+    done = _done(str((await request.form()).get("event", "")))
+    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?{done}")
 
 
 @router.post("/requests/{nid}/resources/{row}/event", response_class=HTMLResponse)
 async def resource_event(
-    request: Request, nid: str, row: int, ctx: Ctx, user: AnyUser, _: Csrf
+    request: Request, nid: str, row: DbId, ctx: Ctx, user: AnyUser, _: Csrf
 ) -> Response:
     async def action(form: Any) -> None:
         days = str(form.get("grant_days", "")).strip()
@@ -383,12 +483,16 @@ async def resource_event(
             event=str(form.get("event", "")),
             note=str(form.get("note", "")),
             conditions=str(form.get("conditions", "")),
-            grant_days=int(days) if days.isdigit() else None,
+            grant_days=days or None,  # validated by the model: 1 to 3650 days
         )
         await _call(service.resource_fire, ctx, who(user), nid, row, req)
 
-    back = (await request.form()).get("back", "")
-    done = "/inbox?done=updated" if back == "inbox" else f"/requests/{nid}?done=updated"
+    form = await request.form()
+    query = _done(str(form.get("event", "")), row)
+    if form.get("back", "") == "inbox":
+        done = f"/inbox?{query}&request={quote(nid)}"
+    else:
+        done = f"/requests/{nid}?{query}"
     return await _act(request, ctx, user, nid, action, done)
 
 
@@ -404,6 +508,46 @@ async def revoke_visa(
         await _call(service.revoke, ctx, who(user), jti, req.reason)
 
     return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=revoked#visas")
+
+
+@router.post("/requests/{nid}/attachments", response_class=HTMLResponse)
+async def attach(request: Request, nid: str, ctx: Ctx, user: AnyUser, _: Csrf) -> Response:
+    """The researcher adds a document (the ethics approval, a protocol) for the DACs."""
+
+    async def action(form: Any) -> None:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise NegotiationError(422, "choose a file to attach")
+        data = await upload.read(service.MAX_ATTACHMENT_BYTES + 1)
+        await _call(
+            service.add_attachment,
+            ctx,
+            who(user),
+            nid,
+            upload.filename,
+            upload.content_type or "application/octet-stream",
+            data,
+        )
+
+    return await _act(request, ctx, user, nid, action, f"/requests/{nid}?done=attached#documents")
+
+
+@router.get("/requests/{nid}/attachments/{att_id}")
+async def download(request: Request, nid: str, att_id: int, ctx: Ctx, user: AnyUser) -> Response:
+    """A document of the request, for whoever may see the request (as the API's download:
+    never shown inline by the browser)."""
+    try:
+        att = await _call(service.attachment, ctx, who(user), nid, att_id)
+    except NegotiationError as exc:
+        return render(
+            request, ctx, "error.html", user, exc.status, title="Not found", message=exc.message
+        )
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in att.filename)
+    return Response(
+        att.data,
+        media_type="application/octet-stream",
+        headers={"content-disposition": f'attachment; filename="{safe}"'},
+    )
 
 
 @router.post("/requests/{nid}/comments", response_class=HTMLResponse)
@@ -442,12 +586,21 @@ async def inbox(
             res["actions"] = resource_actions(user, neg, res)
             item = {"neg": neg, "res": res}
             (waiting if res["actions"] else decided).append(item)
+    decided_neg = next(
+        (
+            item["neg"]
+            for item in waiting + decided
+            if item["neg"]["id"] == request.query_params.get("request")
+        ),
+        None,
+    )
     return render(
         request,
         ctx,
         "inbox.html",
         user,
         title="DAC inbox",
+        flash=event_notice(request.query_params, decided_neg) if decided_neg else "",
         waiting=waiting,
         reviews=reviews,
         decided=decided[:50],

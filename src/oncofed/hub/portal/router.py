@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oncofed.hub.context import hub_context
@@ -16,6 +18,7 @@ from oncofed.hub.portal import (
     catalogue_pages,
     cohort_pages,
     federation_pages,
+    help_pages,
     login_pages,
     request_pages,
 )
@@ -88,6 +91,7 @@ def install(app: FastAPI) -> None:
         cohort_pages,
         request_pages,
         federation_pages,
+        help_pages,
         analyse_pages,  # issue 19
     ):
         app.include_router(module.router)
@@ -99,6 +103,13 @@ def install(app: FastAPI) -> None:
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
         return RedirectResponse("/static/favicon.svg", status_code=301)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        page = (
+            await help_pages.not_found(request, str(exc.detail)) if exc.status_code == 404 else None
+        )
+        return page or await http_exception_handler(request, exc)
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from oncofed import __version__
 from oncofed.hub.auth import Caller
 from oncofed.hub.context import HubContext
+from oncofed.hub.negotiation import lifecycle as lc
 from oncofed.hub.portal.session import csrf_token, session_token
 
 HERE = Path(__file__).parent
@@ -58,7 +59,25 @@ def _words(value: str) -> str:
     return value.replace("_", " ").lower()
 
 
+# A node's status in a task, as a researcher reads it (the API keeps the channel's names).
+STATUS_WORDS = {
+    "pending": "waiting",
+    "claimed": "working",
+    "succeeded": "answered",
+    "failed": "failed",
+    "timed_out": "no answer in time",
+    "refused": "refused by its policy",
+}
+
+
+def _status_words(value: str) -> str:
+    return STATUS_WORDS.get(value, _words(value))
+
+
 templates.env.filters["when"] = _when
+templates.env.filters["state_words"] = lc.state_words
+templates.env.filters["event_words"] = lc.event_words
+templates.env.filters["status_words"] = _status_words
 templates.env.filters["state_class"] = _state_class
 templates.env.filters["words"] = _words
 templates.env.globals["urlencode"] = urlencode
@@ -70,8 +89,9 @@ NOTICES = {
     "deleted": "Deleted.",
     "edited": "Saved: the catalogue shows your changes now.",
     "created": "Draft created. Fill in what is missing, then submit.",
-    "updated": "Saved.",
+    "updated": "Changes saved.",
     "commented": "Comment added.",
+    "attached": "Document attached: the providers' data access committees can read it here.",
     "revoked": "Visa revoked: nodes refuse it from their next revocation list (within a minute).",
 }
 

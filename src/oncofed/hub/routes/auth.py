@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
 import secrets
-import time
-from collections import defaultdict, deque
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -20,34 +19,14 @@ from oncofed.security.secrets_ import hash_password, verify_password
 
 router = APIRouter()
 
-LOGIN_ATTEMPTS = 10
-LOGIN_WINDOW = 60.0
 TOKEN_DAYS = 30
 PORTAL_TOKEN_DAYS = 1  # a browser session: one working day
 
 
-class LoginLimiter:
-    """At most LOGIN_ATTEMPTS failed log-ins per username and per address a minute."""
-
-    def __init__(self) -> None:
-        self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
-
-    def blocked(self, *keys: str) -> bool:
-        now = time.monotonic()
-        for key in keys:
-            q = self._failures[key]
-            while q and now - q[0] > LOGIN_WINDOW:
-                q.popleft()
-            if len(q) >= LOGIN_ATTEMPTS:
-                return True
-        return False
-
-    def fail(self, *keys: str) -> None:
-        for key in keys:
-            self._failures[key].append(time.monotonic())
-
-
-limiter = LoginLimiter()
+def client_address(request: Request) -> str:
+    """The caller's address as the server saw it (forwarded headers are believed only from
+    the configured ``trusted_proxies``: the server applies them, see security/http.py)."""
+    return request.client.host if request.client else "?"
 
 
 @functools.cache
@@ -71,20 +50,26 @@ async def password_login(
     request: Request, ctx: HubContext, username: str, password: str, name: str = "login"
 ) -> str:
     """A new API token for a right username and password; limited, audited either way."""
-    address = request.client.host if request.client else "?"
-    keys = (f"user:{username}", f"addr:{address}")
-    if limiter.blocked(*keys):
+    address = client_address(request)
+    wait = await run_in_threadpool(ctx.logins.wait, username, address)
+    if wait > 0:
         await run_in_threadpool(
             ctx.audit.append, username, "auth.login", "deny", name, "rate limited"
         )
-        raise HTTPException(429, "too many failed log-ins; wait a minute and try again")
+        raise HTTPException(
+            429,
+            f"too many failed log-ins for {username} from this address; try again in "
+            f"{math.ceil(wait)} s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     token = await run_in_threadpool(_login, ctx, username, password, name)
     if token is None:
-        limiter.fail(*keys)
+        await run_in_threadpool(ctx.logins.fail, username, address)
         await run_in_threadpool(
             ctx.audit.append, username, "auth.login", "deny", name, "wrong username or password"
         )
         raise HTTPException(401, "wrong username or password")
+    await run_in_threadpool(ctx.logins.succeed, username, address)
     await run_in_threadpool(ctx.audit.append, username, "auth.login", "allow", name)
     return token
 

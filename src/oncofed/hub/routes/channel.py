@@ -298,17 +298,21 @@ class _Stream:
 
         A wake-up usually means `Channel.create` leased a task to this stream already
         (`take_delivered`, no database). The database is asked at the start, when a wake-up
-        brought nothing queued (a lease ran out, say), and every RECHECK_SECONDS (tasks
-        created by another hub process, missed wake-ups, revocation).
+        brought nothing queued (a lease ran out, or another hub process created the task
+        and woke this one through PostgreSQL), and at least every RECHECK_SECONDS however
+        often it is woken: a stream kept busy by this process's tasks used to skip the
+        database for as long as the wake-ups came, and tasks created by another process
+        waited there until they expired.
         """
         touched = time.monotonic()
         node_id = self.node.id
-        claim = True
+        claimed_at = 0.0
         while True:
             ev = self.ctx.notifier.event(f"node:{node_id}")
             queued = self.ctx.channel.take_delivered(node_id)
             tasks: list[dict[str, Any]] = []
-            if claim or not queued:
+            if not queued or time.monotonic() - claimed_at >= RECHECK_SECONDS:
+                claimed_at = time.monotonic()
                 tasks = await run_in_threadpool(self.ctx.channel.claim, node_id, None, False, True)
             if tasks or queued:
                 try:
@@ -321,7 +325,7 @@ class _Stream:
             if time.monotonic() - touched > TOUCH_SECONDS:
                 await run_in_threadpool(self.ctx.channel.touch, node_id)
                 touched = time.monotonic()
-            claim = not await self.ctx.notifier.wait(ev, RECHECK_SECONDS)
+            await self.ctx.notifier.wait(ev, RECHECK_SECONDS)
 
     async def receive(self) -> None:
         while True:

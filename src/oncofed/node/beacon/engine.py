@@ -36,6 +36,7 @@ from oncofed.beacon.wire import (
     _ontology_term,
 )
 from oncofed.node.ingest.codes import ICD10_SITE, SITE_SNOMED
+from oncofed.node.ingest.vocab import cancers
 from oncofed.node.store import NodeStore
 from oncofed.privacy.disclose import release_count
 from oncofed.privacy.errors import BudgetExhausted, RateLimited
@@ -206,9 +207,10 @@ class BeaconEngine(BeaconFramework):
             terms.append({"type": "ontologyTerm", "id": f"ICD10:{code}", "label": code,
                           "scopes": ["individual", "biosample", "genomicVariant"]})  # fmt: skip
         for (code,) in sites:
-            label = next((k for k, v in SITE_SNOMED.items() if v == code), code)
-            terms.append({"type": "ontologyTerm", "id": f"SNOMEDCT:{code}",
-                          "label": f"{label} cancer" if label != code else code,
+            site = next((k for k, v in SITE_SNOMED.items() if v == code), None)
+            cancer = cancers().get(code)
+            label = f"{site} cancer" if site else cancer.label if cancer else code
+            terms.append({"type": "ontologyTerm", "id": f"SNOMEDCT:{code}", "label": label,
                           "scopes": ["individual", "biosample", "genomicVariant"]})  # fmt: skip
         for code, agent in atc:
             terms.append({"type": "ontologyTerm", "id": f"ATC:{code}", "label": agent or code,
@@ -580,13 +582,14 @@ class _Sql:
         if len(start) == 1:
             if end[0] <= start[0]:
                 raise BeaconError("requestParameters.end: must be greater than start")
+            # pos - 1 < end as a plain column bound, so the store's zone maps prune
             self.params += [end[0], start[0]]
-            return f"v.pos - 1 < ? AND {span_end} > ?"
+            return f"v.pos <= ? AND {span_end} > ?"
         for name, pair in (("start", start), ("end", end)):
             if pair[1] < pair[0]:
                 raise BeaconError(f"requestParameters.{name}: [min, max] with min <= max")
-        self.params += [start[0], start[1], end[0], end[1]]
-        return f"v.pos - 1 >= ? AND v.pos - 1 < ? AND {span_end} >= ? AND {span_end} < ?"
+        self.params += [start[0] + 1, start[1], end[0], end[1]]
+        return f"v.pos >= ? AND v.pos <= ? AND {span_end} >= ? AND {span_end} < ?"
 
     # -- statements
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from oncofed.audit import RefusalLog
 from oncofed.beacon.errors import error_response
 from oncofed.beacon.wire import (
     ENTRY_TYPES,
@@ -70,16 +71,18 @@ def engine_for(ctx: Any) -> BeaconEngine:
             result: dict[tuple[str, str], int] = ledger.noise(node_id, query, wanted)
             return result
 
+    refusals = RefusalLog(ctx.audit)
+
     def admit(requester: str, query: str) -> None:
         """The search budget and rate limit, applied to Beacon counts; every decision is
-        written to the node's audit log."""
+        written to the node's audit log (repeated refusals once a minute, counted)."""
         if ledger is None:
             return
         try:
             admission = ledger.admit(requester, query, ctx.policy.disclosure)
         except DisclosureRefused as exc:
-            ctx.audit.append(requester, "beacon.count", "deny", query, str(exc),
-                             {"reason": exc.reason})  # fmt: skip
+            refusals.deny(requester, "beacon.count", exc.reason, query, str(exc),
+                          {"reason": exc.reason})  # fmt: skip
             raise
         ctx.audit.append(requester, "beacon.count", "allow", query, "",
                          {"epsilon": admission.epsilon_charged,

@@ -257,9 +257,10 @@ def _build_fragments(
     else:
         add(rf"(?<![0-9A-Za-z]){whole}(?![0-9A-Za-z])", longest)
     if kind == "name" and len(parts) > 1:
-        # A name written as an ID (one component, with digits: LIDC-IDRI-0010) is a
-        # collection's words and a number; only its parts with digits identify alone.
-        id_like = "^" not in value and any(c.isdigit() for c in value)
+        # A name written as an ID (one word with digits, no component or space separators:
+        # LIDC-IDRI-0010) is a collection's words and a number; only its parts with digits
+        # identify alone. "Smith John 2" is a person's name and keeps every part.
+        id_like = not any(c in value for c in "^ ") and any(c.isdigit() for c in value)
         for part in parts:
             if identifying_token(part) and not (id_like and part.isalpha()):
                 add(rf"{TOKEN}(?<![0-9A-Za-z]){re.escape(part)}(?![0-9A-Za-z])", part)
@@ -386,12 +387,9 @@ def check_output(chunks: list[bytes], ids: Identifiers) -> Leak | None:
     fragments = ids.fragments
     literals = ids.literals
     descriptors = ids.descriptors
-    if descriptors:
-        literals = {
-            f: lit
-            for f, lit in literals.items()
-            if not (lit in descriptors and f.startswith(TOKEN))
-        }
+    skip = [f for f, lit in literals.items() if lit in descriptors and f.startswith(TOKEN)]
+    if skip:  # parts of a name that are words of this file's kept descriptors
+        literals = {f: lit for f, lit in literals.items() if f not in skip}
         fragments = {f: fragments[f] for f in literals}
     prefilter = len(literals) == len(fragments) and all(literals.values())
     for chunk in chunks:
@@ -484,5 +482,6 @@ def _find(ds: Dataset, needle: str, prefix: str) -> str | None:
         except Exception:
             continue
         if needle in text:
-            return f"{prefix}{elem.keyword or elem.tag} {elem.tag}"
+            # "SeriesDescription (0008,103E)"; a tag without a keyword once: "(0009,1001)"
+            return f"{prefix}{elem.keyword} {elem.tag}" if elem.keyword else f"{prefix}{elem.tag}"
     return None

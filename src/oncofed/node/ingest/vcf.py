@@ -345,6 +345,7 @@ def check_columns(path: Path, samples: int) -> None:
     expected = 8 if samples == 0 else 9 + samples
     opener = gzip.open if _is_gzip(path) else open
     line_no, last = 0, "the header"
+    cut_at_block = _bgzf_without_eof(path)
 
     def truncated(detail: object) -> RecordError:
         return RecordError(
@@ -371,6 +372,25 @@ def check_columns(path: Path, samples: int) -> None:
                 last = where
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise truncated(exc) from exc
+    if cut_at_block:  # whole blocks read well; only the missing end marker tells
+        raise truncated("no BGZF end-of-file block: the file was cut between two blocks")
+
+
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def _bgzf_without_eof(path: Path) -> bool:
+    """A BGZF file (gzip with the 'BC' extra field) that lacks the empty end block every
+    BGZF writer adds: it was cut, and a cut between blocks reads as a shorter valid file."""
+    with path.open("rb") as fh:
+        head = fh.read(18)
+        if len(head) < 18 or head[:4] != b"\x1f\x8b\x08\x04" or head[12:14] != b"BC":
+            return False
+        fh.seek(0, 2)
+        if fh.tell() < len(BGZF_EOF):
+            return True
+        fh.seek(-len(BGZF_EOF), 2)
+        return fh.read() != BGZF_EOF
 
 
 def _is_gzip(path: Path) -> bool:

@@ -47,20 +47,37 @@ function valueFields(spec) {
   if (!spec) return;
   const type = el("select", { name: "type" });
   for (const t of [...spec.types].sort()) type.append(el("option", { value: t }, [TYPE_WORDS[t] || t]));
-  box.append(field("c-type", "Condition", type));
+  box.append(field("c-type", "Comparison", type));
   const unit = spec.unit ? ` (${spec.unit})` : "";
   if (spec.value_type === "number") {
     box.append(field("c-min", `From / value${unit}`, el("input", { name: "min", inputmode: "decimal" })));
     box.append(field("c-max", `To${unit}`, el("input", { name: "max", inputmode: "decimal" })));
   } else if (spec.values) {
-    const sel = el("select", { name: "value", multiple: "", size: String(Math.min(6, spec.values.length)) });
-    for (const v of spec.values) sel.append(el("option", { value: v.code }, [v.label]));
-    box.append(field("c-values", "Value (Ctrl/⌘ for several)", sel));
+    // Ticks, not a Ctrl-click list: long names wrap, and a filter box narrows them.
+    const filter = el("input", { type: "search", class: "filter", "aria-label": "Filter the values",
+      placeholder: "Type to filter", "data-filter-values": "" });
+    const checks = el("div", { class: "checks" });
+    for (const v of spec.values) {
+      checks.append(el("label", { class: "check" },
+        [el("input", { type: "checkbox", name: "value", value: v.code }), ` ${v.label}`]));
+    }
+    box.append(el("fieldset", { class: "values", id: "c-values" },
+      [el("legend", {}, ["Values (tick one or more)"]), filter, checks]));
   } else {
     const hint = spec.examples ? ` (e.g. ${spec.examples.join(", ")})` : "";
     box.append(field("c-text", `Value${hint}`, el("input", { name: "value" })));
   }
 }
+
+// Type-ahead over a criterion's values: hide the ticks whose label does not contain the text.
+document.addEventListener("input", (event) => {
+  const box = event.target;
+  if (!(box instanceof HTMLInputElement) || !box.hasAttribute("data-filter-values")) return;
+  const wanted = box.value.trim().toLowerCase();
+  for (const label of box.closest("fieldset").querySelectorAll("label.check")) {
+    label.hidden = wanted !== "" && !label.textContent.toLowerCase().includes(wanted);
+  }
+});
 
 const keySelect = document.querySelector("[data-vocab-select]");
 if (keySelect) {
