@@ -112,6 +112,21 @@ def load_data(fed: LocalFederation, data: dict[str, Path], console: Console) -> 
         )
 
 
+def allow_analyses(node_dir: Path) -> None:
+    """The demo's nodes opt in to Tier 3 (a real node's policy.toml allows none by default)."""
+    from oncofed.analysis import ANALYSES
+    from oncofed.analysis.wire import STEP_KIND
+    from oncofed.node.policy import load_policy, write_policy
+    from oncofed.settings import load_node_settings
+
+    settings = load_node_settings(node_dir)
+    path = settings.resolve(settings.policy_file)
+    policy = load_policy(path)
+    policy.allowed_tasks = sorted({*policy.allowed_tasks, STEP_KIND})
+    policy.allowed_algorithms = sorted(ANALYSES)
+    write_policy(path, policy)
+
+
 def demo_users(fed: LocalFederation, nodes: list[str]) -> dict[str, tuple[str, str]]:
     """A researcher, a DAC member of every node and a data holder, to try the portal with."""
     _, engine = open_hub(fed.hub.directory)
@@ -175,6 +190,7 @@ def _build(
     for provider in manifest.providers:
         with console.status(f"creating and enrolling node {provider.id} ..."):
             fed.add_node(provider.id, start=False)
+            allow_analyses(fed.nodes[provider.id].directory)
         data[provider.id] = synthetic / provider.path
     load_data(fed, data, console)
     return demo_users(fed, list(data)), {

@@ -116,6 +116,16 @@ HUB_MATRIX = [
         p("/api/tasks/{tid}/results"),
     ),
     Row("GET", "/api/vocabulary", public(200)),
+    # Tier 3 (issue 19): researchers run analyses; only the run's owner (or an admin) sees it.
+    Row("GET", "/api/analyses/variables", public(200)),
+    Row("POST", "/api/analyses", auth(403, admin=422, alice=422, bob=422), kwargs={"json": {}}),
+    Row("GET", "/api/analyses", auth(403, admin=200, alice=200, bob=200)),
+    Row(
+        "GET",
+        "/api/analyses/{run_id}",
+        auth(403, admin=404, alice=404, bob=404),
+        p("/api/analyses/{nosuch}"),
+    ),
     Row("POST", "/api/search", auth(403, admin=422, alice=422, bob=422), kwargs={"json": {}}),
     Row(
         "GET",

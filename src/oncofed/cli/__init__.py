@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from oncofed import __version__
+from oncofed.cli.analyse import analyse_app
 from oncofed.cli.audit import audit_app
 from oncofed.cli.beacon import beacon
 from oncofed.cli.catalogue import catalogue_app
@@ -36,6 +37,7 @@ COMMAND_ORDER = (
     "beacon",
     "catalogue",
     "request",
+    "analyse",
     "nodes",
     "task",
     "hub",
@@ -78,6 +80,7 @@ def _mount() -> None:
     app.command()(search)
     app.command("beacon")(beacon)
     app.add_typer(catalogue_app, name="catalogue")
+    app.add_typer(analyse_app, name="analyse")
     app.add_typer(request_app, name="request")
     app.command()(nodes)
     app.add_typer(task_app, name="task")

@@ -18,11 +18,14 @@ import mimetypes
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from oncofed.client.results import BeaconResult, SearchResult, Vocabulary
+
+if TYPE_CHECKING:
+    from oncofed.client.analyse import Analyse
 
 # How long fetched visas are presented before asking the hub again, and how many fit in the
 # header the hub forwards to nodes (a node reads at most 50; the hub's field holds 20,000).
@@ -101,6 +104,13 @@ class HubClient:
 
     def close(self) -> None:
         self.http.close()
+
+    @property
+    def analyse(self) -> Analyse:
+        """Tier 3: federated statistics (``client.analyse.glm(...)``, ``.km(...)`` ...)."""
+        from oncofed.client.analyse import Analyse
+
+        return Analyse(self)
 
     def __enter__(self) -> HubClient:
         return self

@@ -18,6 +18,7 @@ from fastapi_offline import FastAPIOffline
 from oncofed import __version__
 from oncofed.audit import AuditLog
 from oncofed.beacon.errors import install_error_handlers
+from oncofed.hub.analysis import routes as analysis_routes
 from oncofed.hub.beacon import HUB_BEACON_ID, create_hub_beacon_router
 from oncofed.hub.catalogue import routes as catalogue
 from oncofed.hub.catalogue.service import refresh_loop as catalogue_refresh_loop
@@ -191,6 +192,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(catalogue.router)  # issue 7: catalogue, FAIR Data Point
     app.include_router(create_hub_beacon_router())  # issue 4: Beacon v2 network
     install_error_handlers(app, lambda request: HUB_BEACON_ID)  # Beacon-shaped errors
+    app.include_router(analysis_routes.router)  # issue 19: federated statistics
     portal.install(app)  # issue 7: the researcher portal
     return app
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from fastapi import Request
@@ -16,6 +17,15 @@ from oncofed.hub.search import SearchAdmission
 from oncofed.security.keys import SigningKey
 from oncofed.settings import HubSettings
 
+if TYPE_CHECKING:
+    from oncofed.hub.analysis.runs import AnalysisRuns
+
+
+def _analysis_runs() -> AnalysisRuns:
+    from oncofed.hub.analysis.runs import AnalysisRuns
+
+    return AnalysisRuns()
+
 
 @dataclass
 class HubContext:
@@ -28,6 +38,8 @@ class HubContext:
     notifier: Notifier
     search_admission: SearchAdmission
     logins: LoginDelay
+    # Tier 3: analysis runs driven by this hub process (issue 19).
+    analyses: AnalysisRuns = field(default_factory=_analysis_runs)
 
 
 def hub_context(request: Request) -> HubContext:

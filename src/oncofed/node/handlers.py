@@ -28,6 +28,7 @@ CAPABILITIES = (
     "oncofed.node.tasks",
     "oncofed.node.publish",
     "oncofed.node.beacon.task",
+    "oncofed.node.analysis",
 )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from oncofed.analysis.disclosure import AnalysisRules
 from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.settings import ConfigError
 
@@ -39,6 +40,9 @@ class NodePolicy(BaseModel):
     allowed_algorithms: list[str] = Field(default_factory=list)
     disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
     mediator: MediatorLimits = Field(default_factory=MediatorLimits)
+    # Tier 3: the limits of federated analyses (`analysis.step` in allowed_tasks and the
+    # algorithms in allowed_algorithms opt in; see oncofed.analysis.disclosure).
+    analysis: AnalysisRules = Field(default_factory=AnalysisRules)
 
     def allows_task(self, kind: str) -> bool:
         return kind in self.allowed_tasks
@@ -61,6 +65,11 @@ class NodePolicy(BaseModel):
             "rounding": self.disclosure.rounding,
             "epsilon": self.disclosure.epsilon,
             "daily_budget": self.disclosure.daily_budget,
+            **(
+                {"analysis": self.analysis.model_dump(mode="json")}
+                if self.allowed_algorithms
+                else {}
+            ),
         }
 
 

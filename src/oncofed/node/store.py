@@ -23,7 +23,7 @@ import duckdb
 
 if TYPE_CHECKING:
     from oncofed.query.ast import Operation
-    from oncofed.query.columnar import ColumnarSearch
+    from oncofed.query.columnar import ColumnarIndex, ColumnarSearch
     from oncofed.query.counts import DatasetCounts
 
 SCHEMA_VERSION = 1
@@ -360,6 +360,19 @@ class NodeStore:
         generation = self.generation  # read before the check, so a write after it counts
         with self.reading() as con:
             return search.counts(con, op, generation, max_studies)
+
+    def search_index(self) -> ColumnarIndex:
+        """The in-memory search index as the store is now: the cohorts of Tier-3 analyses
+        are selected on it with the search AST (:meth:`ColumnarIndex.matching`)."""
+        from oncofed.query.columnar import ColumnarSearch
+
+        with self._lock:
+            if self._search is None:
+                self._search = ColumnarSearch()
+            search = self._search
+        generation = self.generation
+        with self.reading() as con:
+            return search.current(con, generation)
 
     def close(self) -> None:
         with self._lock:

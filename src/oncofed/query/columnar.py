@@ -287,6 +287,13 @@ class ColumnarIndex:
     # Counting
     # --------------------------------------------------------------------------------------
 
+    def matching(self, op: Operation) -> Mask:
+        """The patients a query selects, by ``pk`` - 1 (Tier-3 cohorts: the rows analysed
+        are exactly those a search with the same AST counts)."""
+        if not op.children:
+            return np.ones(self.patients.rows, dtype=np.bool_)
+        return _Masks(self).patient(op)
+
     def count(self, op: Operation, max_studies: int | None = None) -> list[DatasetCounts]:
         """The raw counts of :func:`oncofed.query.counts.count_matches`, from memory."""
         masks = _Masks(self)

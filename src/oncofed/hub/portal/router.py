@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oncofed.hub.context import hub_context
 from oncofed.hub.portal import (
+    analyse_pages,
     catalogue_pages,
     cohort_pages,
     federation_pages,
@@ -91,6 +92,7 @@ def install(app: FastAPI) -> None:
         request_pages,
         federation_pages,
         help_pages,
+        analyse_pages,  # issue 19
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

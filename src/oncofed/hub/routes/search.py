@@ -31,8 +31,11 @@ class SearchRequest(BaseModel):
 
 @router.get("/api/vocabulary", tags=["search"])
 async def get_vocabulary() -> Any:
-    """Every search key with its labels, value type and allowed values."""
-    return vocabulary()
+    """Every search key with its labels, value type and allowed values, and (``analysis``)
+    the variables Tier-3 analyses may use, each with the analyses that accept it."""
+    from oncofed.analysis.variables import catalogue
+
+    return {**vocabulary(), "analysis": catalogue()}
 
 
 async def _wait(
