@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 
 from oncofed import __version__
 from oncofed.audit import AuditLog
+from oncofed.hub import blobs
 from oncofed.hub.beacon import create_hub_beacon_router
 from oncofed.hub.catalogue import routes as catalogue
 from oncofed.hub.catalogue.service import refresh_loop as catalogue_refresh_loop
@@ -24,6 +25,8 @@ from oncofed.hub.context import HubContext
 from oncofed.hub.db import make_engine, sessions, upgrade
 from oncofed.hub.identity import external as oidc_login
 from oncofed.hub.identity import issuer as oidc_issuer
+from oncofed.hub.learning import routes as learning_routes
+from oncofed.hub.learning import runs as learning_runs
 from oncofed.hub.models import UsedNonce
 from oncofed.hub.negotiation import routes as negotiation
 from oncofed.hub.negotiation.mail import mail_loop
@@ -89,6 +92,7 @@ def create_app(settings: HubSettings) -> FastAPI:
         ctx.audit.append(
             "hub", "hub.start", "info", settings.name, details={"version": __version__}
         )
+        await run_in_threadpool(learning_runs.interrupt_unfinished, ctx)  # issue 20
         sweeper = asyncio.create_task(_housekeeping(ctx))
         mailer = asyncio.create_task(mail_loop(ctx))
         cataloguer = asyncio.create_task(catalogue_refresh_loop(ctx))  # issue 7
@@ -115,5 +119,7 @@ def create_app(settings: HubSettings) -> FastAPI:
         app.include_router(mine.router)
     app.include_router(catalogue.router)  # issue 7: catalogue, FAIR Data Point
     app.include_router(create_hub_beacon_router())  # issue 4: Beacon v2 network
+    app.include_router(blobs.router)  # issue 20: weights between hub and nodes
+    app.include_router(learning_routes.router)  # issue 20: training and validation runs
     portal.install(app)  # issue 7: the researcher portal
     return app

@@ -17,6 +17,21 @@ from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.settings import ConfigError
 
 
+class LearningPolicy(BaseModel):
+    """Federated training and validation at this node (`[learning]` in policy.toml).
+
+    The node runs only catalogue models it lists (`name@version`), and trains only within
+    these minimums, whatever a run asks for: few cases or tiny batches make weights and
+    metrics closer to the individual records they came from.
+    """
+
+    allowed_models: list[str] = Field(default_factory=list)
+    min_train_cases: int = Field(50, ge=1)  # patients in the training split
+    min_batch_size: int = Field(16, ge=1)
+    min_local_epochs: int = Field(1, ge=1)
+    max_rounds: int = Field(100, ge=1, le=1000)
+
+
 class NodePolicy(BaseModel):
     # Discovery-level tasks only (aggregate, disclosure-controlled); record-level access and
     # analysis need an explicit opt-in here.
@@ -25,6 +40,7 @@ class NodePolicy(BaseModel):
     )
     allowed_algorithms: list[str] = Field(default_factory=list)
     disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
+    learning: LearningPolicy = Field(default_factory=LearningPolicy)
 
     def allows_task(self, kind: str) -> bool:
         return kind in self.allowed_tasks

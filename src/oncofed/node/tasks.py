@@ -143,4 +143,5 @@ def search_count(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict
 
 
 # Capabilities whose handlers live in their own modules register on import.
+from oncofed.node import learning as _learning  # noqa: E402,F401  (issue 20: fl.round, fl.validate)
 from oncofed.node import publish as _publish  # noqa: E402,F401  (issue 7: catalogue.describe)
