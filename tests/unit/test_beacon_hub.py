@@ -13,9 +13,9 @@ from oncofed.hub.channel import TargetView, TaskView
 from oncofed.node.beacon.schemas import BeaconSchemas, default_root
 from oncofed.node.beacon.task import beacon_query
 from oncofed.node.context import NodeContext
+from oncofed.node.handlers import TaskMeta, registered
 from oncofed.node.ingest.common import NodeTarget
 from oncofed.node.ingest.vcf import ingest_vcf
-from oncofed.node.tasks import HANDLERS, TaskMeta
 from oncofed.protocol import TaskBodyError, validate_body
 from oncofed.settings import load_node_settings
 from tests.clinical_fixtures import make_node, make_synth
@@ -44,7 +44,7 @@ def _view(results: dict[str, dict | None]) -> TaskView:  # type: ignore[type-arg
 
 
 def test_task_body_is_registered_and_checked() -> None:
-    assert "beacon.query" in HANDLERS
+    assert "beacon.query" in registered()
     body = validate_body("beacon.query", {"entry_type": "g_variants", "request": {}})
     assert body["entry_type"] == "g_variants"
     with pytest.raises(TaskBodyError):

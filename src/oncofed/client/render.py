@@ -278,3 +278,39 @@ def visas_table(visas: list[dict[str, Any]]) -> Table:
             v["jti"],
         )
     return table
+
+
+def nodes_table(rows: list[dict[str, Any]]) -> Table:
+    """The federation's nodes: name, id, status, version and when the hub last heard of each."""
+    table = Table("name", "id", "status", "version", "last seen")
+    for n in rows:
+        table.add_row(
+            _text(n["name"]),
+            n["id"],
+            n["status"],
+            n.get("version") or "",
+            n.get("last_seen_at") or "never",
+        )
+    return table
+
+
+TASK_STATUS_COLOURS = {
+    "succeeded": "green",
+    "timed_out": "yellow",
+    "refused": "red",
+    "failed": "red",
+}
+
+
+def task_table(view: dict[str, Any]) -> Table:
+    """A task's per-node status and result (or error), the result cut to one line."""
+    table = Table("node", "status", "result", title=f"task {view['id']} ({view['kind']})")
+    for t in view["targets"]:
+        colour = TASK_STATUS_COLOURS.get(t["status"], "white")
+        if t["result"] is not None:
+            summary = json.dumps(t["result"])
+            summary = summary if len(summary) < 120 else summary[:117] + "..."
+        else:
+            summary = t["error"] or ""
+        table.add_row(_text(t["node_name"]), f"[{colour}]{t['status']}[/]", _text(summary))
+    return table

@@ -33,8 +33,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from oncofed.node.context import NodeContext
+from oncofed.node.handlers import TaskMeta, TaskRefused, registered
 from oncofed.node.state import task_ledger
-from oncofed.node.tasks import HANDLERS, TaskMeta, TaskRefused
 from oncofed.protocol import TaskBodyError, validate_body
 from oncofed.security.envelope import SignatureError, SignedEnvelope, iso, parse_iso, utcnow
 from oncofed.security.request_auth import sign_request
@@ -189,7 +189,8 @@ class Agent:
         requester = str(payload.get("from", "?"))
         action, reason = f"task.{kind}", ""
         meta = TaskMeta(task_id, kind, requester)
-        if not self.ctx.policy.allows_task(kind) or kind not in HANDLERS:
+        handlers = registered()
+        if not self.ctx.policy.allows_task(kind) or kind not in handlers:
             action, decision = "task.policy", "deny"
             reason = f"this node's policy does not allow {kind} tasks"
             log.warning("refused task %s: %s", task_id, reason)
@@ -197,7 +198,7 @@ class Agent:
         else:
             try:
                 body = validate_body(kind, payload.get("body"))
-                output = HANDLERS[kind](self.ctx, body, meta)
+                output = handlers[kind](self.ctx, body, meta)
             except TaskBodyError as exc:
                 decision, reason = "deny", str(exc)
                 result = self._result(task_id, "failed", error=reason)

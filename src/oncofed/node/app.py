@@ -16,7 +16,6 @@ from oncofed import __version__
 from oncofed.node import admin_routes
 from oncofed.node.agent import Agent
 from oncofed.node.beacon import create_beacon_router
-from oncofed.node.beacon import task as _beacon_task  # noqa: F401  (beacon.query handler)
 from oncofed.node.context import NodeContext
 from oncofed.node.grants import request_grants, revocation_loop
 from oncofed.node.ingest.jobs import IngestJobs, JobState, admin_token

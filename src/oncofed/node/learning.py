@@ -27,7 +27,7 @@ from oncofed.learning.tasks import LABELS, ROUND_KIND, VALIDATE_KIND
 from oncofed.node.cas import ContentStore
 from oncofed.node.context import NodeContext
 from oncofed.node.grants import task_grants_for
-from oncofed.node.tasks import TaskMeta, TaskRefused, handler
+from oncofed.node.handlers import TaskMeta, TaskRefused, handler
 from oncofed.security.request_auth import sign_request
 
 # The only metrics a reply may carry (anything else the worker reports is dropped).

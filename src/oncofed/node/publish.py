@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from oncofed.node.context import NodeContext
-from oncofed.node.tasks import TaskMeta, handler
+from oncofed.node.handlers import TaskMeta, handler
 from oncofed.privacy.disclose import headline_noise, release_count, strata_wanted
 from oncofed.protocol import CATALOGUE_KIND
 from oncofed.query.ast import Condition, Operation, query_hash

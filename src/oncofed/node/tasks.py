@@ -1,56 +1,16 @@
-"""Task handlers: what a node does for each task kind it allows.
-
-A handler receives the node context and the validated body and returns the result body,
-which must already be safe to leave the node (aggregates that passed disclosure control).
+"""The node's own task kinds: `node.info` (version, policy, dataset sizes) and `search.count`
+(EUCAIM search). Other capabilities register theirs in their own modules; the registry and
+its rules are in `oncofed.node.handlers`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-
-import sqlalchemy as sa
 
 from oncofed import __version__
 from oncofed.node.context import NodeContext
+from oncofed.node.handlers import TaskMeta, TaskRefused, handler
 from oncofed.privacy.disclose import release_count
-
-
-@dataclass(frozen=True)
-class TaskMeta:
-    """Who asked (as the hub signed it) and which task this is.
-
-    A handler that has a decision to audit can leave it in `audit_entries` (keyword
-    arguments of :meth:`oncofed.audit.AuditLog.append`) instead of appending it itself: the
-    agent writes them in the transaction that records the task's outcome, so they cost no
-    commit of their own and exist exactly when the outcome does. Entries are written
-    whether the handler returns or raises. `writes` work the same way for other rows of
-    the node's state database (a search's budget charge): each runs on the connection of
-    that transaction.
-    """
-
-    task_id: str
-    kind: str
-    requester: str
-    audit_entries: list[dict[str, Any]] = field(default_factory=list)
-    writes: list[Callable[[sa.Connection], None]] = field(default_factory=list)
-
-
-class TaskRefused(Exception):
-    """The node declines this task under its policy; the reason goes back to the requester."""
-
-
-Handler = Callable[[NodeContext, dict[str, Any], TaskMeta], dict[str, Any]]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        HANDLERS[kind] = fn
-        return fn
-
-    return register
 
 
 def node_summary(ctx: NodeContext) -> dict[str, Any]:
@@ -140,8 +100,3 @@ def search_count(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict
     except (DisclosureRefused, QueryValidationError) as exc:
         raise TaskRefused(str(exc)) from exc
     return response.model_dump(mode="json")
-
-
-# Capabilities whose handlers live in their own modules register on import.
-from oncofed.node import learning as _learning  # noqa: E402,F401  (issue 20: fl.round, fl.validate)
-from oncofed.node import publish as _publish  # noqa: E402,F401  (issue 7: catalogue.describe)

@@ -15,7 +15,7 @@ from typing import Any
 from oncofed.beacon.wire import BEACON_TASK, BeaconError, BeaconQueryBody, BeaconRequest
 from oncofed.node.beacon.router import engine_for
 from oncofed.node.context import NodeContext
-from oncofed.node.tasks import TaskMeta, handler
+from oncofed.node.handlers import TaskMeta, handler
 from oncofed.protocol import register_kind
 
 register_kind(BEACON_TASK, BeaconQueryBody)

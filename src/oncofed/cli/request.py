@@ -1,7 +1,7 @@
-"""`oncofed request ...` and `oncofed beacon`: access requests (the Negotiator v3 lifecycle),
-DAC decisions, comments and visas, and the Beacon v2 network, from the command line.
+"""`oncofed request ...`: access requests (the Negotiator v3 lifecycle), DAC decisions,
+comments, attachments and visas, from the command line.
 
-Thin, as `oncofed.cli`: it parses, calls `HubClient`, and prints the tables of
+Thin, as every `oncofed.cli` module: it parses, calls `HubClient`, and prints the tables of
 `oncofed.client.render`. The hub decides who may do what; its refusals (an illegal
 transition, a wrong role, an unknown id) come out as one line on stderr and exit code 1.
 """
@@ -11,16 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from oncofed.cli_common import console, fail, hub_client, hub_errors
+from oncofed.cli.common import AsJson, HubUrl, console, fail, hub_client, hub_errors
 from oncofed.hub.negotiation.lifecycle import NEGOTIATION_ACTORS, RESOURCE_ACTORS
-
-if TYPE_CHECKING:
-    pass
 
 request_app = typer.Typer(
     help="Access requests: create, submit and follow them; DAC decisions; your visas.",
@@ -28,10 +25,6 @@ request_app = typer.Typer(
 )
 
 
-HubUrl = Annotated[
-    str | None, typer.Option(help="hub URL (default: the one `oncofed login` saved)")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="print raw JSON")]
 RequestId = Annotated[str, typer.Argument(help="the request's id, e.g. neg-0123456789abcdef")]
 
 
@@ -47,9 +40,6 @@ RESOURCE_EVENT_HELP = (
     f"DAC members of the resource's provider: {_events_by(RESOURCE_ACTORS, 'dac')}; "
     f"the requesting researcher: {_events_by(RESOURCE_ACTORS, 'owner')}"
 )
-
-
-_client = hub_client
 
 
 def _print_json(value: Any) -> None:
@@ -170,7 +160,7 @@ def create(
     it (--submit does so at once)."""
     form = _form({}, form_file, locals())
     resources = _resources(dataset)
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors():
         view = client.create_access_request(title, resources, form)
     if submit:
@@ -205,7 +195,7 @@ def edit(
 
     Also possible while a provider has returned it for resubmission. Fields not given keep
     their values."""
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors():
         current = client.access_request(request_id)
         form = _form(current.get("form") or {}, form_file, locals())
@@ -225,7 +215,7 @@ def list_requests(as_json: AsJson = False, hub: HubUrl = None) -> None:
     datasets; every one, as a hub admin."""
     from oncofed.client.render import requests_table
 
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors():
         views = [client.access_request(r["id"]) for r in client.access_requests()]
     if as_json:
@@ -247,7 +237,7 @@ def show(request_id: RequestId, as_json: AsJson = False, hub: HubUrl = None) -> 
         request_visas_table,
     )
 
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors():
         view = client.access_request(request_id)
         comments = client.comments(request_id)
@@ -280,7 +270,7 @@ def event(
     from oncofed.client.render import request_resources_table
 
     name = _event_name(event)
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors(f"{name} on {request_id}: "):
         view = client.request_event(request_id, name, note)
     if as_json:
@@ -322,7 +312,7 @@ def decide(
     The requesting researcher answers access conditions or resubmits with it too. A grant
     (GRANT_ACCESS_TO_RESOURCE) issues a visa to the researcher."""
     name = _event_name(event)
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors(f"{name} on {request_id} row {row}: "):
         view = client.resource_event(request_id, row, name, note, conditions, grant_days)
     if as_json:
@@ -349,7 +339,7 @@ def comment(
     hub: HubUrl = None,
 ) -> None:
     """Comment on a request (its author, its providers' DACs, hub admins)."""
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors(f"comment on {request_id}: "):
         added = client.add_comment(request_id, text, provider)
     whom = f"{provider}'s DAC" if provider else "everyone on it"
@@ -365,7 +355,7 @@ def attach(
     """Attach a document to your request (its author)."""
     if not path.is_file():
         raise fail(f"no such file: {path}")
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors(f"attaching {path.name} to {request_id}: "):
         added = client.attach(request_id, path)
     console.print(
@@ -379,7 +369,7 @@ def attachments(request_id: RequestId, as_json: AsJson = False, hub: HubUrl = No
     """The documents attached to a request."""
     from oncofed.client.render import attachments_table
 
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors():
         listed = client.attachments(request_id)
     if as_json:
@@ -401,7 +391,7 @@ def download(
     hub: HubUrl = None,
 ) -> None:
     """Save an attached document; an existing file is kept unless --force."""
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors():
         listed = {a["id"]: a for a in client.attachments(request_id)}
         if attachment_id not in listed:
@@ -427,7 +417,7 @@ def revoke_visa(
 ) -> None:
     """Revoke a visa (hub admins, or DAC members of its provider); nodes refuse it within a
     minute."""
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors(f"revoking visa {jti}: "):
         result = client.revoke_visa(jti, reason)
     console.print(f"visa {escape(jti)} revoked at {result['revoked_at']}")
@@ -438,7 +428,7 @@ def visas(as_json: AsJson = False, hub: HubUrl = None) -> None:
     """Your valid visas (ControlledAccessGrants): dataset, provider, expiry, conditions."""
     from oncofed.client.render import visas_table
 
-    client = _client(hub)
+    client = hub_client(hub)
     with hub_errors():
         granted = client.visas()
     if as_json:
@@ -447,79 +437,3 @@ def visas(as_json: AsJson = False, hub: HubUrl = None) -> None:
         console.print("no valid visas: none granted yet, or all expired or revoked")
     else:
         console.print(visas_table(granted))
-
-
-# -- Beacon v2 network --------------------------------------------------------------------
-
-
-def _beacon_params(
-    params: list[str], gene: str | None, variant: str | None, granularity: str
-) -> dict[str, str]:
-    out: dict[str, str] = {"requestedGranularity": granularity}
-    if gene:
-        out["geneId"] = gene
-    if variant:
-        parts = variant.split(":")
-        if len(parts) not in (2, 4) or not parts[0] or not parts[1].isdigit():
-            raise fail(f"--variant {variant!r}: write CHROM:POS or CHROM:POS:REF:ALT (1-based POS)")
-        if int(parts[1]) < 1:
-            raise fail(f"--variant {variant!r}: POS counts from 1, as in VCF")
-        out["referenceName"] = parts[0]
-        out["start"] = str(int(parts[1]) - 1)  # Beacon v2 positions are 0-based
-        if len(parts) == 4:
-            out["referenceBases"], out["alternateBases"] = parts[2], parts[3]
-    for item in params:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise fail(f"--param {item!r}: write KEY=VALUE, e.g. geneId=KRAS")
-        out[key] = value
-    return out
-
-
-def beacon(
-    entry: Annotated[
-        str,
-        typer.Argument(
-            help="entry type: individuals, biosamples, g_variants, analyses, runs, cohorts, "
-            "datasets"
-        ),
-    ],
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="a Beacon v2 query parameter KEY=VALUE (repeat), e.g. geneId=KRAS, "
-            "assemblyId=GRCh38, filters=NCIT:C3058, requestedGranularity=boolean"
-        ),
-    ] = None,
-    gene: Annotated[str | None, typer.Option(help="a gene symbol (geneId), e.g. KRAS")] = None,
-    variant: Annotated[
-        str | None,
-        typer.Option(
-            help="CHROM:POS:REF:ALT or CHROM:POS, POS 1-based as in VCF (sets referenceName, "
-            "start, referenceBases, alternateBases)"
-        ),
-    ] = None,
-    granularity: Annotated[
-        str,
-        typer.Option(help="boolean, count or record; the nodes cap it by your grants"),
-    ] = "count",
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the hub")] = 30,
-    as_json: AsJson = False,
-    hub: HubUrl = None,
-) -> None:
-    """Ask the federation's Beacon v2 network (every node's Beacon, through the hub)."""
-    from oncofed.beacon.wire import ENTRY_TYPES
-    from oncofed.client.render import beacon_table
-
-    if entry not in ENTRY_TYPES:
-        raise fail(f"unknown Beacon entry type {entry!r}; one of {', '.join(ENTRY_TYPES)}")
-    query = _beacon_params(param or [], gene, variant, granularity)
-    client = _client(hub)
-    with hub_errors(f"Beacon {entry}: "):
-        response = client.beacon(entry, timeout, **query)
-    if as_json:
-        _print_json(response)
-        return
-    shown = " ".join(f"{k}={v}" for k, v in query.items() if k != "requestedGranularity")
-    title = f"Beacon v2 network, {entry}" + (f" {escape(shown)}" if shown else "")
-    console.print(beacon_table(response, title))
