@@ -39,8 +39,9 @@ def test_synth_export_imports_completely(synth: Path, target: NodeTarget) -> Non
     lesions = {r["mrn"]: r["result"] for r in _rows(clinical / "biomarkers.csv")}
     with target.store.reading() as con:
         stored = dict(
-            con.execute("SELECT patient_id, value_code FROM biomarker WHERE name = 'LESION'")
-            .fetchall()
+            con.execute(
+                "SELECT patient_id, value_code FROM biomarker WHERE name = 'LESION'"
+            ).fetchall()
         )
     assert stored == {target.pseudonyms.patient(mrn): v for mrn, v in lesions.items()}
     diagnoses = _rows(clinical / "diagnoses.csv")

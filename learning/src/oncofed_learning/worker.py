@@ -131,7 +131,8 @@ def coordinate(inp: IO[str], out: IO[str]) -> int:
             {
                 "op": "round",
                 "message_type": message_type,
-                "round": int(group or 0),
+                # FedAvg leaves the group id empty and puts the round in the config.
+                "round": int(config.get("server-round", group or 0)),
                 "sites": [names[n] for n in nodes],
                 "weights": weights,
                 "config": config,

@@ -1,0 +1,259 @@
+"""Federated training and validation across real processes on loopback: a hub, three nodes
+with synthetic images (non-IID: lesion prevalence 0.3 / 0.5 / 0.7), their learning workers.
+
+One federation per module (ingest is the slow part); each test starts its own runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from oncofed.hub.admin import add_user, create_api_token, open_hub
+from oncofed.learning.worker import WorkerMissing, learning_python
+from oncofed.local import LocalFederation
+from oncofed.node.policy import load_policy, write_policy
+from oncofed.settings import load_node_settings
+from oncofed.synth import generate_federation
+from tests.integration.test_negotiation import FORM
+
+pytestmark = pytest.mark.integration
+
+PATIENTS = 90
+MODEL = "small-cnn-2d@1"
+RELEASED = {"num-examples", "train-loss", "eval-loss", "eval-auc"}
+
+
+@dataclass
+class Federation:
+    fed: LocalFederation
+    sites: list[str]
+    tokens: dict[str, str]
+    visas: dict[str, str]  # site -> alice's visa jti there
+
+    def call(self, user: str, method: str, path: str, **body: object) -> httpx.Response:
+        return httpx.request(
+            method,
+            self.fed.hub.url + path,
+            json=body or None,
+            headers={"authorization": f"Bearer {self.tokens[user]}"},
+            timeout=60,
+        )
+
+    def datasets(self, sites: list[str] | None = None) -> list[str]:
+        return [f"{s}:{s}-oncology" for s in sites or self.sites]
+
+    def train(self, user: str = "alice", **spec: object) -> dict:  # type: ignore[type-arg]
+        body = {
+            "model": MODEL,
+            "datasets": self.datasets(),
+            "rounds": 2,
+            "batch_size": 16,
+            "local_epochs": 2,
+            "round_timeout": 120,
+            "seed": 3,
+        } | spec
+        r = self.call(user, "POST", "/api/learning/runs", **body)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def wait(self, run_id: str, user: str = "alice", timeout: float = 240) -> dict:  # type: ignore[type-arg]
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.call(user, "GET", f"/api/learning/runs/{run_id}").json()
+            if view["status"] not in ("queued", "running"):
+                return dict(view)
+            assert time.monotonic() < deadline, f"run {run_id} still {view['status']}"
+            time.sleep(0.5)
+
+
+def _ingest(node_dir: Path, data: Path, dataset: str) -> None:
+    for args in (
+        ["clinical", str(data / "clinical"), "--dataset", dataset],
+        ["images", str(data / "dicom"), "--no-progress"],
+    ):
+        subprocess.run(
+            [sys.executable, "-m", "oncofed", "node", "ingest", *args, "--dir", str(node_dir)],
+            check=True,
+            capture_output=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    try:
+        learning_python()
+    except WorkerMissing as exc:
+        pytest.fail(str(exc))
+    os.environ["ONCOFED_NODE_GRANT_REFRESH_SECONDS"] = "1"
+    base = tmp_path_factory.mktemp("learning")
+    manifest = generate_federation(
+        base / "synthetic",
+        providers=3,
+        patients=PATIENTS,
+        seed=5,
+        instances=1,
+        formats=("dicom", "clinical"),
+        progress=False,
+    )
+    fed = LocalFederation(base / "fed")
+    fed.init_hub("learning test hub")
+    fed.start_hub()
+    sites = [p.id for p in manifest.providers]
+    try:
+        for provider in manifest.providers:
+            node = fed.add_node(provider.id, start=False)
+            _ingest(node.directory, base / "synthetic" / provider.path, f"{provider.id}-oncology")
+            settings = load_node_settings(node.directory)
+            policy = load_policy(settings.resolve(settings.policy_file))
+            policy.allowed_tasks += ["fl.round", "fl.validate"]
+            policy.learning.allowed_models = [MODEL]
+            write_policy(settings.resolve(settings.policy_file), policy)
+        for site in sites:
+            fed.start_node(site)
+        _, engine = open_hub(fed.hub.directory)
+        add_user(engine, "alice", ["researcher"])
+        add_user(engine, "bob", ["researcher"])
+        add_user(engine, "dac", [f"dac:{s}" for s in sites])
+        tokens = {u: create_api_token(engine, u, days=1) for u in ("alice", "bob", "dac")}
+        tokens["admin"] = fed.admin_token
+        engine.dispose()
+        f = Federation(fed, sites, tokens, {})
+        nid = f.call(
+            "alice",
+            "POST",
+            "/api/negotiations",
+            title="lesion model",
+            resources=[{"id": f"{s}-oncology", "provider": s} for s in sites],
+            form=FORM,
+        ).json()["id"]
+        for user, ev in (("alice", "SUBMIT"), ("admin", "APPROVE"), ("alice", "START")):
+            view = f.call(user, "POST", f"/api/negotiations/{nid}/events", event=ev).json()
+        for res in view["resources"]:
+            for ev in ("MARK_AS_AVAILABLE", "GRANT_ACCESS_TO_RESOURCE"):
+                r = f.call(
+                    "dac",
+                    "POST",
+                    f"/api/negotiations/{nid}/resources/{res['row']}/events",
+                    event=ev,
+                )
+                assert r.status_code < 300, r.text
+        for visa in f.call("alice", "GET", "/api/visas").json()["visas"]:
+            f.visas[visa["provider"]] = visa["jti"]
+        assert sorted(f.visas) == sorted(sites)
+        yield f
+    finally:
+        fed.stop()
+
+
+def _score_held_back(model: Path, tmp: Path) -> float:
+    """AUC of the model on patients none of the nodes holds (same providers, later indices),
+    computed in the learning venv from the downloaded model file."""
+    from oncofed.synth import iter_patients, make_provider
+    from oncofed.synth.writers.dicom import build_instance
+
+    cases = []
+    for index in range(3):
+        provider = make_provider(index)
+        for r in iter_patients(index, 40, seed=5, start=PATIENTS, instances=1):
+            for study in r.studies:
+                for series in study.series:
+                    if series.kind == "image" and series.modality == "CT":
+                        path = tmp / f"{series.uid}.dcm"
+                        build_instance(provider, r, study, series, 1, 5).save_as(
+                            path, enforce_file_format=True
+                        )
+                        cases.append(
+                            {
+                                "path": str(path),
+                                "patient": r.patient.mrn,
+                                "label": int(r.lesion.present),
+                            }
+                        )
+    (tmp / "cases.json").write_text(json.dumps({"cases": cases}))
+    script = (
+        "import json,sys; from pathlib import Path\n"
+        "from oncofed_learning import data, metrics\n"
+        "from oncofed_learning.worker import load_model\n"
+        "from oncofed_learning.train import predict\n"
+        "_, model, _ = load_model(Path(sys.argv[1]))\n"
+        "split = data.load(data.read_cases(Path(sys.argv[2])))\n"
+        "y, p = metrics.per_patient(split.patients, split.y.numpy(), predict(model, split))\n"
+        "print(metrics.auc(y, p))\n"
+    )
+    out = subprocess.run(
+        [str(learning_python()), "-c", script, str(model), str(tmp / "cases.json")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_run_completes_and_its_model_scores_on_held_back_data(
+    federation: Federation, tmp_path: Path
+) -> None:
+    f = federation
+    run = f.wait(f.train(rounds=3)["id"])
+    assert run["status"] == "succeeded", run["error"]
+    assert [r["round"] for r in run["rounds"]] == [1, 2, 3]
+    for entry in run["rounds"]:
+        assert sorted(entry["nodes"]) == sorted(f.sites)
+        for metrics in entry["nodes"].values():
+            assert metrics["train_status"] == metrics["evaluate_status"] == "succeeded"
+    assert run["provenance"]["sites"] == sorted(f.sites)
+    assert run["provenance"]["model_sha256"] == run["model_sha256"]
+    # What the nodes sent: weights by hash and the fixed metric names, nothing per case.
+    with httpx.Client(
+        base_url=f.fed.hub.url, headers={"authorization": f"Bearer {f.tokens['alice']}"}
+    ) as client:
+        tasks = client.get("/api/tasks", params={"limit": 200}).json()
+        rounds = [t for t in tasks if t["kind"] == "fl.round"]
+        assert len(rounds) >= 3 * 2 * len(f.sites)
+        for task in rounds[:6]:
+            view = client.get(f"/api/tasks/{task['id']}").json()
+            for target in view["targets"]:
+                assert set(target["result"]) <= {"weights_sha256", "metrics"}
+                assert set(target["result"]["metrics"]) <= RELEASED
+        response = client.get(f"/api/learning/runs/{run['id']}/model")
+        assert response.status_code == 200
+    model = tmp_path / "model.pt"
+    model.write_bytes(response.content)
+    assert _score_held_back(model, tmp_path) >= 0.9
+    # Someone else cannot download it.
+    other = f.call("bob", "GET", f"/api/learning/runs/{run['id']}/model")
+    assert other.status_code == 404
+
+    # External validation of the same model at every node, under disclosure control.
+    r = f.call("alice", "POST", "/api/learning/validations", run=run["id"], datasets=f.datasets())
+    assert r.status_code == 201, r.text
+    validation = f.wait(r.json()["id"])
+    assert validation["status"] == "succeeded", validation["error"]
+    for site in f.sites:
+        report = validation["result"]["nodes"][site]["report"]
+        assert report["n"] >= 10 and report["min_count"] == 10
+        for cell in report["confusion"].values():
+            assert cell is None or cell >= 10
+        assert set(report["suppressed"]) == {k for k, v in report["confusion"].items() if v is None}
+    assert validation["result"]["pooled"]["nodes"] == len(f.sites)
+
+
+def test_refused_without_a_visa(federation: Federation) -> None:
+    f = federation
+    started = f.train(user="bob", rounds=1)
+    run = f.wait(started["id"], user="bob")
+    assert run["status"] == "failed"
+    assert "fewer than the run's minimum" in run["error"]
+    nodes = run["rounds"][0]["nodes"]
+    for site in f.sites:
+        assert nodes[site]["train_status"] == "refused"
+        assert "no valid visa" in nodes[site]["train_error"]
