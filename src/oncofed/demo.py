@@ -17,6 +17,7 @@ from rich.table import Table
 
 from oncofed.client.render import beacon_table, released, search_table
 from oncofed.hub.admin import add_user, open_hub
+from oncofed.learning import demo as learning_demo
 from oncofed.local import LocalFederation
 from oncofed.synth import generate_federation
 
@@ -151,6 +152,10 @@ def run_demo(
                 fed.add_node(provider.id, start=False)
             data[provider.id] = synthetic / provider.path
         load_data(fed, data, console)
+        no_learning = learning_demo.available(patients)
+        if no_learning is None:
+            for name in data:
+                learning_demo.allow_learning(fed.nodes[name].directory)
         for name in data:
             with console.status(f"starting node {name} ..."):
                 fed.start_node(name)
@@ -182,6 +187,12 @@ def run_demo(
             beacon = client.beacon("g_variants", geneId="KRAS", requestedGranularity="count")
         console.print(beacon_table(beacon, "Beacon v2 network, variants in KRAS"))
         people = demo_users(fed, list(data))
+        if no_learning is None:
+            learning_demo.grant_and_train(
+                fed.hub.url, people, fed.admin_password, list(data), console
+            )
+        else:
+            console.print(f"[yellow]federated training skipped[/]: {no_learning}")
         console.print()
         console.print(f"portal:        [bold]{fed.hub.url}/[/]   (API docs: {fed.hub.url}/docs)")
         console.print(

@@ -149,7 +149,9 @@ def interrupt_unfinished(ctx: HubContext) -> int:
         for run in runs:
             run.status, run.updated_at, run.finished_at = "interrupted", now, now
             run.error = "the hub stopped during the run; start it again (no model was kept)"
-            ctx.audit.append("hub", "learning.interrupt", "info", run.id, run.error)
+            ctx.audit.append(
+                "hub", "learning.interrupt", "info", run.id, run.error, con=s.connection()
+            )
     return len(runs)
 
 
@@ -579,5 +581,7 @@ def model_path(ctx: HubContext, run_id: str, username: str, admin: bool) -> tupl
             raise RunRefused(404, f"no run {run_id}")
         if run.status != "succeeded" or not run.model_sha256:
             raise RunRefused(409, f"run {run_id} has no model (status {run.status})")
-        ctx.audit.append(username, "learning.download", "allow", run_id)
-        return blob_store(ctx).path(run.model_sha256), run.created_at
+        digest, created = run.model_sha256, run.created_at
+    # Audited outside the read session: SQLite would make the write wait for it.
+    ctx.audit.append(username, "learning.download", "allow", run_id)
+    return blob_store(ctx).path(digest), created
