@@ -28,7 +28,7 @@ from tests.integration.test_negotiation import FORM
 
 pytestmark = pytest.mark.integration
 
-PATIENTS = 60
+PATIENTS = 90
 # Test providers are small: the nodes accept 30 training patients (the default is 50).
 MIN_TRAIN = 30
 MODEL = "small-cnn-2d@1"
@@ -60,7 +60,7 @@ class Federation:
             "datasets": self.datasets(),
             "rounds": 2,
             "batch_size": 16,
-            "local_epochs": 2,
+            "local_epochs": 5,
             "round_timeout": 120,
             "seed": 3,
         } | spec
@@ -207,7 +207,7 @@ def test_a_run_completes_and_its_model_scores_on_held_back_data(
 ) -> None:
     f = federation
     run = f.wait(f.train()["id"])
-    assert run["status"] == "succeeded", run["error"]
+    assert run["status"] == "succeeded", (run["error"], run["rounds"])
     assert [r["round"] for r in run["rounds"]] == [1, 2]
     for entry in run["rounds"]:
         assert sorted(entry["nodes"]) == sorted(f.sites)

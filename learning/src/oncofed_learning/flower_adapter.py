@@ -69,11 +69,19 @@ class OncofedGrid(Grid):
     One round's messages go out as one transport call per (type, content): FedAvg sends the
     same arrays and config to every site, so each round is one signed task addressed to all
     of them. Replies that do not come back by the timeout are missing (the straggler does not
-    stall the run); fewer than `min_sites` valid replies fails the round.
+    stall the run); fewer than `min_sites` valid training replies fails the round.
     """
 
-    def __init__(self, node_ids: list[int], transport: Transport, min_sites: int, run_id: int):
+    def __init__(
+        self,
+        node_ids: list[int],
+        transport: Transport,
+        min_sites: int,
+        run_id: int,
+        names: dict[int, str] | None = None,
+    ):
         self._nodes = list(node_ids)
+        self._names = names or {}
         self._transport = transport
         self.min_sites = min_sites
         self._run = Run.create_empty(run_id)
@@ -147,19 +155,30 @@ class OncofedGrid(Grid):
                 timeout,
             )
             valid = 0
+            problems = []
             for node_id, message_id in by_node.items():
                 answer = answers.get(node_id)
+                name = self._names.get(node_id, f"node {node_id}")
                 if answer is None:
+                    problems.append(f"{name}: no answer")
                     continue
+                if answer.error is not None:
+                    problems.append(f"{name}: {answer.error}")
                 instruction = self._pending.pop(message_id)
                 self._replies[message_id] = to_message(answer, instruction)
                 valid += answer.error is None
             for message_id in group:
                 self._pending.pop(message_id, None)
-            if valid < self.min_sites:
+            # Only training needs the minimum of sites: a site that may not report its
+            # validation metrics (too few validation patients) leaves the run going.
+            if first.metadata.message_type == "train" and valid < self.min_sites:
+                # FedAvg leaves the group id empty and puts the round in the config.
+                number = config.get("server-round", first.metadata.group_id)
                 raise RoundFailed(
-                    f"round {first.metadata.group_id} ({first.metadata.message_type}): "
-                    f"{valid} site(s) answered, fewer than the run's minimum of {self.min_sites}"
+                    f"round {number} ({first.metadata.message_type}): {valid} site(s) "
+                    f"answered, fewer than the run's minimum of {self.min_sites} ("
+                    + "; ".join(problems)
+                    + ")"
                 )
         return list(self.pull_messages(ids))
 

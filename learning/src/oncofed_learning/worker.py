@@ -159,7 +159,11 @@ def coordinate(inp: IO[str], out: IO[str]) -> int:
     started = time.monotonic()
     try:
         grid = OncofedGrid(
-            list(names), transport, spec.min_sites, run_id=int(run.get("flower_run_id", 1))
+            list(names),
+            transport,
+            spec.min_sites,
+            run_id=int(run.get("flower_run_id", 1)),
+            names=names,
         )
         arrays, history = train_federated(grid, spec, len(sites))
     except (RoundFailed, ValueError) as exc:

@@ -12,10 +12,13 @@ from a fixed list; nothing per case. Every decision is audited.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,6 +112,53 @@ class HubBlobs:
         self.client.close()
 
 
+class _Running:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+
+_running: dict[str, _Running] = {}
+_running_lock = threading.Lock()
+Handler = Callable[[NodeContext, dict[str, Any], TaskMeta], dict[str, Any]]
+
+
+def once_per_task(fn: Handler) -> Handler:
+    """Run a task once even when the hub delivers it again while it runs.
+
+    The hub re-sends a task whose lease (30 s by default) ran out before its result came,
+    which is right for a node that died but wrong for a training round that takes longer
+    than the lease: the second delivery would train a second time, beside the first. It
+    waits for the first run here and answers with the same result.
+    """
+
+    @functools.wraps(fn)
+    def run(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str, Any]:
+        with _running_lock:
+            first = _running.get(meta.task_id)
+            if first is None:
+                mine = _running[meta.task_id] = _Running()
+        if first is not None:
+            first.done.wait()
+            if first.error is not None:
+                raise first.error
+            assert first.result is not None
+            return first.result
+        try:
+            mine.result = fn(ctx, body, meta)
+            return mine.result
+        except BaseException as exc:
+            mine.error = exc
+            raise
+        finally:
+            mine.done.set()
+            with _running_lock:
+                _running.pop(meta.task_id, None)
+
+    return run
+
+
 def _check_grants(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> None:
     wanted = set(body["cohort"]["datasets"])
     granted = task_grants_for(ctx, body.get("passport") or None, meta.requester)
@@ -156,6 +206,7 @@ def _refuse(meta: TaskMeta, reason: str, details: dict[str, Any]) -> TaskRefused
 
 
 @handler(ROUND_KIND)
+@once_per_task
 def fl_round(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str, Any]:
     policy = ctx.policy.learning
     details = {
@@ -239,6 +290,7 @@ def fl_round(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str
 
 
 @handler(VALIDATE_KIND)
+@once_per_task
 def fl_validate(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str, Any]:
     details = {
         "run": body["run_id"],
