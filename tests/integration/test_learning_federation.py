@@ -285,7 +285,7 @@ def test_a_revoked_visa_and_a_killed_node_drop_out_and_the_run_goes_on(
 ) -> None:
     f = federation
     revoked_site, killed_site = f.sites[2], f.sites[1]
-    run = f.train(rounds=2, min_sites=1, round_timeout=25)
+    run = f.train(rounds=2, min_sites=1, round_timeout=60)
     _wait_round(f, run["id"], 1)
     revoked_at = time.monotonic()
     r = f.call("dac", "POST", f"/api/visas/{f.visas[revoked_site]}/revoke", reason="withdrawn")
@@ -301,6 +301,7 @@ def test_a_revoked_visa_and_a_killed_node_drop_out_and_the_run_goes_on(
     assert second[revoked_site]["train_status"] == "refused"
     assert "no valid visa" in second[revoked_site]["train_error"]
     assert second[killed_site]["train_status"] in ("timed_out", "failed")
+    assert second[killed_site]["evaluate_status"] in ("skipped", "timed_out", "failed")
     assert time.monotonic() - revoked_at < 120
     # The refusal is in the node's own audit log, with its reason.
     from oncofed.audit import AuditLog
@@ -343,3 +344,19 @@ def test_blobs_are_signed_and_checked_against_their_name(federation: Federation)
     assert got.status_code == 200 and got.content == data
     # A researcher's token is not a node's signature.
     assert f.call("alice", "GET", path).status_code == 401
+
+
+def test_a_run_cut_by_a_hub_restart_ends_interrupted_without_a_model(
+    federation: Federation,
+) -> None:
+    f = federation
+    run = f.train(rounds=5, datasets=f.datasets(f.sites[:1]))
+    deadline = time.monotonic() + 120
+    while not f.call("alice", "GET", f"/api/learning/runs/{run['id']}").json()["rounds"]:
+        assert time.monotonic() < deadline, "the run never started a round"
+        time.sleep(0.3)
+    f.fed.restart_hub(kill=True)
+    view = f.call("alice", "GET", f"/api/learning/runs/{run['id']}").json()
+    assert view["status"] == "interrupted" and view["model_sha256"] is None
+    assert "start it again" in view["error"]
+    assert f.call("alice", "GET", f"/api/learning/runs/{run['id']}/model").status_code == 409

@@ -466,7 +466,18 @@ def _round(
     config = message["config"]
     round_no = int(message["round"])
     bodies = {}
+    skipped: dict[str, dict[str, Any]] = {}
+    if message["message_type"] == "evaluate":
+        # A site that did not answer this round's training by its deadline is down or
+        # stuck: its evaluation is not waited for as well.
+        skipped = {
+            site: {"status": "skipped", "error": "no answer to this round's training"}
+            for site in message["sites"]
+            if _train_status(ctx, run_id, round_no, site) == "timed_out"
+        }
     for site in message["sites"]:
+        if site in skipped:
+            continue
         bodies[site] = {
             "run_id": run_id,
             "round": round_no,
@@ -484,11 +495,23 @@ def _round(
     replies = _send_round(
         ctx, owner, ROUND_KIND, bodies, float(message.get("timeout") or req.round_timeout)
     )
+    replies |= skipped
     _record_round(ctx, run_id, round_no, message["message_type"], replies)
     return {
         site: {k: r.get(k) for k in ("weights", "metrics", "error", "refused")}
         for site, r in replies.items()
     }
+
+
+def _train_status(ctx: HubContext, run_id: str, round_no: int, site: str) -> str | None:
+    with ctx.sessions() as s:
+        run = s.get(LearningRun, run_id)
+        assert run is not None
+        for entry in run.rounds:
+            if entry["round"] == round_no:
+                status = entry["nodes"].get(site, {}).get("train_status")
+                return str(status) if status else None
+    return None
 
 
 def _validate(
