@@ -37,6 +37,7 @@ COMMAND_ORDER = (
     "beacon",
     "catalogue",
     "request",
+    "learn",
     "nodes",
     "task",
     "hub",
