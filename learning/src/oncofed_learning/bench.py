@@ -81,7 +81,7 @@ def main() -> None:
                 message_type,
                 wire.from_bytes(blob) if blob else None,
                 config,
-                {"cases": str(args.sites[node - 1]), "min-count": 5},
+                {"cases": str(args.sites[node - 1]), "min-count": 5, "min-train-cases": 20},
                 refusals=(PolicyRefusal,),
             )
             if reply.arrays is not None:
