@@ -42,6 +42,11 @@ def _cases(context: Context) -> list[data.Case]:
     return data.read_cases(Path(str(context.node_config["cases"])))
 
 
+def _split(context: Context, seed: int) -> tuple[list[data.Case], list[data.Case]]:
+    fraction = float(context.node_config.get("validation-fraction", data.VALIDATION_FRACTION))
+    return data.split(_cases(context), seed, min(max(fraction, 0.1), 0.5))
+
+
 def _evaluate(model: Any, split: data.Split) -> dict[str, float]:
     p = predict(model, split)
     y = split.y.numpy()
@@ -60,7 +65,7 @@ def train(msg: Message, context: Context) -> Message:
     if epochs < 1:
         raise PolicyRefusal("at least one local epoch")
     name, model = _model(msg, config)
-    train_cases, _ = data.split(_cases(context), seed)
+    train_cases, _ = _split(context, seed)
     train_split = data.load(train_cases)
     minimum = int(context.node_config.get("min-train-cases", 50))
     if train_split.n_patients < minimum:
@@ -90,7 +95,7 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     config = _config(msg)
     _, model = _model(msg, config)
-    _, valid_cases = data.split(_cases(context), int(config.get("seed", 0)))
+    _, valid_cases = _split(context, int(config.get("seed", 0)))
     split = data.load(valid_cases)
     minimum = int(context.node_config.get("min-count", 10))
     if split.n_patients < minimum:

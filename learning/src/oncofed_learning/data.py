@@ -62,8 +62,9 @@ def load(cases: list[Case]) -> Split:
     return Split(x, y, [c.patient for c in cases])
 
 
-def split(cases: list[Case], seed: int) -> tuple[list[Case], list[Case]]:
-    """(training, validation) cases, by patient."""
-    train = [c for c in cases if not is_validation(c.patient, seed)]
-    valid = [c for c in cases if is_validation(c.patient, seed)]
-    return train, valid
+def split(
+    cases: list[Case], seed: int, fraction: float = VALIDATION_FRACTION
+) -> tuple[list[Case], list[Case]]:
+    """(training, validation) cases, by patient; `fraction` is the node's choice (policy)."""
+    held = {c.patient for c in cases if is_validation(c.patient, seed, fraction)}
+    return [c for c in cases if c.patient not in held], [c for c in cases if c.patient in held]

@@ -267,6 +267,7 @@ def fl_round(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str
                         "min-train-cases": policy.min_train_cases,
                         "min-batch-size": policy.min_batch_size,
                         "min-count": ctx.policy.disclosure.min_count,
+                        "validation-fraction": policy.validation_fraction,
                     },
                     "out": str(folder / "local.npz"),
                 },

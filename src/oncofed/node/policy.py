@@ -30,6 +30,9 @@ class LearningPolicy(BaseModel):
     min_batch_size: int = Field(16, ge=1)
     min_local_epochs: int = Field(1, ge=1)
     max_rounds: int = Field(100, ge=1, le=1000)
+    # Share of patients held back at this node to report a model's validation metrics;
+    # those need at least the disclosure minimum of patients (`min_count`).
+    validation_fraction: float = Field(0.2, ge=0.1, le=0.5)
 
 
 class NodePolicy(BaseModel):
