@@ -36,8 +36,26 @@ tool gets the same tries over the same stretch of time. Every row above runs in 
 ``--workers N`` (N > 1) copy, oncofed, dicognito and dicom-anonymizer run again, each with
 N worker processes over the same files, reported apart under ``parallel``.
 
+Whole commands, as a user runs them (``cli`` in the JSON per corpus; ``--no-cli`` skips them),
+each a fresh process over a folder holding the same files, in the same rounds:
+
+- ``oncofed-ingest-cli``: ``oncofed node ingest images SRC --dir NODE`` on a fresh, stopped
+  node: de-identification, leak gate, content-addressed store with fsync, the index and the
+  ingest ledger, the report.
+- ``oncofed-ingest-cli-service``: the same command while ``oncofed node serve`` holds the
+  node's store: the command hands the work to the service and waits for its report.
+- ``dicognito-cli``: ``python -m dicognito SRC -o OUT --quiet``.
+
 Targets (recorded in the JSON per corpus): oncofed >= 3x dicognito's files/s and copy <= 3x
-oncofed's, single worker. Results go to bench/results/deid.json.
+oncofed's, single worker; oncofed-ingest-cli >= 3x dicognito-cli's files/s. Results go to
+bench/results/deid.json.
+
+The leak gate's accuracy (``leak_gate`` in the JSON; ``--corpus none`` measures only this and
+updates that key): its false-positive rate on headers as public archives write them
+(``oncofed.synth.archive``: PatientName = PatientID = ``Lung_Dx-A0011``, descriptors
+"lung+c", "PThead_lung"; nothing identifying, so every blocked file is a false alarm), and on
+the planted and synth corpora the share of files caught when a source name or ID is written
+into a kept descriptor in another spelling (target: every one).
 """
 
 from __future__ import annotations
@@ -49,12 +67,16 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -67,6 +89,7 @@ from oncofed.node.deid import DeidContext, check_output, collect_identifiers, de
 from oncofed.node.deid.deidentify import encode
 from oncofed.node.deid.fastpath import process
 from oncofed.node.ingest.images import Source, _Held, _instance
+from oncofed.synth.archive import archive_headers
 from oncofed.synth.federation import generate_federation
 
 RESULTS = Path(__file__).parent / "results" / "deid.json"
@@ -187,6 +210,59 @@ def _deidentify(data: bytes, ctx: DeidContext) -> bytes:
     return encoded.data
 
 
+def _blocked(data: bytes, ctx: DeidContext) -> bool:
+    """Whether the leak gate blocks a file, on the path ingest takes for it."""
+    fast = process(data, ctx)
+    if fast is not None:
+        return check_output(fast.encoded.scan, fast.identifiers) is not None
+    ds = dcmread(io.BytesIO(data), force=True)
+    return check_output(encode(deidentify(ds, ctx)).scan, collect_identifiers(ds)) is not None
+
+
+def _bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _respelled(ds: Dataset) -> list[Dataset]:
+    """The file twice, with its patient's family name, then its ID with dashes inserted,
+    written into the kept SeriesDescription."""
+    family = str(ds.PatientName).split("^")[0]
+    pid = str(ds.PatientID)
+    planted = []
+    for text in (
+        f"redo {family.lower()}",
+        "ref " + "-".join(pid[i : i + 3] for i in range(0, len(pid), 3)),
+    ):
+        copy = dcmread(io.BytesIO(_bytes(ds)), force=True)
+        copy.SeriesDescription = text
+        planted.append(copy)
+    return planted
+
+
+def leak_gate(planted: list[Path], archive_files: int = 600) -> dict[str, object]:
+    """False alarms on public-archive headers; catches on planted values in other spellings."""
+    ctx = _ctx()
+    archive = [_bytes(ds) for ds in archive_headers(archive_files // 3, files_per_patient=3)]
+    false_alarms = sum(_blocked(data, ctx) for data in archive)
+    sample = planted[:: max(1, len(planted) // 100)]
+    respelled = [d for f in sample for d in _respelled(dcmread(f, force=True))]
+    caught = sum(_blocked(_bytes(ds), ctx) for ds in respelled)
+    clean_blocked = sum(_blocked(f.read_bytes(), ctx) for f in sample)
+    result = {
+        "archive_files": len(archive),
+        "archive_false_positive_rate": round(false_alarms / len(archive), 4),
+        "planted_files": len(sample),
+        "planted_clean_blocked": clean_blocked,
+        "respelled_files": len(respelled),
+        "respelled_caught_rate": round(caught / len(respelled), 4),
+        "met": false_alarms == 0 and caught == len(respelled) and clean_blocked == 0,
+    }
+    print(f"leak gate: {json.dumps(result)}")
+    return result
+
+
 def _ctx() -> DeidContext:
     return DeidContext(b"bench-secret-0123456789abcdef!!", "bench")
 
@@ -229,6 +305,127 @@ def run_dicom_anonymizer(files: list[Path], out: Path, fsync: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(files):
         anonymize_dicom_file(str(f), str(out / f"{i}.dcm"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(argv[:6])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    return seconds
+
+
+def _ingest_argv(src: Path, node: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "oncofed",
+        "node",
+        "ingest",
+        "images",
+        str(src),
+        "--dir",
+        str(node),
+        "--no-progress",
+    ]
+
+
+def _serve(node: Path) -> subprocess.Popen[bytes]:
+    """`oncofed node serve` on the node, answering its health check."""
+    from oncofed.settings import load_node_settings
+
+    settings = load_node_settings(node)
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oncofed",
+            "node",
+            "serve",
+            "--dir",
+            str(node),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{settings.port}/health", timeout=2).status_code == 200:
+                return service
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    service.kill()
+    raise SystemExit("the node service did not start")
+
+
+def bench_cli(files: list[Path], work: Path, repeat: int) -> dict[str, object]:
+    """The whole commands over a folder with the corpus's files (see the docstring)."""
+    from oncofed.node.admin import init_node
+
+    src = work / "cli-src"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    for i, f in enumerate(files):
+        shutil.copyfile(f, src / f"{i:05d}.dcm")
+    runs: dict[str, list[float]] = {
+        "oncofed-ingest-cli": [],
+        "oncofed-ingest-cli-service": [],
+        "dicognito-cli": [],
+    }
+    for r in range(repeat):
+        node = work / f"cli-node-{r}"
+        init_node(node, "bench-node", "bench", port=_free_port())
+        runs["oncofed-ingest-cli"].append(_timed(_ingest_argv(src, node)))
+        served = work / f"cli-served-{r}"
+        init_node(served, "bench-served", "bench", port=_free_port())
+        service = _serve(served)
+        try:
+            runs["oncofed-ingest-cli-service"].append(_timed(_ingest_argv(src, served)))
+        finally:
+            service.terminate()
+            service.wait(30)
+        out = work / f"cli-dicognito-{r}"
+        runs["dicognito-cli"].append(
+            _timed([sys.executable, "-m", "dicognito", str(src), "-o", str(out), "--quiet"])
+        )
+        for folder in (node, served, out):
+            shutil.rmtree(folder, ignore_errors=True)
+    results = []
+    for tool, seconds in runs.items():
+        best = min(seconds)
+        results.append(
+            {
+                "tool": tool,
+                "workers": 1,
+                "seconds": round(best, 3),
+                "files_per_s": round(len(files) / best, 1),
+                "runs_files_per_s": [round(len(files) / x, 1) for x in seconds],
+            }
+        )
+        row = results[-1]
+        print(f"  {tool:28s} {row['files_per_s']:>8} files/s  (runs: {row['runs_files_per_s']})")
+    by = {str(r["tool"]): float(r["files_per_s"]) for r in results}  # type: ignore[arg-type]
+    ratio = round(by["oncofed-ingest-cli"] / by["dicognito-cli"], 2)
+    service_ratio = round(by["oncofed-ingest-cli-service"] / by["dicognito-cli"], 2)
+    shutil.rmtree(src, ignore_errors=True)
+    return {
+        "results": results,
+        "ingest_cli_vs_dicognito_cli": ratio,
+        "ingest_cli_service_vs_dicognito_cli": service_ratio,
+        "target": {"ingest_cli_vs_dicognito_cli_min": 3.0, "met": ratio >= 3.0},
+    }
 
 
 def _run_chunk(args: tuple[str, list[Path], Path, bool]) -> int:
@@ -314,7 +511,13 @@ def _ratios(results: list[dict[str, object]]) -> dict[str, float]:
 
 
 def bench_corpus(
-    name: str, files: list[Path], work: Path, fsync: bool, workers: int, repeat: int
+    name: str,
+    files: list[Path],
+    work: Path,
+    fsync: bool,
+    workers: int,
+    repeat: int,
+    cli: bool = True,
 ) -> dict[str, object]:
     global _fast_files
     total = sum(f.stat().st_size for f in files)
@@ -349,6 +552,9 @@ def bench_corpus(
             tools = ["copy", "oncofed", "dicognito", "dicom-anonymizer"]
             parallel = measure(tools, files, work, fsync, total, workers, pool, repeat)
         summary["parallel"] = {"workers": workers, "results": parallel, **_ratios(parallel)}
+    if cli:
+        summary["cli"] = bench_cli(files, work, repeat)
+        summary["met"] = bool(met and summary["cli"]["target"]["met"])  # type: ignore[index]
     return summary
 
 
@@ -362,13 +568,20 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool; the fastest is kept")
     parser.add_argument("--fsync", action="store_true", help="fsync every output file")
+    parser.add_argument("--no-cli", action="store_true", help="skip the whole-command rows")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     measured_on = machine()
     work = args.work or Path(tempfile.mkdtemp(prefix="oncofed-bench-deid-"))
     corpora: list[dict[str, object]] = []
+    names = [c.strip() for c in args.corpus.split(",") if c.strip() and c.strip() != "none"]
     try:
-        for name in [c.strip() for c in args.corpus.split(",") if c.strip()]:
+        gate = leak_gate(make_synth_corpus(work / "gate", 300))
+        if not names:  # only the gate: update its key in the last full run's results
+            previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            RESULTS.write_text(json.dumps({**previous, "leak_gate": gate}, indent=2) + "\n")
+            return
+        for name in names:
             if name == "synth":
                 files = make_synth_corpus(work / "synth", args.files)
                 label = "oncofed-synth CT"
@@ -378,7 +591,13 @@ def main() -> None:
             else:
                 raise SystemExit(f"unknown corpus {name!r}: choose synth or planted")
             summary = bench_corpus(
-                label, files, work / f"run-{name}", args.fsync, args.workers, args.repeat
+                label,
+                files,
+                work / f"run-{name}",
+                args.fsync,
+                args.workers,
+                args.repeat,
+                cli=not args.no_cli,
             )
             corpora.append(summary)
             print(
@@ -407,6 +626,7 @@ def main() -> None:
         "targets": first["targets"],
         "all_targets_met": met,
         "corpora": corpora,
+        "leak_gate": gate,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

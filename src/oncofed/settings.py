@@ -41,6 +41,9 @@ class HubSettings(BaseModel):
     # The hub's own limits per researcher, in front of each node's budget.
     search_rate_per_minute: int = Field(30, ge=1)
     search_daily_limit: int = Field(1000, ge=1)
+    # Tasks and their results are deleted this long after they expired (the daily search
+    # limit counts a day of tasks, hence at least one).
+    task_retention_days: float = Field(30.0, ge=1, le=3650)
     # How long a Beacon network query waits for the nodes before answering with what came.
     beacon_wait_seconds: float = Field(10.0, gt=0, le=120)
     # How often the hub asks every node to describe its datasets (catalogue figures).
@@ -96,6 +99,11 @@ class NodeSettings(BaseModel):
     quarantine_dir: str = "quarantine"
     # API key a EUCAIM Focus agent presents (`Authorization: ApiKey <key>`); empty: refused.
     mediator_api_key: str = ""
+    # One key per upstream network (name -> key), each budgeted on its own (policy.toml
+    # [mediator]); mediator_api_key is the network "eucaim".
+    mediator_api_keys: dict[str, str] = Field(default_factory=dict)
+    # Strict EUCAIM mode: integer counts (withheld as 0) and an age_range object always.
+    mediator_strict: bool = False
     # Image de-identification (STANDARDS §6): dates to year-month, or a per-patient shift.
     deid_date_mode: Literal["month", "shift"] = "month"
     deid_uid_root: str = "2.25."

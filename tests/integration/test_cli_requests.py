@@ -312,7 +312,7 @@ def test_beacon_network_through_the_cli(fed: Fed) -> None:
     assert all(n["status"] == "succeeded" for n in nodes.values())
     sent = doc["meta"]["receivedRequestSummary"]
     assert sent["requestedGranularity"] == "count"
-    assert sent["requestParameters"]["genomicVariation"] == {"geneId": "KRAS"}
+    assert sent["requestParameters"]["genomicVariant"] == {"geneId": "KRAS"}
 
     table = fed.ok("alice", "beacon", "g_variants", "--gene", "KRAS")
     exists = "yes" if doc["responseSummary"]["exists"] else "no"
@@ -324,7 +324,7 @@ def test_beacon_network_through_the_cli(fed: Fed) -> None:
 
     # --variant is VCF-style (1-based); Beacon v2 positions are 0-based.
     doc = fed.json("alice", "beacon", "g_variants", "--variant", "12:25245350:C:T")
-    params = doc["meta"]["receivedRequestSummary"]["requestParameters"]["genomicVariation"]
+    params = doc["meta"]["receivedRequestSummary"]["requestParameters"]["genomicVariant"]
     assert params["referenceName"] == "12" and str(params["start"]) in ("25245349", "[25245349]")
     assert (params["referenceBases"], params["alternateBases"]) == ("C", "T")
 

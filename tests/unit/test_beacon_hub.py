@@ -55,9 +55,10 @@ def test_task_body_is_registered_and_checked() -> None:
 
 def test_node_handler_and_hub_merge_are_schema_valid(ctx: NodeContext) -> None:
     meta = TaskMeta("t1", "beacon.query", "alice")
-    request = {"query": {"requestParameters": {"geneId": "KRAS"},
-                         "requestedGranularity": "count"}}  # fmt: skip
-    answer = beacon_query(ctx, {"entry_type": "g_variants", "request": request}, meta)
+    # Everyone (26 individuals): a cohort below the minimum count (10), such as the KRAS
+    # carriers here, is reported as absent.
+    request = {"query": {"requestedGranularity": "count"}}
+    answer = beacon_query(ctx, {"entry_type": "individuals", "request": request}, meta)
     assert answer["status"] == 200
     doc = answer["document"]
     assert doc["responseSummary"]["exists"] is True
@@ -71,7 +72,7 @@ def test_node_handler_and_hub_merge_are_schema_valid(ctx: NodeContext) -> None:
 
     framework = BeaconFramework(BeaconConfig("org.oncofed.hub", "hub", "hub"))
     merged = merge(
-        framework, "g_variants", BeaconRequest.parse(request),
+        framework, "individuals", BeaconRequest.parse(request),
         _view({"node-1": answer, "node-2": answer, "node-3": None}),
     )  # fmt: skip
     nodes = {n["node"]: n for n in merged["info"]["nodes"]}
@@ -83,8 +84,8 @@ def test_node_handler_and_hub_merge_are_schema_valid(ctx: NodeContext) -> None:
     root = default_root()
     if root is not None:
         schemas = BeaconSchemas(root)
-        schemas.check_response("/g_variants", doc)
-        schemas.check_response("/g_variants", merged)
+        schemas.check_response("/individuals", doc)
+        schemas.check_response("/individuals", merged)
         datasets = beacon_query(ctx, {"entry_type": "datasets", "request": {}}, meta)
         merged_ds = merge(framework, "datasets", BeaconRequest.parse({}),
                           _view({"node-1": datasets}))  # fmt: skip
@@ -101,3 +102,38 @@ def test_no_hits_anywhere(tmp_path: Path) -> None:
                    BeaconRequest.parse({"query": {"requestedGranularity": "count"}}),
                    _view({"a": miss, "b": miss}))  # fmt: skip
     assert merged["responseSummary"] == {"exists": False, "numTotalResults": 0}
+
+
+def test_granularity_is_decided_per_node(ctx: NodeContext) -> None:
+    """A node whose visa the passport holds returns records even when another node with a
+    hit answers only a count; the merged response says which node gave what."""
+    from oncofed.node.beacon import task as beacon_task
+
+    with ctx.store.reading() as con:
+        (dataset,) = con.execute("SELECT id FROM dataset LIMIT 1").fetchone()
+    meta = TaskMeta("t1", "beacon.query", "alice")
+    request = {"query": {"requestParameters": {"geneId": "KRAS"},
+                         "requestedGranularity": "record"}}  # fmt: skip
+    body = {"entry_type": "g_variants", "request": request, "passport": "visa"}
+    beacon_task.TASK_GRANTS.append(lambda c, passport, who: {dataset})  # verified, for the test
+    try:
+        granted = beacon_query(ctx, body, meta)
+    finally:
+        beacon_task.TASK_GRANTS.pop()
+    plain = beacon_query(ctx, body, meta)
+    assert granted["document"]["meta"]["returnedGranularity"] == "record"
+    assert plain["document"]["meta"]["returnedGranularity"] != "record"
+    framework = BeaconFramework(BeaconConfig("org.oncofed.hub", "hub", "hub"))
+    merged = merge(framework, "g_variants", BeaconRequest.parse(request),
+                   _view({"node-1": granted, "node-2": plain}))  # fmt: skip
+    assert merged["meta"]["returnedGranularity"] == "record"
+    assert {rs["info"]["node"] for rs in merged["response"]["resultSets"]} == {"node-1"}
+    nodes = {n["node"]: n["returnedGranularity"] for n in merged["info"]["nodes"]}
+    assert nodes == {
+        "node-1": "record",
+        "node-2": plain["document"]["meta"]["returnedGranularity"],
+    }
+    assert "per node" in merged["info"]["granularity"]
+    root = default_root()
+    if root is not None:
+        BeaconSchemas(root).check_response("/g_variants", merged, max_records=5)

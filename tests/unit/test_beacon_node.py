@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from oncofed.node.beacon import create_beacon_router
+from oncofed.beacon.errors import install_error_handlers
+from oncofed.node.beacon import create_beacon_router, node_engine
 from oncofed.node.beacon.schemas import BeaconSchemas, default_root
 from oncofed.node.context import NodeContext
 from oncofed.node.ingest.clinical_csv import ingest_clinical
@@ -41,6 +44,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient,
     base = tmp_path_factory.mktemp("beacon")
     synth = make_synth(base / "synth", patients=40)
     node_dir = make_node(base / "node")
+    # Beacon answers are charged and rate-limited like searches; these tests ask many.
+    (node_dir / "policy.toml").write_text(
+        "[disclosure]\ndaily_budget = 10000.0\nrate_limit_per_minute = 100000\n"
+    )
     target = NodeTarget.open(node_dir)
     ingest_clinical([synth / "clinical"], synth / "clinical" / "mapping.yaml", target,
                     access_level="public")  # fmt: skip
@@ -57,6 +64,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient,
     app = FastAPI()
     app.state.node = ctx
     app.include_router(create_beacon_router(grants=grants))
+    install_error_handlers(app, lambda request: node_engine(request).config.beacon_id)
     with TestClient(app) as client:
         yield client, target
     ctx.close()
@@ -98,6 +106,7 @@ def test_every_endpoint_is_schema_valid(node: Any, schemas: BeaconSchemas) -> No
                 assert _post(client, schemas, f"/{entry}", q, grants).status_code == 200
     # single entries and cross-links
     r = _get(client, schemas, "/individuals?requestedGranularity=record&limit=1", "p1-clinical")
+    assert "response" in r.json(), r.json()
     pid = r.json()["response"]["resultSets"][0]["results"][0]["id"]
     for other in ("g_variants", "biosamples", "runs", "analyses"):
         r = _get(client, schemas, f"/individuals/{pid}/{other}?requestedGranularity=record",
@@ -175,8 +184,8 @@ def test_variant_queries(node: Any, schemas: BeaconSchemas) -> None:
                               "assemblyId": "GRCh37"},
         "requestedGranularity": "record"}, "g1k").json()  # fmt: skip
     rs = r["response"]["resultSets"][0]
-    assert all(10000 < v["variation"]["location"]["interval"]["start"]["value"] + 1 <= 20000
-               for v in rs["results"])  # fmt: skip
+    intervals = [v["variation"]["location"]["interval"] for v in rs["results"]]
+    assert all(i["start"]["value"] < 20000 and i["end"]["value"] > 10000 for i in intervals)
     assert rs["resultsCount"] > 10 and len(rs["results"]) == 10  # default limit
     r = _post(client, schemas, "/g_variants", {
         "requestParameters": {"geneId": "KRAS"}, "requestedGranularity": "record"},
@@ -282,3 +291,211 @@ def test_beacon_counts_charge_the_requesters_budget(tmp_path: Any) -> None:
         assert all(e["actor"].startswith("beacon@") for e in decisions)
     finally:
         ctx.close()
+
+
+# ---------------------------------------------------------------- query semantics (issue 14)
+
+G1K = "test_1000G.norm.ann.dbnsfp.clinvar.cosmic.vcf.gz"
+
+
+@pytest.fixture(scope="module")
+def bcftools(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``bcftools view -H -r REGION`` (pysam's bcftools) over the slice, bgzipped and
+    indexed: the reference answer for range queries."""
+    pysam = pytest.importorskip("pysam")
+    from pysam import bcftools as tool
+
+    folder = tmp_path_factory.mktemp("bcftools")
+    plain = folder / "g1k.vcf"
+    plain.write_bytes(gzip.decompress((bff_assets() / G1K).read_bytes()))
+    indexed = pysam.tabix_index(str(plain), preset="vcf", force=True)  # bgzip + tabix
+
+    def view(region: str | None = None) -> set[tuple[int, int, str, str]]:
+        args = ["-H", *(["-r", region] if region else []), indexed]
+        out = set()
+        for line in tool.view(*args).splitlines():
+            _, pos, _, ref, alts = line.split("\t")[:5]
+            start = int(pos) - 1  # VCF 1-based POS as the model's 0-based start
+            out |= {(start, start + len(ref), ref, alt) for alt in alts.split(",")}
+        return out
+
+    return view
+
+
+@pytest.fixture(scope="module")
+def g1k_spans(bcftools: Any) -> list[tuple[int, int, str, str]]:
+    """(0-based start, end, REF, ALT) of every allele of the slice, as bcftools reads it."""
+    return sorted(bcftools())
+
+
+def _found(client: TestClient, params: dict[str, Any]) -> set[tuple[int, int, str, str]]:
+    """What the g1k dataset returns for these parameters, every page, as spans."""
+    out: set[tuple[int, int, str, str]] = set()
+    skip = 0
+    while True:
+        q = {"requestedGranularity": "record", "pagination": {"skip": skip, "limit": 1000},
+             "requestParameters": {**params, "datasets": ["g1k"]}}  # fmt: skip
+        r = client.post(ROOT + "/g_variants", json={"query": q}, headers={"x-test-grants": "g1k"})
+        assert r.status_code == 200, r.json()
+        doc = r.json()
+        if not doc["responseSummary"]["exists"]:
+            return out
+        results = doc["response"]["resultSets"][0]["results"]
+        for v in results:
+            i, var = v["variation"]["location"]["interval"], v["variation"]
+            out.add((i["start"]["value"], i["end"]["value"], var["referenceBases"],
+                     var["alternateBases"]))  # fmt: skip
+        if len(results) < 1000:
+            return out
+        skip += 1000
+
+
+def test_range_queries_return_overlapping_variants(node: Any, bcftools: Any) -> None:
+    """A range query is an overlap query, as bcftools view -r: deletions that start before
+    the range are in it (the issue's two misses), and the answer equals bcftools' on the
+    slice for every window tried."""
+    client, _ = node
+
+    def expected(start: int, end: int) -> set[tuple[int, int, str, str]]:
+        return set(bcftools(f"1:{start + 1}-{end}"))  # 0-based half-open as a VCF region
+
+    hit = _found(client, {"referenceName": "1", "start": [13290], "end": [13291]})
+    assert (13288, 13291, "CCT", "C") in hit and hit == expected(13290, 13291)
+    hit = _found(client, {"referenceName": "1", "start": [10620], "end": [10700]})
+    assert (10615, 10637, "CCGCCGTTGCAAAGGCGCGCCG", "C") in hit
+    windows = [(10000, 10700), (13288, 13289), (13289, 13290), (13291, 13300), (14000, 30000),
+               (10636, 10637), (10637, 10638), (1, 2), (170000, 200000)]  # fmt: skip
+    for start, end in windows:
+        got = _found(client, {"referenceName": "1", "start": [start], "end": [end]})
+        assert got == expected(start, end), (start, end)
+    # GET with the same semantics
+    r = client.get(ROOT + "/g_variants?referenceName=1&start=10620&end=10700&datasets=g1k"
+                   "&requestedGranularity=record", headers={"x-test-grants": "g1k"})  # fmt: skip
+    assert r.json()["responseSummary"]["numTotalResults"] == len(expected(10620, 10700))
+
+
+@given(start=st.integers(10000, 180000), width=st.integers(1, 3000))
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+def test_range_queries_agree_with_bcftools_overlap(
+    node: Any, bcftools: Any, start: int, width: int
+) -> None:
+    client, _ = node
+    want = bcftools(f"1:{start + 1}-{start + width}")
+    assert _found(client, {"referenceName": "1", "start": [start], "end": [start + width]}) == want
+
+
+def test_bracket_queries_constrain_start_and_end(node: Any, g1k_spans: list[Any]) -> None:
+    client, _ = node
+    deletion = (10615, 10637, "CCGCCGTTGCAAAGGCGCGCCG", "C")
+    # the deletion ends at 10637: outside [10700, 10710)
+    got = _found(client, {"referenceName": "1", "start": [10600, 10620], "end": [10700, 10710]})
+    assert deletion not in got and all(10700 <= s[1] < 10710 for s in got)
+    got = _found(client, {"referenceName": "1", "start": [10615, 10616], "end": [10637, 10638]})
+    assert got == {deletion}
+    for (a, b), (c, d) in (((10000, 20000), (10000, 20000)), ((13000, 14000), (13290, 13292))):
+        want = {s for s in g1k_spans if a <= s[0] < b and c <= s[1] < d}
+        assert _found(client, {"referenceName": "1", "start": [a, b], "end": [c, d]}) == want
+
+
+def test_every_documented_request_shape(node: Any, schemas: BeaconSchemas) -> None:
+    """The spec's own POST shapes give the same answer as the flat one; an unknown or
+    unanswered parameter is a Beacon error, never silently dropped."""
+    client, _ = node
+    flat = {"referenceName": "1", "start": [13288], "alternateBases": "C", "datasets": ["g1k"]}
+
+    def count(rp: Any) -> Any:
+        q = {"requestParameters": rp, "requestedGranularity": "record"}
+        return _post(client, schemas, "/g_variants", q, "g1k")
+
+    want = count(flat).json()["responseSummary"]["numTotalResults"]
+    assert want == 1
+    variant = {k: v for k, v in flat.items() if k != "datasets"}
+    shapes = [
+        {**variant, "datasets": {"datasetIds": ["g1k"]}},  # beaconRequestBody-MAX-example
+        {"g_variant": variant, "datasets": {"datasetIds": ["g1k"]}},  # requestParameters.json
+        {"genomicVariant": variant, "datasets": ["g1k"]},  # as receivedRequestSummary echoes
+        {"genomicVariation": variant, "datasetIds": ["g1k"]},
+    ]
+    for shape in shapes:
+        r = count(shape)
+        assert r.status_code == 200 and r.json()["responseSummary"]["numTotalResults"] == want
+    echoed = count(flat).json()["meta"]["receivedRequestSummary"]["requestParameters"]
+    assert count(echoed).json()["responseSummary"]["numTotalResults"] == want
+    # the dataset selection really selects: another dataset has none of these
+    r = count({"genomicVariant": variant, "datasets": {"datasetIds": ["p1-genomic"]}})
+    assert r.json()["responseSummary"]["exists"] is False
+    for bad in ({**flat, "referenceNme": "1"}, {**flat, "mateName": "2"},
+                {"datasets": {"ids": ["g1k"]}}, {"g_variant": {"start": "x"}}):  # fmt: skip
+        r = count(bad)
+        assert r.status_code == 400 and r.json()["error"]["errorCode"] == 400, bad
+    r = _get(client, schemas, "/g_variants?referenceName=1&start=13288&alternateBase=C")
+    assert r.status_code == 400 and "alternateBase" in r.json()["error"]["errorMessage"]
+
+
+def test_errors_are_beacon_error_responses(node: Any, schemas: BeaconSchemas) -> None:
+    client, _ = node
+    for body in (b"{not json", b'{"query": ', b"[1, 2]", b'"text"'):
+        r = client.post(ROOT + "/g_variants", content=body,
+                        headers={"content-type": "application/json"})  # fmt: skip
+        assert r.status_code == 400, body
+        _check(schemas, "/g_variants", r.json())
+        assert "exists" not in r.json().get("responseSummary", {})
+    assert client.post(ROOT + "/individuals", content=b"").status_code == 200  # empty: defaults
+    for path in ("/no_such_entry", "/g_variants/x/y/z"):
+        r = client.get(ROOT + path)
+        assert r.status_code == 404 and r.json()["error"]["errorCode"] == 404
+        _check(schemas, path, r.json())
+    r = client.put(ROOT + "/individuals")
+    assert r.status_code == 405 and r.json()["error"]["errorCode"] == 405
+    _check(schemas, "/individuals", r.json())
+    assert client.get("/elsewhere").json() == {"detail": "Not Found"}  # only under /beacon/v2
+
+
+def test_entry_type_ids_follow_the_default_model(node: Any) -> None:
+    client, _ = node
+    types = client.get(ROOT + "/configuration").json()["response"]["entryTypes"]
+    assert "genomicVariant" in types and "genomicVariation" not in types
+    sets = client.get(ROOT + "/map").json()["response"]["endpointSets"]
+    assert sets["genomicVariant"]["rootUrl"].endswith("/g_variants")
+    returned = client.get(ROOT + "/g_variants").json()["meta"]["returnedSchemas"]
+    assert returned == [{"entityType": "genomicVariant", "schema": "beacon-g_variant-v2.0.0"}]
+
+
+def test_ega_verifier_checks_pass_on_the_node(node: Any) -> None:
+    """The EGA verifier's walk from /map (tests/beacon_verifier.py), with and without grants."""
+    from tests.beacon_verifier import verify
+
+    client, _ = node
+    # Without grants the walk asks for booleans: count answers would spend the caller's
+    # rate limit (30 a minute), which the rest of this module has used.
+    for grants, granularity in (("", "boolean"), ("g1k,p1-genomic,p1-clinical", "record")):
+
+        def fetch(url: str, grants: str = grants, granularity: str = granularity) -> Any:
+            sep = "&" if "?" in url else "?"
+            r = client.get(f"{url}{sep}requestedGranularity={granularity}&limit=5",
+                           headers={"x-test-grants": grants})  # fmt: skip
+            return r.status_code, r.json()
+
+        ids = {}
+        for entry in ("individuals", "biosamples", "g_variants", "runs", "analyses"):
+            doc = client.get(
+                f"{ROOT}/{entry}?requestedGranularity=record&limit=1",
+                headers={"x-test-grants": "g1k,p1-genomic,p1-clinical"},
+            ).json()
+            first = doc["response"]["resultSets"][0]["results"][0]
+            ids[entry] = first.get("id") or first["variantInternalId"]
+        problems = verify(f"http://testserver{ROOT}", fetch, ids.get)
+        assert problems == [], problems[:10]
+    # ... and it does fail a beacon that breaks its rules
+    bad_map = {
+        "meta": {},
+        "response": {
+            "endpointSets": {
+                "x": {"entryType": "x", "rootUrl": "http://beacon.example.org/x", "extra": 1}
+            }
+        },
+    }
+    problems = verify("https://beacon.example.org", lambda url: (200, bad_map), ids.get)
+    assert any("unknown keys ['extra']" in p for p in problems)
+    assert any("an https URL" in p for p in problems)

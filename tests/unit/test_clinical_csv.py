@@ -157,3 +157,29 @@ def test_missing_column_names_the_header(synth: Path, target: NodeTarget, tmp_pa
     report = ingest_clinical([bad / "outcomes.csv"], bad / "mapping.yaml", target)
     assert report.files[0].status == "rejected"
     assert "header" in report.files[0].detail and "vital_status" in report.files[0].detail
+
+
+def test_one_export_is_one_transaction(synth: Path, target: NodeTarget, tmp_path: Path) -> None:
+    """A bad birth date in patients.csv keeps the diagnoses, treatments and outcomes of the
+    same export out as well; the report names the file and line; no dataset is left."""
+    bad = tmp_path / "bad"
+    shutil.copytree(synth / "clinical", bad)
+    rows = _rows(bad / "patients.csv")
+    rows[4]["birth_date"] = "1961-13-40"
+    with (bad / "patients.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    report = ingest_clinical([bad], bad / "mapping.yaml", target, dataset="export-1")
+    status = {Path(f.path).name: f for f in report.files}
+    assert {f.status for f in report.files} == {"rejected"} and len(status) == 4
+    assert "patients.csv" in status["patients.csv"].detail
+    assert "line 6" in status["patients.csv"].detail
+    assert "not loaded: patients.csv was rejected" in status["diagnoses.csv"].detail
+    with target.store.reading() as con:
+        for table in ("patient", "disease", "treatment", "outcome"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+        assert con.execute("SELECT count(*) FROM dataset").fetchone() == (0,)
+    # fixed, the rerun loads all of it
+    fixed = ingest_clinical([synth / "clinical"], bad / "mapping.yaml", target, dataset="export-1")
+    assert {f.status for f in fixed.files} == {"ingested"}

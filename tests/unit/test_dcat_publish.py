@@ -110,3 +110,18 @@ def test_tier_follows_policy(tmp_path: Path) -> None:
     assert tier(ctx) == 1
     ctx.policy = NodePolicy(allowed_algorithms=["kaplan_meier"])
     assert tier(ctx) == 3
+
+
+def test_conditions_outside_the_vocabulary_are_labelled_by_name() -> None:
+    """A diagnosis with no EUCAIM site (a leukaemia from Synthea or mCODE) is published
+    with its SNOMED CT name, not as ``SNOMEDCT91861009``."""
+    from oncofed.node.publish import _labelled
+    from oncofed.query.vocabulary import DIAGNOSIS
+
+    labels = {v["code"]: v["label"] for v in _labelled(DIAGNOSIS, [
+        "SNOMEDCT91861009", "SNOMEDCT363358000", "SNOMEDCT1234567"])}  # fmt: skip
+    assert labels == {
+        "SNOMEDCT91861009": "Acute myeloid leukemia",
+        "SNOMEDCT363358000": "lung cancer",
+        "SNOMEDCT1234567": "SNOMEDCT1234567",  # unknown everywhere: the code, nothing invented
+    }

@@ -13,7 +13,15 @@ from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage
 
 from oncofed.node.deid import DeidContext, deidentify
-from oncofed.node.deid.profile import OPTIONS, Op, load_table, table_from_dicom_anonymizer
+from oncofed.node.deid.profile import (
+    OPTIONS,
+    SUPPLEMENT,
+    SUPPLEMENT_MASKS,
+    Op,
+    load_table,
+    table_from_dicom_anonymizer,
+    table_from_dicom_standard,
+)
 from tests.imaging_fixtures import PROVIDER, SECRET
 
 anonymizer_db = pytest.importorskip(
@@ -27,6 +35,48 @@ def test_shipped_table_matches_dicom_anonymizer_copy() -> None:
     )
     assert shipped == table_from_dicom_anonymizer(anonymizer_db, shipped["edition"])
     assert len(shipped["attributes"]) > 600
+
+
+def _dicom_standard_table() -> str:
+    """The `dicom-standard` package's copy of Table E.1-1 (installed as data files)."""
+    from importlib.metadata import PackageNotFoundError, files
+
+    try:
+        found = [
+            f
+            for f in files("dicom-standard") or []
+            if f.name == "confidentiality_profile_attributes.json"
+        ]
+    except PackageNotFoundError:
+        pytest.skip("dicom-standard is not installed (the test extra)")
+    assert found, "dicom-standard ships confidentiality_profile_attributes.json"
+    return str(found[0].locate())
+
+
+# Codes the 2026c edition (dicom-anonymizer) changed since the edition dicom-standard parsed.
+EDITION_CHANGES = {0x30080105: "X/Z", 0x30100077: "X/D", 0x300A00B2: "X/Z", 0x00100020: "Z/D"}
+
+
+def test_shipped_table_covers_dicom_standard_copy() -> None:
+    """Every attribute of the other machine-readable copy is in the shipped table, with the
+    same code, except where the newer edition changed it."""
+    standard = table_from_dicom_standard(_dicom_standard_table())
+    assert len(standard) > 400
+    table = load_table()
+    missing = sorted(f"{t:08X}" for t in standard if table.basic(t) is None)
+    assert missing == []
+    differ = {t: table.basic(t) for t, code in standard.items() if table.basic(t) != code}
+    assert differ == EDITION_CHANGES
+
+
+def test_supplement_is_not_in_the_standard_copies() -> None:
+    """The supplement adds only what neither copy lists (else it would hide their code)."""
+    standard = table_from_dicom_standard(_dicom_standard_table())
+    anonymizer = _expected_codes()
+    for tag in SUPPLEMENT:
+        assert tag not in standard and tag not in anonymizer, f"{tag:08X}"
+    for value, _mask, _code, _why in SUPPLEMENT_MASKS:
+        assert value not in standard and value not in anonymizer
 
 
 def _expected_codes() -> dict[int, str]:
@@ -119,9 +169,15 @@ def _is_empty(elem: DataElement) -> bool:
 # test dataset itself and are covered by test_patient_id_and_uids.
 NOT_DATASET_GROUPS = (0x0000, 0x0002, 0x0004, 0xFFFA, 0xFFFC)
 COVERED_ELSEWHERE = (0x00100020, 0x00080016, 0x00080018)
+# The table as both copies list it, the supplement, and an overlay group for each mask.
+ALL_CODES = {
+    **_expected_codes(),
+    **{t: code for t, (code, _why) in SUPPLEMENT.items()},
+    **{value | 0x00020000: code for value, _m, code, _why in SUPPLEMENT_MASKS},
+}
 CASES = [
     (tag, code)
-    for tag, code in sorted(_expected_codes().items())
+    for tag, code in sorted(ALL_CODES.items())
     if tag >> 16 not in NOT_DATASET_GROUPS
     and tag not in COVERED_ELSEWHERE
     and _sample_element(tag) is not None
@@ -211,3 +267,24 @@ def test_private_and_unlisted_handling() -> None:
     out = deidentify(src, DeidContext(SECRET, PROVIDER)).dataset
     assert not any(e.tag.is_private for e in out.iterall())
     assert out.Modality == "CT" and out.KVP == "120"
+
+
+def test_free_text_in_content_items_is_replaced() -> None:
+    """ContentSequence is D (no Clean Structured Content claimed): the items keep their codes
+    and references, their TextValue is replaced, at any depth."""
+    src = _base()
+    inner = Dataset()
+    inner.ValueType = "TEXT"
+    inner.TextValue = "Mr Kowalczyk called twice"
+    outer = Dataset()
+    outer.ValueType = "CONTAINER"
+    outer.TextValue = "seen by Dr Dubois"
+    outer.ContentSequence = Sequence([inner])
+    src.ContentSequence = Sequence([outer])
+    src.add_new(0x00400400, "LT", "patient Kowalczyk anxious")
+    src.add_new(0x60020022, "LO", "Kowalczyk overlay")
+    out = deidentify(src, DeidContext(SECRET, PROVIDER)).dataset
+    text = str(out)
+    assert "Kowalczyk" not in text and "Dubois" not in text
+    item = out.ContentSequence[0]
+    assert item.ValueType == "CONTAINER" and item.ContentSequence[0].ValueType == "TEXT"

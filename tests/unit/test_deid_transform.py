@@ -189,6 +189,7 @@ def test_fast_path_is_the_pydicom_path(date_mode: str) -> None:
         assert fast.encoded.scan == scan
         assert list(fast.identifiers.fragments.items()) == list(ids.fragments.items())
         assert fast.identifiers.uids == ids.uids and fast.identifiers.exempt == ids.exempt
+        assert fast.identifiers.descriptors == ids.descriptors
         assert (
             fast.pseudonym,
             fast.patient_key,
@@ -236,6 +237,7 @@ def test_fast_path_reuse_across_files_is_the_pydicom_path(date_mode: str) -> Non
         assert fast.encoded.scan == scan
         assert list(fast.identifiers.fragments.items()) == list(ids.fragments.items())
         assert fast.identifiers.uids == ids.uids and fast.identifiers.exempt == ids.exempt
+        assert fast.identifiers.descriptors == ids.descriptors
         assert fast.pseudonym == facts[0] and fast.date_shift_days == facts[2]
     station = [process(d, ctx) for d in corpus[:3]]
     assert all(r is not None for r in station)

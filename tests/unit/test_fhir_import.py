@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -62,6 +63,17 @@ def test_mcode_ig_examples(target: NodeTarget) -> None:
     assert stage is not None and stage[0].startswith("T")
     assert any("Estrogen receptor" in m for m in markers)
     assert {"surgery", "radiotherapy"} <= kinds
+    with target.store.reading() as con:
+        sites = {r[0] for r in con.execute("SELECT site_snomed FROM disease").fetchall()}
+        agents = {
+            r[0]
+            for r in con.execute(
+                "SELECT lower(agent) FROM treatment WHERE code_system LIKE '%atc%'"
+            ).fetchall()
+        }
+    # SNOMED-coded primaries (non-small cell lung cancer, a breast cancer) are diagnoses
+    assert {"363358000", "254837009"} <= sites
+    assert any("cisplatin" in a for a in agents) and any("paclitaxel" in a for a in agents)
 
 
 def test_invalid_resource_names_entry_and_field(
@@ -77,3 +89,113 @@ def test_invalid_resource_names_entry_and_field(
     assert "entry 1 (Condition/" in detail and "onsetDateTime" in detail
     with target.store.reading() as con:
         assert con.execute("SELECT count(*) FROM disease").fetchone() == (0,)
+
+
+SYNTHEA = Path(__file__).parent.parent / "fixtures" / "synthea-fhiry"
+
+
+def _unpacked(tmp_path: Path, *names: str) -> Path:
+    folder = tmp_path / "export"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(gzip.decompress((SYNTHEA / f"{name}.gz").read_bytes()))
+    return folder
+
+
+def test_real_synthea_bundles(target: NodeTarget, tmp_path: Path) -> None:
+    """Synthea's own bundles (fhiry's test data): two patients, no cancer (a colon polyp is
+    not one), and no cancer treatment in ibuprofen, acetaminophen or simvastatin."""
+    report = ingest_fhir([_unpacked(tmp_path, "afhir.json", "cfhir.json")], target)
+    assert report.ingested == 2 and not report.rejected, report.files
+    assert all("0 cancers, 0 treatments" in f.detail for f in report.files)
+    with target.store.reading() as con:
+        assert con.execute("SELECT count(*) FROM patient").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM treatment").fetchone() == (0,)
+
+
+def test_ndjson_bulk_export(target: NodeTarget, tmp_path: Path) -> None:
+    """FHIR Bulk Data NDJSON: read, not skipped; a file whose patients are elsewhere says
+    so and creates no empty patients. fhiry's Procedure.ndjson is Synthea's STU3 export:
+    refused as R4 by line and field, then read once its one STU3 field is renamed."""
+    folder = _unpacked(tmp_path, "Patient.ndjson", "Procedure.ndjson")
+    stu3 = ingest_fhir([folder / "Procedure.ndjson"], target).files[0]
+    assert stu3.status == "rejected" and "line 1" in stu3.detail and "'context'" in stu3.detail
+    r4 = folder / "Procedure.ndjson"
+    lines = [json.loads(line) for line in r4.read_text().splitlines()]
+    for line in lines:
+        if "context" in line:
+            line["encounter"] = line.pop("context")  # STU3 Procedure.context is R4 encounter
+    r4.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    alone = ingest_fhir([r4], target).files[0]
+    assert alone.status == "ingested", alone.detail
+    assert "799 resources skipped" in alone.detail and "25 patients" in alone.detail
+    with target.store.reading() as con:
+        assert con.execute("SELECT count(*) FROM patient").fetchone() == (0,)
+    both = ingest_fhir([folder], target, dataset="bulk")
+    assert [f.status for f in both.files] == ["ingested", "ingested"], both.files
+    assert "skipped" not in both.files[1].detail
+    with target.store.reading() as con:
+        assert con.execute("SELECT count(*) FROM patient").fetchone() == (25,)
+        sexes = {r[0] for r in con.execute("SELECT DISTINCT sex FROM patient").fetchall()}
+        # by concept: the prostatectomy is cancer surgery; the appendectomy, the rectal
+        # polypectomy and "subcutaneous immunotherapy" (for allergies) are not
+        treated = con.execute("SELECT kind, agent FROM treatment").fetchall()
+    assert treated == [("surgery", "Prostatectomy")]
+    assert sexes == {"male", "female"}
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(
+        '{"resourceType": "Patient", "id": "a"}\n{"resourceType": "Patient", "gender": 5}\n'
+    )
+    rejected = ingest_fhir([bad], target).files[0]
+    assert rejected.status == "rejected" and "line 2" in rejected.detail
+
+
+def test_snomed_coded_cancers_and_cancer_agents(target: NodeTarget, tmp_path: Path) -> None:
+    """Synthea's way of coding: SNOMED CT disorders, RxNorm products, SNOMED procedures."""
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female",
+               "birthDate": "1950-03-01"}  # fmt: skip
+    subject = {"reference": "Patient/p1"}
+
+    def coded(system: str, code: str, display: str) -> dict[str, object]:
+        return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
+
+    sct, rx = "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm"
+    resources = [
+        patient,
+        {"resourceType": "Condition", "id": "c1", "subject": subject,
+         "onsetDateTime": "2015-05-01",
+         "code": coded(sct, "254637007", "Non-small cell lung cancer (disorder)")},
+        {"resourceType": "Condition", "id": "c2", "subject": subject,
+         "onsetDateTime": "2016-05-01",
+         "code": coded(sct, "94225005", "Secondary malignant neoplasm of brain")},
+        {"resourceType": "MedicationRequest", "id": "m1", "status": "active",
+         "intent": "order", "subject": subject, "authoredOn": "2015-06-01",
+         "medicationCodeableConcept": coded(rx, "583214", "PACLitaxel 100 MG Injection")},
+        {"resourceType": "MedicationRequest", "id": "m2", "status": "active",
+         "intent": "order", "subject": subject, "authoredOn": "2015-06-01",
+         "medicationCodeableConcept": coded(rx, "310965", "Ibuprofen 200 MG Oral Tablet")},
+        {"resourceType": "Procedure", "id": "s1", "status": "completed", "subject": subject,
+         "performedDateTime": "2015-07-01",
+         "code": coded(sct, "173171007", "Lobectomy of lung")},
+        {"resourceType": "Procedure", "id": "s2", "status": "completed", "subject": subject,
+         "performedDateTime": "2015-07-01",
+         "code": coded(sct, "433112001", "Percutaneous mechanical thrombectomy of portal vein")},
+    ]  # fmt: skip
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": r} for r in resources]}  # fmt: skip
+    path = tmp_path / "synthea-style.json"
+    path.write_text(json.dumps(bundle))
+    report = ingest_fhir([path], target)
+    assert report.ingested == 1, report.files
+    with target.store.reading() as con:
+        diseases = con.execute(
+            "SELECT icd10, topography, morphology, site_snomed, age_at_diagnosis FROM disease"
+        ).fetchall()
+        treatments = con.execute(
+            "SELECT kind, code, code_system, start_day FROM treatment ORDER BY kind"
+        ).fetchall()
+    assert diseases == [("C34.9", "C34.9", "8046/3", "363358000", 65)]  # the metastasis is not
+    assert treatments == [
+        ("chemotherapy", "L01CD01", "http://www.whocc.no/atc", 31),
+        ("surgery", "173171007", sct, 61),
+    ]

@@ -116,7 +116,10 @@ def test_ingest_is_idempotent_and_indexes(tmp_path: Path) -> None:
     assert first.ingested == 5
     assert first.quarantined == {"not-dicom": 1, "truncated": 1}
     second = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
-    assert second.ingested == 0 and second.duplicates == second.seen == 7
+    # What was stored is recognised; what was quarantined is tried again (and quarantined
+    # again), never reported as already stored.
+    assert second.ingested == 0 and second.seen == 7 and second.duplicates == 5
+    assert second.retried == 2 and second.quarantined == first.quarantined
     assert len(_stored_files(node)) == 5
     assert {p: p.read_bytes() for p in originals} == originals  # originals untouched
     with node.store.reading() as con:
@@ -259,3 +262,94 @@ def test_fast_view_reads_what_pydicom_reads() -> None:
         assert hold_reason_of(view.source_values) == hold_reason(source), path.name
         assert outcome(_check_fast, view) == outcome(lambda ds: _check_parsed(ds, True), source)
     assert answered >= 100
+
+
+def test_zip_members_are_bounded_and_names_checked(tmp_path: Path) -> None:
+    """A zip bomb member is refused before it is inflated, members named out of the archive
+    are reported, and the good member still imports."""
+    from oncofed.node.ingest.archive import ZipLimits, unsafe_name, zip_members
+
+    node = make_node(tmp_path / "node")
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ok/1.dcm", _bytes(make_ct()))
+        zf.writestr("bomb.dcm", b"\0" * (40 * 1024**2))  # 40 MiB of zeros: ~40 KB zipped
+        zf.writestr("../../evil.dcm", _bytes(make_ct()))
+        zf.writestr("/abs/evil.dcm", _bytes(make_ct()))
+    report = ingest_images(
+        [archive], node.store, node.ctx, node.cas, node.quarantine, progress=False
+    )
+    assert report.ingested == 1
+    reasons = {r.source.rsplit("!", 1)[-1]: r.detail for r in report.rejections}
+    assert "zip bomb" in reasons["bomb.dcm"]
+    assert "climbs out" in reasons["../../evil.dcm"]
+    assert "absolute path" in reasons["/abs/evil.dcm"]
+    assert not (tmp_path / "evil.dcm").exists() and not Path("/abs/evil.dcm").exists()
+    # per member and total bounds
+    small = ZipLimits(member_bytes=1000, total_bytes=1500)
+    with zipfile.ZipFile(tmp_path / "sizes.zip", "w") as zf:
+        for i in range(3):
+            zf.writestr(f"{i}.bin", b"x" * 700)
+        zf.writestr("big.bin", b"x" * 2000)
+    with zipfile.ZipFile(tmp_path / "sizes.zip") as zf:
+        outcomes = {}
+        for m in zip_members(zf, tmp_path / "sizes.zip", small):
+            try:
+                outcomes[m.name.rsplit("!", 1)[-1]] = len(m.read())
+            except OSError as exc:
+                outcomes[m.name.rsplit("!", 1)[-1]] = str(exc)
+    assert outcomes["0.bin"] == 700 and outcomes["1.bin"] == 700
+    assert "in all" in str(outcomes["2.bin"]) and "per member" in str(outcomes["big.bin"])
+    assert unsafe_name("C:\\x.dcm") and unsafe_name("a/../../b") and not unsafe_name("a/b.dcm")
+
+
+def test_studies_that_disagree_about_sex_make_it_unknown_and_are_reported(
+    tmp_path: Path,
+) -> None:
+    """One study says F, three say M: the patient counts under unknown (not under whichever
+    was read first) and the ingest report names the conflict; agreeing studies settle it."""
+    src = tmp_path / "src"
+    for i, sex in enumerate(["F", "M", "M", "M"]):
+        ds = make_ct(patient_id="MRN-1", instance=1)
+        ds.PatientSex = sex
+        save(ds, src / f"{i}.dcm")
+    for i in range(2):
+        ds = make_ct(patient_id="MRN-2", instance=1)
+        ds.PatientSex = ["M", ""][i]
+        save(ds, src / f"agree{i}.dcm")
+    node = make_node(tmp_path)
+    report = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert report.ingested == 6
+    with node.store.reading() as con:
+        sexes = dict(con.execute("SELECT id, sex FROM patient").fetchall())
+    assert sexes == {node.ctx.pseudonym("MRN-1"): "unknown", node.ctx.pseudonym("MRN-2"): "male"}
+    assert len(report.conflicts) == 1 and "female/male" in report.conflicts[0]
+
+
+def test_a_quarantined_file_is_tried_again_not_reported_as_stored(tmp_path: Path) -> None:
+    """A rerun retries what an earlier run quarantined (the rules may have changed since):
+    it is not counted as "already stored", and its ledger and quarantine rows are replaced,
+    not doubled."""
+    src = tmp_path / "src"
+    leaky = make_ct(patient_id="MRN-77", instance=1)
+    leaky.SeriesDescription = f"redo {PHI['name_family']}"  # the gate quarantines it
+    save(leaky, src / "leaky.dcm")
+    save(make_ct(patient_id="MRN-78", instance=1), src / "clean.dcm")
+    node = make_node(tmp_path)
+    first = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert (first.ingested, first.quarantined_total, first.duplicates) == (1, 1, 0)
+    again = ingest_images([src], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert (again.ingested, again.quarantined_total, again.duplicates) == (0, 1, 1)
+    assert again.retried == 1
+    assert "tried again" in str([c for row in again.table().columns for c in row._cells])
+    with node.store.reading() as con:
+        assert con.execute("SELECT count(*) FROM ingest_ledger").fetchone()[0] == 2
+        assert con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 1
+
+
+def test_pydicom_warnings_name_the_file(tmp_path: Path) -> None:
+    bad = next(p for p in pydicom_test_files() if p.name == "badVR.dcm")
+    node = make_node(tmp_path)
+    report = ingest_images([bad], node.store, node.ctx, node.cas, node.quarantine, progress=False)
+    assert report.warnings and all(w.startswith(f"{bad}: ") for w in report.warnings)
+    assert "Invalid value for VR IS" in report.warnings[0]

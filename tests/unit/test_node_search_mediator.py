@@ -130,7 +130,7 @@ def test_post_envelope_returns_mediator_shape(setup: Any) -> None:
     assert coll["body_parts"] == ["prostate"]
     assert coll["age_range"]["min"] in (50, 55) and coll["age_range"]["max"] in (60, 65, 70)
     assert decisions[-1].decision == "answered"
-    assert decisions[-1].requester == "eucaim-mediator"
+    assert decisions[-1].requester == "mediator:eucaim"
     # Focus's flat GET form asks the same thing and gets the same answer
     g = client.get(
         "/mediator",

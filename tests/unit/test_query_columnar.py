@@ -71,7 +71,7 @@ def test_unlisted_datasets_and_several_datasets(tmp_path: Path) -> None:
         ("d2", "p3", "C34.9", "C34.9", "8070/3", None, 2015, 70, "T2", "N1", "M0", "I"),
         ("d3", "p3", None, None, None, None, None, 40, None, None, None, None),
     ]
-    rows["imaging_study"] = [("st1", "p1"), ("st9", "p2")]
+    rows["imaging_study"] = [("st1", "p1", None), ("st9", "p2", None)]
     rows["imaging_series"] = [
         ("se1", "st1", "p1", "CT", "CHEST", "SIEMENS"),
         ("se2", "st1", "p1", "CT", "CHEST", "SIEMENS"),

@@ -78,7 +78,7 @@ def cohorts(draw: st.DrawFn) -> dict[str, list[tuple[Any, ...]]]:
         studies = [f"st{next(serial)}" for _ in range(draw(st.integers(0, 2)) or 1)]
         for uid in studies:
             if draw(st.booleans()):
-                rows["imaging_study"].append((uid, pid))
+                rows["imaging_study"].append((uid, pid, draw(maybe([38, 52, 66]))))
             for _ in range(draw(st.integers(0, 2)) or 1):
                 rows["imaging_series"].append(
                     (
@@ -86,7 +86,15 @@ def cohorts(draw: st.DrawFn) -> dict[str, list[tuple[Any, ...]]]:
                         uid,
                         pid,
                         draw(maybe(["MR", "CT", "PT", "NM", "MG", "mr"])),
-                        draw(maybe(["PROSTATE", "CHEST", "BREAST", "PELVIS", "lung"])),
+                        draw(
+                            maybe(
+                                [
+                                    *("PROSTATE", "CHEST", "BREAST", "PELVIS", "lung"),
+                                    *("ABDOMENPELVIS", "Abd/Pelvis", "chestabdpelvis"),
+                                    "HEADNECK",
+                                ]
+                            )
+                        ),
                         draw(
                             maybe(
                                 [
@@ -138,7 +146,7 @@ INSERTS = {
     "disease": "INSERT INTO disease (id, patient_id, icd10, topography, morphology, "
     "site_snomed, diagnosis_year, age_at_diagnosis, t_stage, n_stage, m_stage, "
     "stage_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "imaging_study": "INSERT INTO imaging_study (uid, patient_id) VALUES (?, ?)",
+    "imaging_study": "INSERT INTO imaging_study (uid, patient_id, age_at_study) VALUES (?, ?, ?)",
     "imaging_series": "INSERT INTO imaging_series (uid, study_uid, patient_id, modality, "
     "body_part, manufacturer) VALUES (?, ?, ?, ?, ?, ?)",
     "treatment": "INSERT INTO treatment (id, patient_id, kind, agent) VALUES (?, ?, ?, ?)",
@@ -206,7 +214,10 @@ CONDITIONS = st.one_of(
     code_conditions("RID10311", ["RID10312", "RID10321", "RID10337", "RID10334", "RID10357"]),
     code_conditions(
         "SNOMEDCT123037004",
-        ["SNOMEDCT41216001", "SNOMEDCT76752008", "SNOMEDCT39607008", "SNOMEDCT816092008"],
+        [
+            *("SNOMEDCT41216001", "SNOMEDCT76752008", "SNOMEDCT39607008", "SNOMEDCT816092008"),
+            *("SNOMEDCT818981001", "SNOMEDCT69536005"),
+        ],
     ),
     code_conditions("C25392", ["C200140", "birnlex_12833", "birnlex_3065", "birnlex_3067"]),
     code_conditions("oncofed:t_stage", ["T1", "T1A", "T2", "TIS", "T4"]),
@@ -291,6 +302,12 @@ def assert_counts_agree(store: NodeStore, queries: list[dict[str, Any]]) -> None
             expected = evaluate_counts(op, cohort)
             assert count_matches(con, op) == expected, raw
             assert store.search_counts(op) == expected, raw
+            # Each subject's studies clipped to the policy's bound (here 1: the generator
+            # gives a subject up to two studies).
+            clipped = evaluate_counts(op, cohort, max_studies=1)
+            assert count_matches(con, op, 1) == clipped, raw
+            assert store.search_counts(op, 1) == clipped, raw
+            assert all(c.studies <= c.subjects for c in clipped)
 
 
 @settings(max_examples=80, deadline=None)

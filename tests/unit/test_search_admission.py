@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from oncofed.hub.admin import init_hub
+from oncofed.hub.admission import admit_task
 from oncofed.hub.app import build_context
 from oncofed.hub.context import HubContext
 from oncofed.hub.models import Task
 from oncofed.hub.search import SEARCH_KIND, SearchAdmission, SearchRefused
-from oncofed.hub.search_runs import _admit_and_create
-from oncofed.query import parse_query
 from oncofed.security.envelope import utcnow
 from oncofed.settings import load_hub_settings
 
@@ -73,13 +72,14 @@ def test_daily_limit_counts_the_last_24_hours_from_the_database(ctx: HubContext)
 def test_a_refused_search_creates_no_task_and_is_audited(ctx: HubContext) -> None:
     ctx.search_admission = SearchAdmission(per_minute=100, per_day=1)
     add_searches(ctx, "alice", 1)
-    op = parse_query(
-        {"operand": "AND", "children": [{"key": "RID10311", "type": "EQUALS", "value": "RID10321"}]}
-    )
+    ast = {
+        "operand": "AND",
+        "children": [{"key": "RID10311", "type": "EQUALS", "value": "RID10321"}],
+    }
     with ctx.sessions() as s:
         before = s.query(Task).count()
     with pytest.raises(SearchRefused):
-        _admit_and_create(ctx, "alice", op, None, 10)
+        admit_task(ctx, "alice", SEARCH_KIND, {"ast": ast}, None, 10)
     with ctx.sessions() as s:
         assert s.query(Task).count() == before
     last = list(ctx.audit.entries())[-1]

@@ -8,6 +8,7 @@ package, see the issue-4 report.)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,7 +37,7 @@ SCHEMA_IDS = {
 ENTRY_NAMES = {
     "individuals": ("individual", "Individual", "NCIT:C25190", "Person"),
     "biosamples": ("biosample", "Biosample", "NCIT:C70699", "Biospecimen"),
-    "g_variants": ("genomicVariation", "Genomic Variants", "ENSGLOSSARY:0000092", "SNP"),
+    "g_variants": ("genomicVariant", "Genomic Variants", "ENSGLOSSARY:0000092", "SNP"),
     "analyses": ("analysis", "Bioinformatics analysis", "edam:operation_2945", "Analysis"),
     "runs": ("run", "Sequencing run", "NCIT:C148088", "Sequencing run"),
     "cohorts": ("cohort", "Cohort", "NCIT:C61512", "Cohort"),
@@ -73,6 +74,70 @@ class Filter(BaseModel):
     scope: str | None = None
 
 
+# The request parameters of the default model (``requestParameters.json`` of each entry
+# type), flat: what the engine answers. ``datasets`` is the framework's dataset selection.
+VARIANT_PARAMETERS = frozenset({
+    "referenceName", "start", "end", "referenceBases", "alternateBases", "variantType",
+    "assemblyId", "geneId", "aminoacidChange", "variantInternalId",
+})  # fmt: skip
+# Documented by the model but not answered here: refused by name rather than ignored.
+UNSUPPORTED_PARAMETERS = frozenset({
+    "mateName", "genomicAlleleShortForm", "variantMinLength", "variantMaxLength",
+})  # fmt: skip
+# Keys under which the parameters may come nested: the model's ``g_variant`` (its
+# requestParameters.json), the entity ids (as ``receivedRequestSummary`` echoes them) and
+# the older ``genomicVariation``.
+NESTING_KEYS = frozenset({
+    "g_variant", "g_variants", "genomicVariant", "genomicVariation", "genomicVariations",
+    "individual", "biosample", "analysis", "run",
+})  # fmt: skip
+
+
+def flatten_parameters(raw: dict[str, Any]) -> dict[str, Any]:
+    """Every documented shape of ``requestParameters`` as one flat mapping.
+
+    Accepts the flat form, the nesting under an entity key (``{"g_variant": {...}}``) and
+    the framework's dataset selection (``{"datasets": {"datasetIds": [...]}}``, a list, or a
+    comma-separated string). Anything else is a :class:`BeaconError`: a parameter silently
+    dropped would widen the query and answer a question the caller did not ask.
+    """
+    out: dict[str, Any] = {}
+
+    def put(key: str, value: Any, where: str) -> None:
+        if key in out and out[key] != value:
+            raise BeaconError(f"{where}: given twice with different values")
+        out[key] = value
+
+    for key, value in raw.items():
+        where = f"requestParameters.{key}"
+        if key in NESTING_KEYS and isinstance(value, dict):
+            for inner, v in flatten_parameters(value).items():
+                put(inner, v, f"{where}.{inner}")
+        elif key in ("datasets", "datasetIds"):
+            put("datasets", _dataset_ids(value, where), where)
+        elif key in VARIANT_PARAMETERS:
+            put(key, value, where)
+        elif key in UNSUPPORTED_PARAMETERS:
+            raise BeaconError(f"{where}: a Beacon v2 parameter this beacon does not answer")
+        else:
+            known = ", ".join(sorted(VARIANT_PARAMETERS | {"datasets"}))
+            raise BeaconError(f"{where}: not a request parameter here; known: {known}")
+    return out
+
+
+def _dataset_ids(value: Any, where: str) -> list[str]:
+    if isinstance(value, dict):
+        extra = set(value) - {"datasetIds"}
+        if extra or "datasetIds" not in value:
+            raise BeaconError(f"{where}: expected {{'datasetIds': [ids]}}, got {sorted(value)}")
+        value = value["datasetIds"]
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BeaconError(f"{where}: expected a list of dataset ids, got {value!r}")
+    return value
+
+
 class RequestQuery(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -99,12 +164,56 @@ class BeaconRequest(BaseModel):
 
     @classmethod
     def parse(cls, body: Any) -> BeaconRequest:
+        if body is not None and not isinstance(body, dict):
+            raise BeaconError("the request body must be a JSON object")
         try:
-            return cls.model_validate(body or {})
+            request = cls.model_validate(body or {})
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise BeaconError(f"request field {where}: {err['msg']}") from exc
+        request.query.requestParameters = flatten_parameters(request.query.requestParameters)
+        return request
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> BeaconRequest:
+        """A POST body: empty means the defaults, anything but a JSON object is an error."""
+        if not raw.strip():
+            return cls.parse(None)
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise BeaconError(f"the request body is not valid JSON: {exc}") from None
+        return cls.parse(body)
+
+    @classmethod
+    def from_query(cls, params: dict[str, str]) -> BeaconRequest:
+        """A GET's query parameters as a Beacon request (filters comma-separated)."""
+        query: dict[str, Any] = {}
+        rp = {k: v for k, v in params.items() if k not in GET_KEYS}
+        if rp:
+            query["requestParameters"] = rp
+        if "filters" in params:
+            query["filters"] = [f for f in params["filters"].split(",") if f]
+        for key in ("requestedGranularity", "includeResultsetResponses"):
+            if key in params:
+                query[key] = params[key]
+        if "testMode" in params:
+            query["testMode"] = params["testMode"].lower() == "true"
+        page = {k: params[k] for k in ("skip", "limit") if k in params}
+        if page:
+            query["pagination"] = page
+        meta: dict[str, Any] = {}
+        if "requestedSchema" in params:
+            meta["requestedSchemas"] = [{"schema": params["requestedSchema"]}]
+        return cls.parse({"meta": meta, "query": query})
+
+
+GET_KEYS = {
+    "requestedGranularity", "skip", "limit", "includeResultsetResponses", "filters",
+    "testMode", "requestedSchema",
+}  # fmt: skip
+"""Query-string keys that are request fields; every other key is a request parameter."""
 
 
 @dataclass

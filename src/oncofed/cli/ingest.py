@@ -48,18 +48,18 @@ def ingest_images(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """De-identify DICOM files, store them and index them (idempotent, resumable)."""
-    from oncofed.node.ingest.commands import images_command
+    from oncofed.node.ingest.commands import failed, images_command
     from oncofed.node.store import StoreBusyError
 
     _ingest_inputs(directory, paths)
     try:
-        images_command(paths, directory, progress=progress)
+        report = images_command(paths, directory, progress=progress)
     except StoreBusyError as exc:
         report = through_service(directory, {"kind": "images", "paths": paths}, exc)
-        if report.rejections:
-            raise typer.Exit(1) from None
-        return
-    _after_ingest(directory)
+    else:
+        _after_ingest(directory)
+    if failed(report):  # the same status whether the node service ran it or not
+        raise typer.Exit(1)
 
 
 def through_service(directory: Path, job: dict[str, Any], busy: Exception) -> Any:
@@ -72,6 +72,8 @@ def through_service(directory: Path, job: dict[str, Any], busy: Exception) -> An
 
     import httpx
 
+    from oncofed.node.ingest.commands import print_report
+    from oncofed.node.ingest.images import IngestReport
     from oncofed.node.ingest.jobs import IngestJob, admin_token, report_from_json
 
     settings = node_settings(directory)
@@ -110,7 +112,10 @@ def through_service(directory: Path, job: dict[str, Any], busy: Exception) -> An
     if state["state"] != "done":
         raise fail(f"the ingest failed in the node service: {state.get('error')}")
     report = report_from_json(state["report"])
-    console.print(report.table())
+    if isinstance(report, IngestReport):
+        print_report(report, console)  # as the command prints it without the service
+    else:
+        console.print(report.table())
     return report
 
 

@@ -120,7 +120,7 @@ def node_pull(
 ) -> None:
     """Pull studies from a PACS, de-identify and index them (through the running node
     service when it holds the store)."""
-    from oncofed.node.ingest.commands import PullRequest, pull_command
+    from oncofed.node.ingest.commands import PullRequest, failed, pull_command
     from oncofed.node.store import StoreBusyError
 
     node_settings(directory)
@@ -128,10 +128,10 @@ def node_pull(
         dicomweb, dimse, aet, called_aet, receive_port, patient_id, study_date, modality, study_uid
     )
     try:
-        pull_command(directory, pull, progress)
+        report = pull_command(directory, pull, progress)
     except StoreBusyError as exc:
         report = through_service(directory, {"kind": "pull", "paths": ["-"], "pull": pull}, exc)
-        if report.rejections:
-            raise typer.Exit(1) from None
     except (ValueError, ConnectionError, OSError) as exc:
         raise fail(str(exc)) from exc
+    if failed(report):  # the same status whether the node service ran it or not
+        raise typer.Exit(1)

@@ -16,8 +16,9 @@ from fastapi_offline import FastAPIOffline
 
 from oncofed import __version__
 from oncofed.audit import AuditLog
+from oncofed.beacon.errors import install_error_handlers
 from oncofed.hub import blobs
-from oncofed.hub.beacon import create_hub_beacon_router
+from oncofed.hub.beacon import HUB_BEACON_ID, create_hub_beacon_router
 from oncofed.hub.catalogue import routes as catalogue
 from oncofed.hub.catalogue.service import refresh_loop as catalogue_refresh_loop
 from oncofed.hub.channel import Channel
@@ -27,7 +28,7 @@ from oncofed.hub.identity import external as oidc_login
 from oncofed.hub.identity import issuer as oidc_issuer
 from oncofed.hub.learning import routes as learning_routes
 from oncofed.hub.learning import runs as learning_runs
-from oncofed.hub.models import UsedNonce
+from oncofed.hub.models import Task, TaskTarget, UsedNonce
 from oncofed.hub.negotiation import routes as negotiation
 from oncofed.hub.negotiation.mail import mail_loop
 from oncofed.hub.notify import Notifier
@@ -35,6 +36,7 @@ from oncofed.hub.portal import router as portal
 from oncofed.hub.routes import auth, channel, nodes, search, tasks
 from oncofed.hub.search import SearchAdmission
 from oncofed.security.envelope import utcnow
+from oncofed.security.http import DEFAULT_BODY_BYTES, harden
 from oncofed.security.keys import SigningKey
 from oncofed.settings import HubSettings
 
@@ -69,6 +71,27 @@ def _prune_nonces(ctx: HubContext) -> None:
         s.execute(sa.delete(UsedNonce).where(UsedNonce.seen_at < cutoff))
 
 
+RETENTION_BATCH = 500
+
+
+def prune_tasks(ctx: HubContext) -> int:
+    """Delete tasks (their targets and results go with them) that expired longer than
+    ``task_retention_days`` ago; returns how many. In batches, each its own transaction:
+    a backlog never holds the database for long, and a crash leaves only whole tasks."""
+    cutoff = utcnow() - timedelta(days=ctx.settings.task_retention_days)
+    deleted = 0
+    while True:
+        with ctx.sessions.begin() as s:
+            ids = list(
+                s.scalars(sa.select(Task.id).where(Task.expires_at < cutoff).limit(RETENTION_BATCH))
+            )
+            if not ids:
+                return deleted
+            s.execute(sa.delete(TaskTarget).where(TaskTarget.task_id.in_(ids)))
+            s.execute(sa.delete(Task).where(Task.id.in_(ids)))
+        deleted += len(ids)
+
+
 async def _housekeeping(ctx: HubContext) -> None:
     """Time out overdue tasks (and wake their waiters), prune old nonces."""
     ticks = 0
@@ -80,6 +103,14 @@ async def _housekeeping(ctx: HubContext) -> None:
             ticks += 1
             if ticks % 60 == 0:
                 await run_in_threadpool(_prune_nonces, ctx)
+            if ticks % 600 == 1:  # at start, then every ten minutes
+                pruned = await run_in_threadpool(prune_tasks, ctx)
+                if pruned:
+                    days = ctx.settings.task_retention_days
+                    details = {"deleted": pruned, "days": days}
+                    await run_in_threadpool(
+                        ctx.audit.append, "hub", "task.retention", "info", "", details=details
+                    )
         except Exception:  # keep sweeping; the error is in the log
             log.exception("housekeeping failed")
 
@@ -106,8 +137,12 @@ def create_app(settings: HubSettings) -> FastAPI:
             ctx.engine.dispose()
 
     app = FastAPIOffline(
-        title="oncofed hub", version=__version__, lifespan=lifespan
+        title="oncofed hub",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=DEFAULT_BODY_BYTES,  # routes that take more say so (security/http.py)
     )  # /docs, /redoc: assets from the package, not a CDN
+    harden(app)
 
     @app.get("/api/health", tags=["hub"])
     async def health() -> dict[str, Any]:
@@ -121,5 +156,6 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(create_hub_beacon_router())  # issue 4: Beacon v2 network
     app.include_router(blobs.router)  # issue 20: weights between hub and nodes
     app.include_router(learning_routes.router)  # issue 20: training and validation runs
+    install_error_handlers(app, lambda request: HUB_BEACON_ID)  # Beacon-shaped errors
     portal.install(app)  # issue 7: the researcher portal
     return app

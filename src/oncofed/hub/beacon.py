@@ -17,9 +17,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
+from oncofed.beacon.errors import error_response
 from oncofed.beacon.wire import (
-    API_VERSION,
     BEACON_TASK,
     ENTRY_TYPES,
     ORDER,
@@ -30,55 +31,36 @@ from oncofed.beacon.wire import (
     BeaconRequest,
     add_get_post,
 )
+from oncofed.hub.admission import admit_task
 from oncofed.hub.auth import Caller, require
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext, hub_context
+from oncofed.hub.search import SearchRefused
 from oncofed.hub.waiting import wait_for_results
-from oncofed.protocol import register_kind
+from oncofed.protocol import TaskBodyError, register_kind
 
 register_kind(BEACON_TASK, BeaconQueryBody)
 
 # Module level: with postponed annotations FastAPI resolves these names in module globals.
 Researcher = Annotated[Caller, Depends(require("researcher", "admin"))]
-GET_KEYS = {
-    "requestedGranularity", "skip", "limit", "includeResultsetResponses", "filters",
-    "testMode", "requestedSchema",
-}  # fmt: skip
+HUB_BEACON_ID = "org.oncofed.hub"
 
 
-def _request_from_query(params: dict[str, str]) -> BeaconRequest:
-    query: dict[str, Any] = {}
-    rp = {k: v for k, v in params.items() if k not in GET_KEYS}
-    if rp:
-        query["requestParameters"] = rp
-    if "filters" in params:
-        query["filters"] = [f for f in params["filters"].split(",") if f]
-    for key in ("requestedGranularity", "includeResultsetResponses"):
-        if key in params:
-            query[key] = params[key]
-    if "testMode" in params:
-        query["testMode"] = params["testMode"].lower() == "true"
-    page = {k: params[k] for k in ("skip", "limit") if k in params}
-    if page:
-        query["pagination"] = page
-    return BeaconRequest.parse({"query": query})
-
-
-def _error(beacon_id: str, status: int, message: str) -> JSONResponse:
-    return JSONResponse(
-        status_code=status,
-        content={
-            "meta": {
-                "beaconId": beacon_id, "apiVersion": API_VERSION, "returnedSchemas": [],
-                "returnedGranularity": "boolean",
-                "receivedRequestSummary": {
-                    "apiVersion": API_VERSION, "requestedSchemas": [],
-                    "pagination": {"skip": 0, "limit": 0}, "requestedGranularity": "boolean",
-                },
-            },
-            "error": {"errorCode": status, "errorMessage": message},
-        },
-    )  # fmt: skip
+def declared(model: BaseModel) -> dict[str, Any]:
+    """A Beacon request with only the fields the specification declares: what the hub
+    forwards to every node (extra fields went along whole, whatever their size)."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if value is None:
+            continue
+        if isinstance(value, BaseModel):
+            out[name] = declared(value)
+        elif isinstance(value, list):
+            out[name] = [declared(v) if isinstance(v, BaseModel) else v for v in value]
+        else:
+            out[name] = value
+    return out
 
 
 def merge(
@@ -87,7 +69,14 @@ def merge(
     request: BeaconRequest,
     view: TaskView,
 ) -> dict[str, Any]:
-    """One Beacon response from the nodes' answers, with each node's status in ``info``."""
+    """One Beacon response from the nodes' answers, with each node's status in ``info``.
+
+    Granularity is each node's own decision (its grants, access levels and minimum counts):
+    a node that returns records contributes its result sets even when another node with a
+    hit answers only a count or a yes/no. The response's ``returnedGranularity`` is the
+    finest any node gave, ``info.nodes[].returnedGranularity`` says which node gave what, and
+    ``numTotalResults`` sums the nodes that released a count.
+    """
     nodes: list[dict[str, Any]] = []
     exists = False
     total = 0
@@ -109,6 +98,7 @@ def merge(
             status["exists"] = hit
             exists = exists or hit
             node_granularity = doc.get("meta", {}).get("returnedGranularity", "boolean")
+            status["returnedGranularity"] = node_granularity
             if "numTotalResults" in node_summary:
                 status["numTotalResults"] = node_summary["numTotalResults"]
             if hit:
@@ -118,11 +108,11 @@ def merge(
                     counted = True
             response = doc.get("response") or {}
             for rs in response.get("resultSets", []):
-                info = {"node": t.node_name, "datasetId": rs["id"]}
-                result_sets.append({**rs, "id": f"{t.node_name}:{rs['id']}", "info": info})
+                where = {"node": t.node_name, "datasetId": rs["id"]}
+                result_sets.append({**rs, "id": f"{t.node_name}:{rs['id']}", "info": where})
             for c in response.get("collections", []):
-                info = {**c.get("info", {}), "node": t.node_name}
-                collections.append({**c, "id": f"{t.node_name}:{c['id']}", "info": info})
+                about = {**c.get("info", {}), "node": t.node_name}
+                collections.append({**c, "id": f"{t.node_name}:{c['id']}", "info": about})
         nodes.append(status)
     q = request.query
     if collections or entry in ("cohorts", "datasets"):
@@ -130,7 +120,7 @@ def merge(
     elif not granularities:
         returned = "count" if q.requestedGranularity != "boolean" else "boolean"
     else:
-        returned = min(granularities, key=ORDER.__getitem__)
+        returned = max(granularities, key=ORDER.__getitem__)
         if returned == "record" and not result_sets:
             returned = "count"
     summary: dict[str, Any] = {"exists": exists or bool(collections)}
@@ -139,6 +129,14 @@ def merge(
         if not counted and exists and not collections:
             returned = "boolean"
             del summary["numTotalResults"]
+    info: dict[str, Any] = {"nodes": nodes, "complete": view.complete}
+    # Said whenever the answering nodes granted different granularities (a node without
+    # a hit may still have capped it: a researcher should see why records are missing).
+    if len({n["returnedGranularity"] for n in nodes if "returnedGranularity" in n}) > 1:
+        info["granularity"] = (
+            "decided per node (info.nodes[].returnedGranularity): result sets come from the "
+            "nodes that returned records; numTotalResults sums the nodes that released a count"
+        )
     out: dict[str, Any] = {
         "meta": {
             **framework.meta(entry),
@@ -146,7 +144,7 @@ def merge(
             "receivedRequestSummary": framework._received(request, entry),
         },
         "responseSummary": summary,
-        "info": {"nodes": nodes, "complete": view.complete},
+        "info": info,
     }
     if collections or entry in ("cohorts", "datasets"):
         out["response"] = {"collections": collections}
@@ -166,7 +164,7 @@ def create_hub_beacon_router(
         return BeaconFramework(
             config
             or BeaconConfig(
-                beacon_id="org.oncofed.hub",
+                beacon_id=HUB_BEACON_ID,
                 name=f"{ctx.settings.name} Beacon network",
                 organization=ctx.settings.name,
                 description="oncofed hub: a Beacon network over the federation's nodes",
@@ -177,11 +175,16 @@ def create_hub_beacon_router(
     async def fan_out(
         ctx: HubContext, caller: Caller, body: dict[str, Any]
     ) -> tuple[TaskView | None, str | None]:
+        # The same admission as every task: body model and size, the search rate limit.
         try:
             task_id, node_ids = await run_in_threadpool(
-                ctx.channel.create, BEACON_TASK, body, None, ttl_seconds, caller.username
+                admit_task, ctx, caller.username, BEACON_TASK, body, None, ttl_seconds
             )
-        except ChannelError as exc:
+        except TaskBodyError as exc:
+            raise BeaconError(str(exc), 422) from exc
+        except (ChannelError, SearchRefused) as exc:
+            if exc.status == 429:
+                raise BeaconError(exc.message, 429) from exc
             return None, exc.message
         for node_id in node_ids:
             ctx.notifier.wake(f"node:{node_id}")
@@ -219,9 +222,12 @@ def create_hub_beacon_router(
         ctx = hub_context(request)
         fw = framework_for(ctx)
         body = BeaconQueryBody(entry_type="filtering_terms").model_dump(mode="json")
-        view, problem = await fan_out(ctx, caller, body)
+        try:
+            view, problem = await fan_out(ctx, caller, body)
+        except BeaconError as exc:
+            return error_response(fw.config.beacon_id, exc.status, str(exc))
         if view is None:
-            return _error(fw.config.beacon_id, 503, problem or "no nodes")
+            return error_response(fw.config.beacon_id, 503, problem or "no nodes")
         terms: dict[str, dict[str, Any]] = {}
         resources: dict[str, dict[str, Any]] = {}
         for t in view.targets:
@@ -248,31 +254,30 @@ def create_hub_beacon_router(
         fw = framework_for(ctx)
         try:
             if request.method == "POST":
-                try:
-                    raw = await request.json()
-                except ValueError:
-                    raw = None
-                beacon_request = BeaconRequest.parse(raw)
+                beacon_request = BeaconRequest.from_json(await request.body())
             else:
-                beacon_request = _request_from_query(dict(request.query_params))
+                beacon_request = BeaconRequest.from_query(dict(request.query_params))
         except BeaconError as exc:
-            return _error(fw.config.beacon_id, exc.status, str(exc))
+            return error_response(fw.config.beacon_id, exc.status, str(exc))
         body = BeaconQueryBody(
             entry_type=entry,
             entry_id=entry_id,
             via=via,
-            request=beacon_request.model_dump(mode="json", exclude_none=True),
+            request=declared(beacon_request),
             passport=request.headers.get("ga4gh-passport"),
         ).model_dump(mode="json")
-        view, problem = await fan_out(ctx, caller, body)
+        try:
+            view, problem = await fan_out(ctx, caller, body)
+        except BeaconError as exc:
+            return error_response(fw.config.beacon_id, exc.status, str(exc))
         if view is None:
-            return _error(fw.config.beacon_id, 503, problem or "no nodes")
+            return error_response(fw.config.beacon_id, 503, problem or "no nodes")
         # A request every answering node rejected is the caller's error: pass it on.
         errors = [t.result for t in view.targets if t.result and t.result.get("status", 200) != 200]
         answered = [t for t in view.targets if t.result is not None]
         if answered and len(errors) == len(answered):
             first = errors[0] or {}
-            return _error(
+            return error_response(
                 fw.config.beacon_id, int(first.get("status", 400)), str(first.get("error"))
             )
         return JSONResponse(merge(fw, entry, beacon_request, view))

@@ -10,12 +10,11 @@ from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
+from oncofed.hub.admission import admit_task
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext
-from oncofed.hub.search import SEARCH_KIND, SearchRefused, combine
+from oncofed.hub.search import SEARCH_KIND, combine
 from oncofed.hub.waiting import RECHECK_SECONDS
-from oncofed.query import Operation, QueryValidationError, parse_query
-from oncofed.query.ast import to_json
 
 
 async def start_search(
@@ -29,30 +28,14 @@ async def start_search(
 
     Raises QueryValidationError (422), SearchRefused (429) or ChannelError, each audited.
     """
-    try:
-        op: Operation = parse_query(raw)
-    except QueryValidationError as exc:
-        await run_in_threadpool(ctx.audit.append, username, "search", "deny", "", str(exc)[:2000])
-        raise
-    # Admission and the task in one trip to a worker thread: on a busy hub each trip waits
-    # for a core, and this one is on every search's critical path.
+    # Validation, admission and the task in one trip to a worker thread: on a busy hub each
+    # trip waits for a core, and this one is on every search's critical path.
     task_id, node_ids = await run_in_threadpool(
-        _admit_and_create, ctx, username, op, nodes, max(1, round(timeout_seconds))
+        admit_task, ctx, username, SEARCH_KIND, {"ast": raw}, nodes, max(1, round(timeout_seconds))
     )
     for node_id in node_ids:
         ctx.notifier.wake(f"node:{node_id}")
     return task_id, node_ids
-
-
-def _admit_and_create(
-    ctx: HubContext, username: str, op: Operation, nodes: list[str] | None, ttl: int
-) -> tuple[str, list[str]]:
-    try:
-        ctx.search_admission.admit(ctx.sessions, username)
-    except SearchRefused as exc:
-        ctx.audit.append(username, "search", "deny", "", exc.message)
-        raise
-    return ctx.channel.create(SEARCH_KIND, {"ast": to_json(op)}, nodes, ttl, username)
 
 
 async def search_view(ctx: HubContext, task_id: str) -> TaskView:

@@ -13,15 +13,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi_offline import FastAPIOffline
 
 from oncofed import __version__
+from oncofed.beacon.errors import install_error_handlers
 from oncofed.node import admin_routes
 from oncofed.node.agent import Agent
-from oncofed.node.beacon import create_beacon_router
+from oncofed.node.beacon import create_beacon_router, node_engine
 from oncofed.node.context import NodeContext
 from oncofed.node.grants import request_grants, revocation_loop
 from oncofed.node.ingest.jobs import IngestJobs, JobState, admin_token
 from oncofed.node.mediator import MediatorContext, make_mediator_router
 from oncofed.node.tasks import node_summary
 from oncofed.privacy import DisclosureDecision
+from oncofed.security.http import DEFAULT_BODY_BYTES, harden
 from oncofed.settings import NodeSettings
 
 log = logging.getLogger("oncofed.node")
@@ -75,8 +77,12 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
 
     # /docs and /redoc with their assets from the package, not a CDN (nodes run offline).
     app = FastAPIOffline(
-        title=f"oncofed node {settings.name}", version=__version__, lifespan=lifespan
+        title=f"oncofed node {settings.name}",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=DEFAULT_BODY_BYTES,  # see security/http.py
     )
+    harden(app)
 
     @app.get("/health", tags=["node"])
     async def health(request: Request) -> dict[str, Any]:
@@ -109,10 +115,12 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
 
         return MediatorContext(
             store=ctx.store,
-            policy=ctx.policy.disclosure,
+            policy=ctx.policy.mediator_disclosure(),
             state_engine=ctx.state,
             node_id=settings.node_id or settings.name,
             api_key=settings.mediator_api_key or None,
+            api_keys=settings.mediator_api_keys,
+            strict=settings.mediator_strict,
             audit=audit,
             ledger=ctx.privacy_ledger,
         )
@@ -121,6 +129,7 @@ def create_app(settings: NodeSettings, run_agent: bool = True) -> FastAPI:
     app.include_router(make_mediator_router(mediator_context))
     # GA4GH Beacon v2 (record level only with a verified grant; see node/beacon).
     app.include_router(create_beacon_router(grants=request_grants))
+    install_error_handlers(app, lambda request: node_engine(request).config.beacon_id)
     # Ingest through the running service (local, admin token): `oncofed node ingest ...`.
     app.include_router(admin_routes.router)
     return app

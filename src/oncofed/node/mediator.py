@@ -10,9 +10,20 @@ STANDARDS §2. Two request forms are accepted on the same path:
   &manufacturer=Siemens``, the flat form Focus's ``eucaim_api`` endpoint type sends
   (repeated parameters are OR-ed, different parameters AND-ed).
 
-Authentication: ``Authorization: ApiKey <key>`` (``Bearer <key>`` is accepted too), compared
-in constant time with the key configured at the node. With no key configured the endpoint
-refuses everything. Answers pass the node's disclosure control like any other search.
+Authentication: ``Authorization: ApiKey <key>`` (``Bearer <key>`` and ``Secret <key>``, the
+scheme EUCAIM's reference dataset service uses, are accepted too), compared in constant time
+with the keys configured at the node. With no key configured the endpoint refuses everything.
+
+Each key belongs to one upstream network (``mediator_api_keys`` in the node's settings, the
+network's name to its key) and is charged as its own requester, ``mediator:<network>``, with
+the mediator limits of ``policy.toml`` (``[mediator]``): one network's searches use up its own
+daily budget and rate limit, never another network's, nor a researcher's. Answers pass the
+node's disclosure control like any other search.
+
+Strict EUCAIM mode (``mediator_strict`` in the settings): Focus's response model declares the
+counts as integers and ``age_range`` as ``{min, max}`` integers, so a withheld count is sent
+as 0 (its ``*_below`` field still says it was withheld) and ``age_range`` is always an object
+(``{"min": 0, "max": 0}`` with ``age_range_withheld: true`` when none is released).
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -33,25 +44,39 @@ from oncofed.node.store import NodeStore
 from oncofed.privacy.errors import BudgetExhausted, RateLimited
 from oncofed.privacy.ledger import PrivacyLedger
 from oncofed.privacy.policy import DisclosurePolicy
-from oncofed.query.response import MediatorResponse
+from oncofed.query.response import AgeRange, Collection, MediatorResponse
 from oncofed.query.validate import Problem, QueryValidationError
 from oncofed.query.vocabulary import BODY_PART, DIAGNOSIS, MANUFACTURER, MODALITY, SEX, KeySpec
 
 MEDIATOR_PATH = "/mediator"
 
 
+DEFAULT_NETWORK = "eucaim"
+
+
 @dataclass(frozen=True)
 class MediatorContext:
-    """What the endpoint needs from the node; built by the node app per request or once."""
+    """What the endpoint needs from the node; built by the node app per request or once.
+
+    ``api_keys``: upstream network name -> its key; ``api_key``: one key, for the network
+    ``eucaim``. ``policy`` carries the limits a network's key is charged under."""
 
     store: NodeStore
     policy: DisclosurePolicy
     state_engine: Engine
     node_id: str
-    api_key: str | None
-    requester: str = "eucaim-mediator"
+    api_key: str | None = None
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    strict: bool = False
     audit: AuditSink | None = None
     ledger: PrivacyLedger | None = None
+
+    @property
+    def keys(self) -> dict[str, str]:
+        keys = {name: key for name, key in self.api_keys.items() if key}
+        if self.api_key:
+            keys.setdefault(DEFAULT_NETWORK, self.api_key)
+        return keys
 
 
 class MediatorError(Exception):
@@ -66,8 +91,13 @@ class MediatorError(Exception):
         super().__init__(f"{status}: {body}")
 
 
-def check_api_key(expected: str | None, authorization: str | None) -> None:
-    """Raise MediatorError unless ``authorization`` carries the expected key."""
+SCHEMES = ("apikey", "bearer", "secret")
+
+
+def check_api_key(expected: str | Mapping[str, str] | None, authorization: str | None) -> str:
+    """The network whose key ``authorization`` carries; MediatorError when none does."""
+    if isinstance(expected, str):
+        expected = {DEFAULT_NETWORK: expected}
     if not expected:
         raise MediatorError(
             403,
@@ -78,10 +108,13 @@ def check_api_key(expected: str | None, authorization: str | None) -> None:
             },
         )
     scheme, _, given = (authorization or "").strip().partition(" ")
-    ok = scheme.lower() in ("apikey", "bearer") and hmac.compare_digest(
-        given.strip().encode(), expected.encode()
-    )
-    if not ok:
+    found = None
+    if scheme.lower() in SCHEMES:
+        for network, key in sorted(expected.items()):
+            # Every key is compared (constant time each), whichever matches.
+            if hmac.compare_digest(given.strip().encode(), key.encode()) and found is None:
+                found = network
+    if found is None:
         raise MediatorError(
             401,
             {
@@ -90,13 +123,14 @@ def check_api_key(expected: str | None, authorization: str | None) -> None:
             },
             {"WWW-Authenticate": "ApiKey"},
         )
+    return found
 
 
 def handle_mediator_request(
     ctx: MediatorContext, body: Any, authorization: str | None
 ) -> MediatorResponse:
     """Authenticate, then answer a mediator request; errors as :class:`MediatorError`."""
-    check_api_key(ctx.api_key, authorization)
+    network = check_api_key(ctx.keys, authorization)
     if not isinstance(body, dict):
         raise MediatorError(
             422,
@@ -109,16 +143,17 @@ def handle_mediator_request(
         )
     ast = body.get("ast", body)
     try:
-        return answer_search(
+        response = answer_search(
             ctx.store,
             ast,
-            ctx.requester,
+            f"mediator:{network}",
             ctx.policy,
             ctx.state_engine,
             ctx.node_id,
             audit=ctx.audit,
             ledger=ctx.ledger,
         )
+        return strict_response(response) if ctx.strict else response
     except QueryValidationError as exc:
         raise MediatorError(422, exc.as_dict()) from exc
     except RateLimited as exc:
@@ -133,6 +168,25 @@ def handle_mediator_request(
             {"error": exc.reason, "detail": str(exc), "resets_at": exc.resets_at.isoformat()},
             {"Retry-After": str(max(1, int((exc.resets_at.timestamp() - time.time()) + 0.999)))},
         ) from exc
+
+
+def strict_response(response: MediatorResponse) -> MediatorResponse:
+    """The answer as Focus's EUCAIM response model types it: integer counts (a withheld
+    count as 0, its ``*_below`` kept) and an ``age_range`` object in every collection."""
+    collections = []
+    for c in response.collections:
+        extra: dict[str, Any] = {}
+        if c.age_range is None:
+            extra["age_range_withheld"] = True
+        data = c.model_dump()
+        data.update(
+            subjects_count=c.subjects_count or 0,
+            studies_count=c.studies_count or 0,
+            age_range=c.age_range or AgeRange(min=0, max=0),
+            **extra,
+        )
+        collections.append(Collection.model_validate(data))
+    return MediatorResponse(collections=collections)
 
 
 # Focus's eucaim_api parameters and the keys they stand for.
@@ -213,7 +267,7 @@ def make_mediator_router(get_context: Callable[..., MediatorContext]) -> APIRout
     ) -> JSONResponse:
         authorization = request.headers.get("authorization")
         try:
-            check_api_key(ctx.api_key, authorization)  # before reading the body
+            check_api_key(ctx.keys, authorization)  # before reading the body
             body = await request.json()
         except MediatorError as exc:
             return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
@@ -237,7 +291,7 @@ def make_mediator_router(get_context: Callable[..., MediatorContext]) -> APIRout
             params.setdefault(name, []).append(value)
 
         def call() -> MediatorResponse:
-            check_api_key(ctx.api_key, authorization)
+            check_api_key(ctx.keys, authorization)
             try:
                 ast = ast_from_params(params)
             except QueryValidationError as exc:

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 import tomli_w
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.settings import ConfigError
@@ -35,6 +35,19 @@ class LearningPolicy(BaseModel):
     validation_fraction: float = Field(0.2, ge=0.1, le=0.5)
 
 
+class MediatorLimits(BaseModel):
+    """Limits for each upstream network's mediator key (``[mediator]`` in policy.toml).
+
+    Every key is its own requester with its own daily budget and rate limit: a busy
+    network uses up only its own allowance, never another network's or a researcher's,
+    and a leaked key is limited to what one network may ask."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily_budget: float = Field(20.0, gt=0, description="epsilon per network key per UTC day")
+    rate_limit_per_minute: int = Field(30, ge=1, description="searches per network key")
+
+
 class NodePolicy(BaseModel):
     # Discovery-level tasks only (aggregate, disclosure-controlled); record-level access and
     # analysis need an explicit opt-in here.
@@ -44,9 +57,20 @@ class NodePolicy(BaseModel):
     allowed_algorithms: list[str] = Field(default_factory=list)
     disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
     learning: LearningPolicy = Field(default_factory=LearningPolicy)
+    mediator: MediatorLimits = Field(default_factory=MediatorLimits)
 
     def allows_task(self, kind: str) -> bool:
         return kind in self.allowed_tasks
+
+    def mediator_disclosure(self) -> DisclosurePolicy:
+        """The disclosure policy a mediator key's searches run under: the node's, with the
+        mediator's own budget and rate limit."""
+        return self.disclosure.model_copy(
+            update={
+                "daily_budget": self.mediator.daily_budget,
+                "rate_limit_per_minute": self.mediator.rate_limit_per_minute,
+            }
+        )
 
     def summary(self) -> dict[str, object]:
         return {

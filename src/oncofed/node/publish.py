@@ -26,17 +26,22 @@ import httpx
 
 from oncofed.node.context import NodeContext
 from oncofed.node.handlers import TaskMeta, handler
-from oncofed.privacy.disclose import headline_noise, release_count, strata_wanted
+from oncofed.privacy.disclose import draws, headline_noise, release_count, strata_wanted
 from oncofed.protocol import CATALOGUE_KIND
-from oncofed.query.ast import Condition, Operation, query_hash
+from oncofed.query.ast import EVERYONE, Condition, query_hash
 from oncofed.query.compile import row_predicate
-from oncofed.query.counts import count_matches
-from oncofed.query.vocabulary import BODY_PART, DIAGNOSIS, MANUFACTURER, MODALITY, SEX
+from oncofed.query.vocabulary import (
+    BODY_PART,
+    DIAGNOSIS,
+    MANUFACTURER,
+    MODALITY,
+    SEX,
+    body_part_term,
+)
 from oncofed.security.keys import SigningKey
 from oncofed.security.request_auth import sign_request
 from oncofed.settings import NodeSettings
 
-EVERYONE = Operation(operand="AND", children=[])
 TIER_SEARCH_TASKS = frozenset({"search.count", "beacon.query"})
 
 
@@ -110,8 +115,10 @@ def describe(ctx: NodeContext) -> dict[str, Any]:
     policy = ctx.policy.disclosure
     node_id = ctx.settings.node_id or ctx.settings.name
     qhash = query_hash(EVERYONE)
+    # Counted as an unconstrained search is (with its meaning keys): the catalogue, a
+    # search, node.info and Beacon's /datasets then release one draw of each figure.
+    counts = ctx.store.search_counts(EVERYONE, policy.max_studies_per_subject)
     with ctx.store.reading() as con:
-        counts = count_matches(con, EVERYONE)
         conditions = _condition_counts(con)
         manufacturers = _manufacturer_counts(con)
         rows = {
@@ -134,9 +141,11 @@ def describe(ctx: NodeContext) -> dict[str, Any]:
             wanted.update({f"manufacturer:{k}": n for k, n in manufacturers[c.dataset_id].items()})
         strata[c.dataset_id] = wanted
     noise.update(
-        ctx.privacy_ledger.noise(
+        draws(
+            ctx.privacy_ledger,
             node_id,
             qhash,
+            counts,
             [(ds, stat, subjects_scale) for ds, stats in strata.items() for stat in stats],
         )
     )
@@ -176,7 +185,7 @@ def describe(ctx: NodeContext) -> dict[str, Any]:
                     "conditions": _labelled(DIAGNOSIS, values("condition:")),
                     "modalities": _coded(MODALITY, values("modality:")),
                     "manufacturers": _labelled(MANUFACTURER, values("manufacturer:")),
-                    "body_parts": _coded(BODY_PART, values("body_part:")),
+                    "body_parts": _body_parts(values("body_part:")),
                 },
             }
         )
@@ -199,11 +208,29 @@ def _coded(spec: Any, stored: list[str]) -> list[dict[str, str | None]]:
     return sorted(out.values(), key=lambda v: (v["label"] or "", v["code"] or ""))
 
 
+def _body_parts(stored: list[str]) -> list[dict[str, str | None]]:
+    """Stored BodyPartExamined terms as the vocabulary's values, one per label (a combined
+    term such as ABDOMENPELVIS gives each region it names; terms outside it are left out)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for value in stored:
+        term = body_part_term(value)
+        for code in BODY_PART.codes:
+            if term in code.match:
+                out.setdefault(code.label, {"code": code.code, "label": code.label})
+    return sorted(out.values(), key=lambda v: (v["label"] or "", v["code"] or ""))
+
+
 def _labelled(spec: Any, codes: list[str]) -> list[dict[str, str | None]]:
+    """Codes with their names: the search vocabulary's, else the importers' SNOMED CT table
+    (a leukaemia has no EUCAIM site), else the code itself."""
+    from oncofed.node.ingest.vocab import cancers
+
     out = []
     for value in codes:
         known = spec.code(value)
-        out.append({"code": value, "label": known.label if known else value})
+        cancer = cancers().get(value.removeprefix("SNOMEDCT")) if value else None
+        label = known.label if known else cancer.label if cancer else value
+        out.append({"code": value, "label": label})
     return sorted(out, key=lambda v: (v["label"] or "", v["code"] or ""))
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from oncofed.node.store import NodeStore
 from oncofed.privacy.decision import DisclosureDecision
-from oncofed.privacy.disclose import disclose
+from oncofed.privacy.disclose import disclose, meaning
 from oncofed.privacy.errors import DisclosureRefused
 from oncofed.privacy.ledger import PrivacyLedger, Write
 from oncofed.privacy.policy import DisclosurePolicy
@@ -81,13 +81,21 @@ def answer_search(
         raise
     qhash = query_hash(op)
     canonical = to_json(op)
+    # Counted before admission: the charge is keyed on what the query selects, not on how
+    # it is written, so a rewriting of a query answered today is free (its noise is the
+    # cached draw). The exact counts go nowhere unless the request is admitted.
     try:
-        admission = ledger.admit(requester, qhash, policy, defer)
+        counts = store.search_counts(op, policy.max_studies_per_subject)
+    except Exception as exc:
+        record("refused", "error", detail=f"{type(exc).__name__}: {exc}"[:2000],
+               query_hash=qhash, query=canonical)  # fmt: skip
+        raise
+    try:
+        admission = ledger.admit(requester, meaning(counts, qhash), policy, defer)
     except DisclosureRefused as exc:
         record("refused", exc.reason, detail=str(exc), query_hash=qhash, query=canonical)
         raise
     try:
-        counts = store.search_counts(op)
         response, summary = disclose(counts, policy, ledger, node_id, qhash)
     except Exception as exc:
         record(

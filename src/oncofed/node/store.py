@@ -181,6 +181,11 @@ SCHEMA: tuple[str, ...] = (
     "ALTER TABLE disease ADD COLUMN IF NOT EXISTS grade VARCHAR",
     "ALTER TABLE biosample ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
     "ALTER TABLE variant_call ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
+    # The ledger keys an import by its content *and* dataset (issue 14).
+    "ALTER TABLE ingest_ledger ADD COLUMN IF NOT EXISTS dataset_id VARCHAR",
+    # Issue 16: the PatientSex each study was written with, so that studies that disagree
+    # about a patient are found (the patient's sex is then unknown; see ingest/images.py).
+    "ALTER TABLE imaging_study ADD COLUMN IF NOT EXISTS patient_sex VARCHAR",
     """CREATE TABLE IF NOT EXISTS variant_gene (
         variant_id VARCHAR NOT NULL,
         gene VARCHAR NOT NULL
@@ -338,7 +343,7 @@ class NodeStore:
         finally:
             cur.close()
 
-    def search_counts(self, op: Operation) -> list[DatasetCounts]:
+    def search_counts(self, op: Operation, max_studies: int | None = None) -> list[DatasetCounts]:
         """Exact raw counts of a canonical query per dataset, for federated search.
 
         The same numbers as :func:`oncofed.query.counts.count_matches`, counted in memory
@@ -354,7 +359,7 @@ class NodeStore:
             search = self._search
         generation = self.generation  # read before the check, so a write after it counts
         with self.reading() as con:
-            return search.counts(con, op, generation)
+            return search.counts(con, op, generation, max_studies)
 
     def close(self) -> None:
         with self._lock:

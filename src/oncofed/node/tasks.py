@@ -10,7 +10,9 @@ from typing import Any
 from oncofed import __version__
 from oncofed.node.context import NodeContext
 from oncofed.node.handlers import TaskMeta, TaskRefused, handler
-from oncofed.privacy.disclose import release_count
+from oncofed.privacy.disclose import headline_noise, release_count
+from oncofed.query.ast import EVERYONE, query_hash
+from oncofed.query.counts import DatasetCounts
 
 
 def node_summary(ctx: NodeContext) -> dict[str, Any]:
@@ -35,15 +37,25 @@ def _dataset_sizes(ctx: NodeContext) -> list[dict[str, Any]]:
     datasets = []
     policy = ctx.policy.disclosure
     rows = ctx.store.datasets()
-    # Dataset sizes get the same treatment as search counts: cached noise, rounding, and
-    # the threshold applied to the noisy value (an exact threshold would leak).
-    noise = ctx.privacy_ledger.noise(
+    # Dataset sizes are the subjects counts of an unconstrained search, released with the
+    # very same cached draw (one noisy value per figure, whoever asks and where: averaging
+    # two draws of one count would approach the exact value).
+    max_studies = ctx.policy.disclosure.max_studies_per_subject
+    counts = {c.dataset_id: c for c in ctx.store.search_counts(EVERYONE, max_studies)}
+    for d in rows:
+        counts.setdefault(
+            str(d["id"]), DatasetCounts(str(d["id"]), subjects=int(str(d["patients"])))
+        )
+    noise = headline_noise(
+        list(counts.values()),
+        policy,
+        ctx.privacy_ledger,
         ctx.settings.node_id or ctx.settings.name,
-        "node.info",
-        [(str(d["id"]), "patients", 1.0 / policy.epsilon) for d in rows],
+        query_hash(EVERYONE),
     )
     for d in rows:
-        patients = release_count(int(str(d["patients"])), noise[(str(d["id"]), "patients")], policy)
+        size = counts[str(d["id"])].subjects
+        patients = release_count(size, noise[(str(d["id"]), "subjects")], policy)
         datasets.append(
             {
                 "id": d["id"],

@@ -3,8 +3,12 @@
 Layers, in order, for every count (subjects, studies, and each stratum):
 
 1. **noise**: add a discrete Laplace draw with scale ``sensitivity / epsilon``, cached per
-   (node, dataset, canonical query, statistic) so that a query asked again, reordered or by
-   someone else gets the very same answer;
+   (node, dataset, meaning of the query, statistic) so that a query asked again, reordered,
+   rewritten or by someone else gets the very same answer. The meaning is the set of
+   records the query selects in that dataset (``DatasetCounts.key``, a hash the columnar
+   index computes): an always-true condition, NOT of the complement, BETWEEN or two bounds
+   all select the same patients and so draw nothing new. Counts without a key (the SQL
+   path) fall back to the canonical query's hash;
 2. **rounding** to a multiple of ``rounding`` (half up);
 3. **threshold**: a result below ``min_count`` is withheld and reported as "fewer than
    ``min_count``" (``null`` plus ``*_below``). The threshold applies to the noisy value,
@@ -13,7 +17,9 @@ Layers, in order, for every count (subjects, studies, and each stratum):
 Strata are only shown for a dataset whose subject count is released:
 
 - ``gender``, ``modalities``, ``body_parts``: a label is listed when its own noisy,
-  rounded subject count reaches ``min_count`` (labels only, no counts);
+  rounded subject count reaches ``min_count`` (labels only, no counts); body parts are
+  counted per stored DICOM term and listed as the vocabulary's values (a combined term such
+  as ABDOMENPELVIS gives each region it names; a term outside the vocabulary is not listed);
 - ``age_range``: ages at diagnosis are grouped in ``age_band_years`` bands; the range runs
   from the lowest to the highest band whose noisy, rounded count reaches ``min_count``
   (``min`` inclusive, ``max`` exclusive), so a lone oldest or youngest patient never shows.
@@ -22,6 +28,7 @@ Strata are only shown for a dataset whose subject count is released:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -29,7 +36,7 @@ from oncofed.privacy.ledger import PrivacyLedger
 from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.query.counts import DatasetCounts
 from oncofed.query.response import AgeRange, Collection, MediatorResponse
-from oncofed.query.vocabulary import MODALITY_LABELS
+from oncofed.query.vocabulary import MODALITY_LABELS, body_part_labels
 
 
 def round_to(value: float, base: int) -> int:
@@ -69,6 +76,34 @@ def strata_wanted(c: DatasetCounts, policy: DisclosurePolicy) -> dict[str, int]:
     return wanted
 
 
+def meaning(counts: list[DatasetCounts], query_hash: str) -> str:
+    """One key for what a whole query selects at this node: the charge is keyed on it, so
+    a rewriting that selects the same records costs nothing more (its noise is cached)."""
+    keys = [f"{c.dataset_id}={c.key}" for c in counts if c.key]
+    if len(keys) < len(counts):
+        return query_hash
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
+
+
+def draws(
+    ledger: PrivacyLedger,
+    node_id: str,
+    query_hash: str,
+    counts: list[DatasetCounts],
+    wanted: list[tuple[str, str, float]],
+) -> dict[tuple[str, str], int]:
+    """Cached noise for (dataset, statistic, scale), each under its dataset's meaning
+    key (one ledger call per distinct key; ``query_hash`` where a dataset has none)."""
+    key_of = {c.dataset_id: c.key or query_hash for c in counts}
+    by_key: dict[str, list[tuple[str, str, float]]] = {}
+    for w in wanted:
+        by_key.setdefault(key_of.get(w[0], query_hash), []).append(w)
+    out: dict[tuple[str, str], int] = {}
+    for key, some in by_key.items():
+        out.update(ledger.noise(node_id, key, some))
+    return out
+
+
 def headline_noise(
     counts: list[DatasetCounts],
     policy: DisclosurePolicy,
@@ -76,16 +111,20 @@ def headline_noise(
     node_id: str,
     query_hash: str,
 ) -> dict[tuple[str, str], int]:
-    """The cached noise of every dataset's subjects and studies counts, in one ledger call.
+    """The cached noise of every dataset's subjects and studies counts.
 
-    Studies have the larger sensitivity: one subject may add up to
-    ``max_studies_per_subject`` of them.
+    Studies have the larger sensitivity: one subject adds up to
+    ``max_studies_per_subject`` of them, and no more: the counts are clipped to that bound
+    per subject before they get here (``count_matches(..., max_studies)``), so the bound
+    holds for a subject with more studies too.
     """
     subjects_scale = 1.0 / policy.epsilon
     studies_scale = policy.max_studies_per_subject / policy.epsilon
-    return ledger.noise(
+    return draws(
+        ledger,
         node_id,
         query_hash,
+        counts,
         [
             w
             for c in counts
@@ -120,9 +159,11 @@ def disclose(
             if released[c.dataset_id] is not None
         }
         noise.update(
-            ledger.noise(
+            draws(
+                ledger,
                 node_id,
                 query_hash,
+                counts,
                 [
                     (ds, stat, 1.0 / policy.epsilon)
                     for ds, stats in strata.items()
@@ -162,7 +203,9 @@ def disclose(
                 modalities=sorted(
                     {MODALITY_LABELS.get(code, code) for code in _labels(shown, "modality:")}
                 ),
-                body_parts=sorted({p.lower() for p in _labels(shown, "body_part:")}),
+                body_parts=sorted(
+                    {b for p in _labels(shown, "body_part:") for b in body_part_labels(p)}
+                ),
             )
         )
     return MediatorResponse(collections=collections), summary

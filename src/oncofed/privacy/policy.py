@@ -9,7 +9,7 @@ Example ``policy.toml``::
     daily_budget = 20.0         # epsilon a researcher may spend per UTC day
     rate_limit_per_minute = 30  # searches per researcher per minute
     age_band_years = 5          # age range bounds are multiples of this
-    max_studies_per_subject = 5 # sensitivity of the studies count
+    max_studies_per_subject = 5 # a subject adds at most this many studies to a count
 """
 
 from __future__ import annotations
@@ -31,7 +31,13 @@ class DisclosurePolicy(BaseModel):
     daily_budget: float = Field(20.0, gt=0, description="epsilon per researcher per UTC day")
     rate_limit_per_minute: int = Field(30, ge=1)
     age_band_years: int = Field(5, ge=1, le=50)
-    max_studies_per_subject: int = Field(5, ge=1, le=1000)
+    max_studies_per_subject: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="each subject's studies are counted up to this bound (clipped), which "
+        "makes it the studies count's sensitivity",
+    )
     strata: bool = Field(True, description="publish age range, gender, modality, body part")
 
 

@@ -76,6 +76,9 @@ class Operation(BaseModel):
 
 Operation.model_rebuild()
 
+EVERYONE = Operation(operand="AND", children=[])
+"""The query without conditions: every patient (a dataset's size is its count)."""
+
 
 class SearchEnvelope(BaseModel):
     """The transport envelope: ``{"ast": <Operation>, "id": "<uuid>__search__<uuid>"}``."""

@@ -29,6 +29,7 @@ moved. Nothing is written, so a crash can leave nothing half-built here.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections.abc import Callable
@@ -286,7 +287,7 @@ class ColumnarIndex:
     # Counting
     # --------------------------------------------------------------------------------------
 
-    def count(self, op: Operation) -> list[DatasetCounts]:
+    def count(self, op: Operation, max_studies: int | None = None) -> list[DatasetCounts]:
         """The raw counts of :func:`oncofed.query.counts.count_matches`, from memory."""
         masks = _Masks(self)
         n = self.patients.rows
@@ -309,13 +310,22 @@ class ColumnarIndex:
             series &= matched.take(self.s_pk)
             rows = np.flatnonzero(series)
             study_ids = self.s_study.take(rows)
+            study_pks = self.s_pk.take(rows)
         else:
             rows = np.flatnonzero(matched.take(self.s_pk))
-            study_ids = self.t_study.take(np.flatnonzero(matched.take(self.t_pk)))
-        seen = np.zeros(len(self.dst_ds), dtype=np.bool_)
-        seen[study_ids] = True
-        bounds = self.study_bounds
-        studies = [np.count_nonzero(seen[bounds[i] : bounds[i + 1]]) for i in range(d)]
+            study_rows = np.flatnonzero(matched.take(self.t_pk))
+            study_ids = self.t_study.take(study_rows)
+            study_pks = self.t_pk.take(study_rows)
+        if max_studies is None:
+            seen = np.zeros(len(self.dst_ds), dtype=np.bool_)
+            seen[study_ids] = True
+            bounds = self.study_bounds
+            studies = [int(np.count_nonzero(seen[bounds[i] : bounds[i + 1]])) for i in range(d)]
+        else:  # each subject's distinct studies, at most max_studies of them
+            width = len(self.dst_ds)
+            own = np.unique(study_pks.astype(np.int64) * width + study_ids)
+            per_patient = np.minimum(np.bincount(own // width, minlength=n), max_studies)
+            studies = [int(k) for k in np.bincount(self.p_ds, weights=per_patient, minlength=d)]
         per_value: dict[str, tuple[tuple[str, ...], npt.NDArray[np.int64]]] = {}
         for column, (values, per_row, pairs, starts, keys) in self.distinct.items():
             hit = np.zeros(pairs + 1, dtype=np.bool_)
@@ -326,6 +336,7 @@ class ColumnarIndex:
                 counted[keys] = np.add.reduceat(hit[:-1], starts, dtype=np.int64)
             per_value[column] = (values, counted.reshape(d, width))
 
+        cohort_keys = self._meaning(who, rows if masks.series_filters else None)
         out: dict[str, DatasetCounts] = {}
         for ds, (dataset_id, name, description, listed) in enumerate(self.datasets):
             if not listed and subjects[ds] == 0:
@@ -343,8 +354,27 @@ class ColumnarIndex:
             entry.modalities = {values[i]: int(k) for i, k in enumerate(counts[ds]) if k}
             values, counts = per_value["body_part"]
             entry.body_parts = {values[i]: int(k) for i, k in enumerate(counts[ds]) if k}
+            entry.key = cohort_keys[ds]
             out[dataset_id] = entry
         return [out[k] for k in sorted(out)]
+
+    def _meaning(self, who: Ints, series_rows: Ints | None) -> list[str]:
+        """Per dataset, a hash of the records a query selected: its matching patients, and
+        its matching series when it filters series (they decide the studies and modality
+        counts). Patient and series numbers are positions in this snapshot, so the
+        snapshot's store-change count is part of the key."""
+        by_ds = self.p_ds.take(who)
+        series_ds = None if series_rows is None else self.p_ds.take(self.s_pk.take(series_rows))
+        keys = []
+        for ds in range(self.n_datasets):
+            h = hashlib.blake2b(digest_size=32, person=b"oncofed-cohort")
+            h.update(f"{self.changes}:{ds}:".encode())
+            h.update(who[by_ds == ds].tobytes())
+            if series_rows is not None and series_ds is not None:
+                h.update(b"|series|")
+                h.update(series_rows[series_ds == ds].tobytes())
+            keys.append(h.hexdigest())
+        return keys
 
 
 class _Masks:
@@ -546,14 +576,19 @@ class ColumnarSearch:
         self._lock = threading.Lock()
 
     def counts(
-        self, con: Cursor, op: Operation, generation: int | None = None
+        self,
+        con: Cursor,
+        op: Operation,
+        generation: int | None = None,
+        max_studies: int | None = None,
     ) -> list[DatasetCounts]:
         """Exact raw counts of a canonical query, as :func:`count_matches` returns them.
 
         ``generation``: a number the caller bumps after each of its writes, when it is the
         store's only writer (the node service); skips the freshness query while unchanged.
+        ``max_studies``: count at most this many studies per subject (see count_matches).
         """
-        return self.current(con, generation).count(op)
+        return self.current(con, generation).count(op, max_studies)
 
     def current(self, con: Cursor, generation: int | None = None) -> ColumnarIndex:
         """The snapshot for the store as it is now (rebuilding the index if need be)."""

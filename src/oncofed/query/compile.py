@@ -229,27 +229,49 @@ SEARCH_INDEX: tuple[tuple[str, str], ...] = (
               GROUP BY id)
         ORDER BY ds""",
     ),
+    # min_age: the youngest age at diagnosis, or where the patient has none, the age at
+    # the first imaging study (age_source says which).
     (
         "sx_patient",
         """
         SELECT (row_number() OVER (ORDER BY x.ds, p.id))::INTEGER AS pk, p.id, x.ds,
-               p.sex AS sex_label, upper(p.sex) AS sex, a.age AS min_age
+               p.sex AS sex_label, upper(p.sex) AS sex, coalesce(a.age, i.age) AS min_age,
+               CASE WHEN a.age IS NOT NULL THEN 'diagnosis'
+                    WHEN i.age IS NOT NULL THEN 'study' END AS age_source
         FROM patient p JOIN sx_dataset x ON x.id = p.dataset_id
         LEFT JOIN (SELECT patient_id, min(age_at_diagnosis) AS age FROM disease
                    WHERE age_at_diagnosis IS NOT NULL GROUP BY patient_id) a
                ON a.patient_id = p.id
+        LEFT JOIN (SELECT patient_id, min(age_at_study) AS age FROM imaging_study
+                   WHERE age_at_study IS NOT NULL GROUP BY patient_id) i
+               ON i.patient_id = p.id
         ORDER BY pk""",
     ),
+    # The age key is answered from age_at_diagnosis; a patient with no age at diagnosis
+    # gets the age at the first study there (on each disease row, or on a row of its own
+    # when there is none: that row matches no other disease condition).
     (
         "sx_disease",
         """
-        SELECT x.pk, d.site_snomed, upper(d.topography) AS topography,
-               replace(upper(d.topography), '.', '') AS topography_h,
-               upper(d.icd10) AS icd10, replace(upper(d.morphology), '/', '') AS morphology_h,
-               d.diagnosis_year, d.age_at_diagnosis, upper(d.t_stage) AS t_stage,
-               upper(d.n_stage) AS n_stage, upper(d.m_stage) AS m_stage,
-               upper(d.stage_group) AS stage_group
-        FROM disease d JOIN sx_patient x ON x.id = d.patient_id ORDER BY x.pk""",
+        SELECT pk, site_snomed, topography, topography_h, icd10, morphology_h,
+               diagnosis_year, age_at_diagnosis, t_stage, n_stage, m_stage, stage_group
+        FROM (
+            SELECT x.pk, d.site_snomed, upper(d.topography) AS topography,
+                   replace(upper(d.topography), '.', '') AS topography_h,
+                   upper(d.icd10) AS icd10,
+                   replace(upper(d.morphology), '/', '') AS morphology_h, d.diagnosis_year,
+                   coalesce(d.age_at_diagnosis,
+                            CASE WHEN x.age_source = 'study' THEN x.min_age END)
+                       AS age_at_diagnosis,
+                   upper(d.t_stage) AS t_stage, upper(d.n_stage) AS n_stage,
+                   upper(d.m_stage) AS m_stage, upper(d.stage_group) AS stage_group
+            FROM disease d JOIN sx_patient x ON x.id = d.patient_id
+            UNION ALL
+            SELECT x.pk, NULL, NULL, NULL, NULL, NULL, NULL, x.min_age, NULL, NULL, NULL, NULL
+            FROM sx_patient x
+            WHERE x.age_source = 'study'
+              AND NOT EXISTS (SELECT 1 FROM disease d WHERE d.patient_id = x.id))
+        ORDER BY pk""",
     ),
     # Study uids (of studies and of series) as integers.
     (
@@ -264,7 +286,9 @@ SEARCH_INDEX: tuple[tuple[str, str], ...] = (
         "sx_series",
         """
         SELECT DISTINCT x.pk, x.ds, k.st, upper(s.modality) AS modality,
-               upper(s.body_part) AS body_part, lower(s.manufacturer) AS manufacturer
+               nullif(regexp_replace(upper(s.body_part), '[^A-Z0-9]', '', 'g'), '')
+                   AS body_part,
+               lower(s.manufacturer) AS manufacturer
         FROM imaging_series s JOIN sx_patient x ON x.id = s.patient_id
         JOIN sx_study_key k ON k.uid = s.study_uid
         ORDER BY x.pk""",
@@ -418,7 +442,7 @@ STALENESS = (
 )
 
 
-def counts_statement(op: Operation) -> Sql:
+def counts_statement(op: Operation, max_studies: int | None = None) -> Sql:
     """One statement over the search index returning ``(ds, stat, label, n)`` rows.
 
     ``ds`` is the index's dataset number. The first row is ``(NULL, 'stale', '', k)``: the
@@ -426,10 +450,12 @@ def counts_statement(op: Operation) -> Sql:
     statement again otherwise). Then per dataset ``dataset`` (label: its id, ``n``: 1 when
     the dataset table lists it), ``name`` and ``description`` (label), and the counts:
     ``subjects``, ``studies``, ``gender`` (label: stored sex), ``age`` (label: the subject's
-    youngest age at diagnosis, in years), ``modality`` or ``body_part`` (label: stored value
-    upper case; ``n`` counts distinct subjects). Studies are those of the matching subjects
+    youngest age at diagnosis, else age at the first study, in years), ``modality`` or
+    ``body_part`` (label: stored value upper case, body parts as letters and digits only;
+    ``n`` counts distinct subjects). Studies are those of the matching subjects
     that hold a series satisfying one of the query's series-level criteria groups, or all
-    their studies when the query has none.
+    their studies when the query has none; with ``max_studies``, at most that many per
+    subject.
     """
     compiled = compile_query(op)
     series_filter = compiled.series_filter
@@ -446,6 +472,13 @@ def counts_statement(op: Operation) -> Sql:
         )
         ser = "SELECT ds, pk, st, modality, body_part FROM sf s"
         studies = "ser"
+    if max_studies is None:
+        studies_count = f"SELECT ds, 'studies', '', count(DISTINCT st) FROM {studies} GROUP BY ds"
+    else:  # its placeholder is the last in the statement: the bound goes last
+        studies_count = (
+            "SELECT ds, 'studies', '', sum(least(n, ?))::BIGINT FROM (SELECT ds, pk, "
+            f"count(DISTINCT st) AS n FROM {studies} GROUP BY ds, pk) GROUP BY ds"
+        )
     text = f"""
         WITH {sf.text}
         m AS MATERIALIZED (
@@ -466,7 +499,7 @@ def counts_statement(op: Operation) -> Sql:
             FROM m GROUP BY GROUPING SETS ((ds), (ds, sex_label), (ds, min_age))
             HAVING GROUPING(min_age) = 1 OR min_age IS NOT NULL
         UNION ALL
-        SELECT ds, 'studies', '', count(DISTINCT st) FROM {studies} GROUP BY ds
+        {studies_count}
         UNION ALL
         SELECT ds, 'modality', modality, count(*)
             FROM (SELECT DISTINCT ds, pk, modality FROM ser WHERE modality IS NOT NULL)
@@ -476,4 +509,7 @@ def counts_statement(op: Operation) -> Sql:
             FROM (SELECT DISTINCT ds, pk, body_part FROM ser WHERE body_part IS NOT NULL)
             GROUP BY ds, body_part
     """
-    return Sql(text, sf.params + compiled.where.params)
+    params = sf.params + compiled.where.params
+    if max_studies is not None:
+        params.append(max_studies)
+    return Sql(text, params)

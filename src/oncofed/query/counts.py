@@ -42,9 +42,15 @@ class DatasetCounts:
     subjects: int = 0
     studies: int = 0
     gender: dict[str, int] = field(default_factory=dict)
-    ages: dict[int, int] = field(default_factory=dict)  # youngest age at diagnosis → subjects
+    # youngest age at diagnosis (else at the first study) → subjects
+    ages: dict[int, int] = field(default_factory=dict)
     modalities: dict[str, int] = field(default_factory=dict)  # DICOM code → subjects
     body_parts: dict[str, int] = field(default_factory=dict)  # upper case → subjects
+    # What the counts are *of*: a hash of the matching patients (and, where a query
+    # filters series, of the matching series) of this dataset in this store snapshot.
+    # Two queries that select the same records get the same key, so cached noise keyed on
+    # it is the same answer however the query was written. Empty where unknown (SQL path).
+    key: str = field(default="", compare=False)
 
 
 # One rebuild at a time per process (a DuckDB store is held by one process).
@@ -87,9 +93,15 @@ def rebuild_search_index(con: Cursor, *, force: bool = False) -> bool:
         return True
 
 
-def count_matches(con: Cursor, op: Operation) -> list[DatasetCounts]:
-    """Run a canonical query; one entry per dataset of the store, in id order."""
-    stmt = counts_statement(op)
+def count_matches(
+    con: Cursor, op: Operation, max_studies: int | None = None
+) -> list[DatasetCounts]:
+    """Run a canonical query; one entry per dataset of the store, in id order.
+
+    ``max_studies``: each subject adds at most this many studies to the studies count (the
+    policy's ``max_studies_per_subject``, the sensitivity the noise is scaled to); None
+    counts every distinct study."""
+    stmt = counts_statement(op, max_studies)
     rows: list[tuple[Any, ...]] = []
     for _ in range(5):
         try:

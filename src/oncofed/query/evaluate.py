@@ -15,7 +15,7 @@ from typing import Any
 
 from oncofed.query.ast import Condition, Operation, Range, value_list
 from oncofed.query.counts import Cursor, DatasetCounts
-from oncofed.query.vocabulary import KEYS_BY_NAME, KeySpec
+from oncofed.query.vocabulary import BODY_PART, KEYS_BY_NAME, KeySpec, body_part_term
 
 Row = dict[str, Any]
 Node = Operation | Condition
@@ -61,7 +61,29 @@ def load_cohort(con: Cursor) -> Cohort:
         for row in _fetch(con, sql):
             by_patient[row["patient_id"]].append(row)
         cohort.rows[table] = dict(by_patient)
+    _ages_from_studies(cohort)
     return cohort
+
+
+def _ages_from_studies(cohort: Cohort) -> None:
+    """The age key's rule: a patient with no age at diagnosis is aged at the first study
+    (on every disease record, or on a record of its own when there is none)."""
+    diseases = cohort.rows["disease"]
+    for patient in cohort.patients:
+        pid = patient["id"]
+        ages = [
+            s["age_at_study"]
+            for s in cohort.records("imaging_study", pid)
+            if s["age_at_study"] is not None
+        ]
+        records = diseases.get(pid, [])
+        if not ages or any(d["age_at_diagnosis"] is not None for d in records):
+            continue
+        if records:
+            for d in records:
+                d["age_at_diagnosis"] = min(ages)
+        else:
+            diseases[pid] = [{"patient_id": pid, "age_at_diagnosis": min(ages)}]
 
 
 _TABLE = {
@@ -146,6 +168,8 @@ def condition_holds(spec: KeySpec, cond: Condition, row: Row) -> bool:
         codes = [c for c in spec.codes if c.code in values]
         if spec.code_match == "like":
             return any(_like(m, text.lower()) for c in codes for m in c.match)
+        if spec is BODY_PART:
+            text = body_part_term(text)
         return text.upper() in {m.upper() for c in codes for m in c.match}
     if spec.kind == "stage":
         return any(_stage_matches(text.upper(), str(v)) for v in values)
@@ -285,7 +309,9 @@ def series_criteria(op: Operation) -> list[list[Node]]:
     return found
 
 
-def evaluate_counts(op: Operation, cohort: Cohort) -> list[DatasetCounts]:
+def evaluate_counts(
+    op: Operation, cohort: Cohort, max_studies: int | None = None
+) -> list[DatasetCounts]:
     """The same raw counts as :func:`oncofed.query.counts.count_matches`, in Python."""
     ev = Evaluator(cohort)
     criteria = series_criteria(op)
@@ -293,6 +319,7 @@ def evaluate_counts(op: Operation, cohort: Cohort) -> list[DatasetCounts]:
         i: DatasetCounts(i, n, d) for i, (n, d) in cohort.datasets.items()
     }
     studies: dict[str, set[str]] = defaultdict(set)
+    clipped: dict[str, int] = defaultdict(int)  # each subject's studies, at most max_studies
     modality_subjects: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     part_subjects: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for patient in cohort.patients:
@@ -309,18 +336,22 @@ def evaluate_counts(op: Operation, cohort: Cohort) -> list[DatasetCounts]:
         ]
         if ages:
             entry.ages[min(ages)] = entry.ages.get(min(ages), 0) + 1
+        own: set[str] = set()
         for s in cohort.records("imaging_series", patient["id"]):
             if criteria and not any(all(_on_record(n, s) for n in c) for c in criteria):
                 continue
-            studies[ds].add(s["study_uid"])
+            own.add(s["study_uid"])
             if s["modality"] is not None:
                 modality_subjects[ds][s["modality"].upper()].add(patient["id"])
-            if s["body_part"] is not None:
-                part_subjects[ds][s["body_part"].upper()].add(patient["id"])
+            if s["body_part"] is not None and body_part_term(s["body_part"]):
+                part_subjects[ds][body_part_term(s["body_part"])].add(patient["id"])
         if not criteria:
-            studies[ds].update(s["uid"] for s in cohort.records("imaging_study", patient["id"]))
+            own.update(s["uid"] for s in cohort.records("imaging_study", patient["id"]))
+        studies[ds] |= own
+        if max_studies is not None:
+            clipped[ds] += min(len(own), max_studies)
     for ds, entry in out.items():
-        entry.studies = len(studies[ds])
+        entry.studies = len(studies[ds]) if max_studies is None else clipped[ds]
         entry.modalities = {k: len(v) for k, v in modality_subjects[ds].items()}
         entry.body_parts = {k: len(v) for k, v in part_subjects[ds].items()}
     return [out[k] for k in sorted(out)]

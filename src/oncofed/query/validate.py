@@ -317,6 +317,20 @@ def _normalise_number(spec: KeySpec, cond: Condition, path: str) -> Condition:
     value = cond.value
     if isinstance(value, dict):
         value = Range.model_validate(value)
+    if isinstance(value, Range) and cond.type in ("LOWER_THAN", "GREATER_THAN"):
+        # Samply Lens sends its range widget as LOWER_THAN {"max": n} / GREATER_THAN
+        # {"min": n}: the bound the comparison names, the other one ignored.
+        bound = value.max if cond.type == "LOWER_THAN" else value.min
+        if bound is None:
+            side = "max" if cond.type == "LOWER_THAN" else "min"
+            _fail(
+                path,
+                f"{cond.type} on key {spec.key!r} ({spec.label}) with a range needs its "
+                f"{side!r}, got {_show(value)}",
+                spec.key,
+                _jsonable(value),
+            )
+        return Condition(key=spec.key, type=cond.type, value=_number(spec, bound, path, value))
     if isinstance(value, Range) or cond.type == "BETWEEN":
         if not isinstance(value, Range):
             _fail(

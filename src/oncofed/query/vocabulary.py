@@ -74,9 +74,51 @@ class KeySpec:
     def code(self, value: str) -> Code | None:
         return self._by_code.get(value.upper())
 
+    @property
+    def listed(self) -> tuple[Code, ...]:
+        """One code per value (the first with its label): what forms and the vocabulary
+        list; a second code for the same value is accepted in queries as an alias."""
+        seen: dict[str, Code] = {}
+        for c in self.codes:
+            seen.setdefault(c.label, c)
+        return tuple(seen.values())
+
 
 def _codes(*rows: tuple[str, str, tuple[str, ...]]) -> tuple[Code, ...]:
     return tuple(Code(c, label, match) for c, label, match in rows)
+
+
+# DICOM BodyPartExamined defined terms (PS3.16 Annex L) that name several regions, with the
+# regions' own terms, plus the spellings scanners write for them. A series of the abdomen and
+# pelvis is found by a search for either.
+COMBINED_BODY_PARTS: dict[str, tuple[str, ...]] = {
+    "ABDOMENPELVIS": ("ABDOMEN", "PELVIS"),
+    "ABDPELVIS": ("ABDOMEN", "PELVIS"),
+    "ABDPELV": ("ABDOMEN", "PELVIS"),
+    "CHESTABDOMEN": ("CHEST", "ABDOMEN"),
+    "CHESTABDPELVIS": ("CHEST", "ABDOMEN", "PELVIS"),
+    "CHESTABDPELV": ("CHEST", "ABDOMEN", "PELVIS"),
+    "HEADNECK": ("HEAD", "NECK"),
+    "NECKCHEST": ("NECK", "CHEST"),
+    "NECKCHESTABDOMEN": ("NECK", "CHEST", "ABDOMEN"),
+    "NECKCHESTABDPELV": ("NECK", "CHEST", "ABDOMEN", "PELVIS"),
+    "HEADNECKCHEST": ("HEAD", "NECK", "CHEST"),
+}
+
+
+def body_part_term(stored: str) -> str:
+    """A stored BodyPartExamined as the search index holds it: upper case, letters and digits
+    only ("Abd/Pelvis" and "ABDPELVIS" are one term)."""
+    return "".join(c for c in stored.upper() if c.isascii() and c.isalnum())
+
+
+def _parts(*rows: tuple[str, str, tuple[str, ...]]) -> tuple[Code, ...]:
+    """Body-part codes, each matching its own terms and every combined term naming one."""
+    out = []
+    for code, label, terms in rows:
+        combined = tuple(t for t, parts in COMBINED_BODY_PARTS.items() if set(parts) & set(terms))
+        out.append(Code(code, label, terms + combined))
+    return tuple(out)
 
 
 SEX = KeySpec(
@@ -103,7 +145,9 @@ AGE_AT_DIAGNOSIS = KeySpec(
     "age_at_diagnosis",
     NUMBER_TYPES,
     "EUCAIM",
-    "Age in whole years when the cancer was diagnosed.",
+    "Age in whole years when the cancer was diagnosed; for a patient with no recorded age at "
+    "diagnosis (imaging-only data), the age at the patient's first imaging study (DICOM "
+    "PatientAge, or the study year minus the birth year), as EUCAIM's reference mediator does.",
     unit="years",
 )
 DIAGNOSIS = KeySpec(
@@ -165,7 +209,7 @@ BODY_PART = KeySpec(
     CODE_TYPES,
     "EUCAIM",
     "Body part examined by at least one imaging series (DICOM BodyPartExamined).",
-    codes=_codes(
+    codes=_parts(
         ("SNOMEDCT41216001", "prostate", ("PROSTATE",)),
         ("SNOMEDCT76752008", "breast", ("BREAST",)),
         ("SNOMEDCT39607008", "lung", ("LUNG", "CHEST", "THORAX")),
@@ -500,7 +544,15 @@ def vocabulary() -> dict[str, Any]:
             "description": spec.description,
         }
         if spec.codes:
-            entry["values"] = [{"code": c.code, "label": c.label} for c in spec.codes]
+            # One entry per value; a second code for it (Siemens' two ontology codes) is
+            # accepted in queries and listed as an alias.
+            values: dict[str, dict[str, Any]] = {
+                c.label: {"code": c.code, "label": c.label} for c in spec.listed
+            }
+            for c in spec.codes:
+                if c.code != values[c.label]["code"]:
+                    values[c.label].setdefault("aliases", []).append(c.code)
+            entry["values"] = list(values.values())
         if spec.values:
             entry["values"] = [{"code": v, "label": v} for v in spec.values]
         if spec.examples:
@@ -519,3 +571,10 @@ def vocabulary() -> dict[str, Any]:
         ),
         "keys": keys,
     }
+
+
+def body_part_labels(stored: str) -> list[str]:
+    """The vocabulary's labels for a stored BodyPartExamined (a combined term gives each
+    region it names); empty for a term outside the vocabulary."""
+    term = body_part_term(stored)
+    return sorted({c.label for c in BODY_PART.codes if term in c.match})

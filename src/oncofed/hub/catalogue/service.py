@@ -82,7 +82,10 @@ def summary(title: str, provider: str, f: Figures) -> str:
     if f.sexes:
         parts.append(f"Sexes: {labels(f.sexes)}.")
     if f.age_range is not None:
-        parts.append(f"Age at diagnosis {f.age_range.min} to {f.age_range.max} years.")
+        parts.append(
+            f"Age {f.age_range.min} to {f.age_range.max} years (at diagnosis, or at the "
+            "first imaging study where no diagnosis age is recorded)."
+        )
     parts.append("Figures are rounded and carry noise (the provider's disclosure control).")
     return " ".join(parts)
 

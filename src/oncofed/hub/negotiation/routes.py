@@ -97,7 +97,12 @@ async def list_attachments(nid: str, ctx: Ctx, caller: AnyCaller) -> list[dict[s
     return result
 
 
-@router.post("/api/negotiations/{nid}/attachments", status_code=201)
+@router.post(
+    "/api/negotiations/{nid}/attachments",
+    status_code=201,
+    # the file and its multipart envelope; anything larger is refused before it is read
+    max_body_size=service.MAX_ATTACHMENT_BYTES + 64 * 1024,
+)
 async def attach(nid: str, file: UploadFile, ctx: Ctx, caller: AnyCaller) -> dict[str, Any]:
     data = await file.read(service.MAX_ATTACHMENT_BYTES + 1)
     result: dict[str, Any] = await call(

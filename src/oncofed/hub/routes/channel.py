@@ -34,8 +34,10 @@ from oncofed.hub.channel import Channel, ChannelError
 from oncofed.hub.context import HubContext, hub_context
 from oncofed.hub.models import Node
 from oncofed.security.envelope import SignedEnvelope
+from oncofed.security.http import RESULT_BODY_BYTES, ThreadedJSONRoute
 
-router = APIRouter()
+# Results can be large: their JSON is parsed off the event loop.
+router = APIRouter(route_class=ThreadedJSONRoute)
 
 # How often a waiting poll or stream looks at the database even without a wake-up.
 RECHECK_SECONDS = 1.0
@@ -79,7 +81,9 @@ async def poll(
         await ctx.notifier.wait(ev, min(remaining, RECHECK_SECONDS))
 
 
-@router.put("/api/channel/tasks/{task_id}/result", tags=["channel"])
+@router.put(
+    "/api/channel/tasks/{task_id}/result", tags=["channel"], max_body_size=RESULT_BODY_BYTES
+)
 async def post_result(
     task_id: str,
     envelope: SignedEnvelope,

@@ -8,11 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from oncofed.hub.admission import admit_task
 from oncofed.hub.auth import Caller, require
 from oncofed.hub.channel import ChannelError, TaskView
 from oncofed.hub.context import HubContext, hub_context
+from oncofed.hub.search import SearchRefused
 from oncofed.hub.waiting import wait_for_results
-from oncofed.protocol import TaskBodyError, validate_body
+from oncofed.protocol import TaskBodyError
+from oncofed.query import QueryValidationError
 
 router = APIRouter()
 
@@ -31,19 +34,16 @@ async def create_task(
     ctx: Annotated[HubContext, Depends(hub_context)],
     caller: Annotated[Caller, Depends(require("researcher", "admin"))],
 ) -> dict[str, Any]:
-    try:
-        body = validate_body(req.kind, req.body)
-    except TaskBodyError as exc:
-        await run_in_threadpool(
-            ctx.audit.append, caller.username, "task.create", "deny", req.kind, str(exc)
-        )
-        raise HTTPException(422, str(exc)) from exc
     ttl = req.ttl_seconds or ctx.settings.task_ttl_seconds
     try:
         task_id, node_ids = await run_in_threadpool(
-            ctx.channel.create, req.kind, body, req.nodes, ttl, caller.username
+            admit_task, ctx, caller.username, req.kind, req.body, req.nodes, ttl
         )
-    except ChannelError as exc:
+    except TaskBodyError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except QueryValidationError as exc:
+        raise HTTPException(422, exc.as_dict()) from exc
+    except (SearchRefused, ChannelError) as exc:
         raise HTTPException(exc.status, exc.message) from exc
     for node_id in node_ids:
         ctx.notifier.wake(f"node:{node_id}")

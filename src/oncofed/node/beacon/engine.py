@@ -4,7 +4,10 @@ Independent of HTTP so that the node's router and its ``beacon.query`` task hand
 hub's Beacon network fan-out) give the same answers. Granularity is capped per dataset: a
 dataset's access level caps what anyone gets (``BeaconConfig.level_caps``: boolean or
 count), ``record`` needs a verified grant for that dataset, and a count below the node's
-minimum is never revealed (the answer falls back to boolean).
+minimum is never revealed (the answer falls back to boolean). ``exists`` is no exception:
+for datasets without a grant it is true only when their released (noisy, rounded,
+thresholded) count is, and a boolean is charged and rate-limited like a count, sharing the
+count's cached draw.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from oncofed.beacon.wire import (
     ENTRY_TYPES,
     ORDER,
     SEX_TERMS,
+    VARIANT_PARAMETERS,
     BeaconConfig,
     BeaconError,
     BeaconFramework,
@@ -32,10 +36,14 @@ from oncofed.beacon.wire import (
     _ontology_term,
 )
 from oncofed.node.ingest.codes import ICD10_SITE, SITE_SNOMED
+from oncofed.node.ingest.vocab import cancers
 from oncofed.node.store import NodeStore
 from oncofed.privacy.disclose import release_count
 from oncofed.privacy.errors import BudgetExhausted, RateLimited
 from oncofed.privacy.policy import DisclosurePolicy
+from oncofed.query.ast import EVERYONE
+from oncofed.query.ast import query_hash as ast_query_hash
+from oncofed.query.counts import DatasetCounts
 
 SEX_BY_TERM = {
     "NCIT:C20197": "male",
@@ -151,6 +159,16 @@ class BeaconEngine(BeaconFramework):
             draw = self.noise(query_hash, [(label, "beacon", scale)])[(label, "beacon")]
         return release_count(true, draw, self.limits)
 
+    def dataset_size(self, c: DatasetCounts) -> int | None:
+        """A dataset's size as search, node.info and the catalogue release it."""
+        draw = 0
+        if self.noise is not None:
+            key = c.key or everyone_hash()
+            draw = self.noise(key, [(c.dataset_id, "subjects", 1.0 / self.limits.epsilon)])[
+                (c.dataset_id, "subjects")
+            ]
+        return release_count(c.subjects, draw, self.limits)
+
     def charge(self, requester: str, query_hash: str) -> str | None:
         """Charge a count's release to the requester's budget, as a search count is: without
         it, Beacon count queries would be a way around the node's per-researcher budget.
@@ -187,12 +205,13 @@ class BeaconEngine(BeaconFramework):
             ).fetchall()
         for (code,) in icd:
             terms.append({"type": "ontologyTerm", "id": f"ICD10:{code}", "label": code,
-                          "scopes": ["individual", "biosample", "genomicVariation"]})  # fmt: skip
+                          "scopes": ["individual", "biosample", "genomicVariant"]})  # fmt: skip
         for (code,) in sites:
-            label = next((k for k, v in SITE_SNOMED.items() if v == code), code)
-            terms.append({"type": "ontologyTerm", "id": f"SNOMEDCT:{code}",
-                          "label": f"{label} cancer" if label != code else code,
-                          "scopes": ["individual", "biosample", "genomicVariation"]})  # fmt: skip
+            site = next((k for k, v in SITE_SNOMED.items() if v == code), None)
+            cancer = cancers().get(code)
+            label = f"{site} cancer" if site else cancer.label if cancer else code
+            terms.append({"type": "ontologyTerm", "id": f"SNOMEDCT:{code}", "label": label,
+                          "scopes": ["individual", "biosample", "genomicVariant"]})  # fmt: skip
         for code, agent in atc:
             terms.append({"type": "ontologyTerm", "id": f"ATC:{code}", "label": agent or code,
                           "scopes": ["individual"]})  # fmt: skip
@@ -256,9 +275,7 @@ class BeaconEngine(BeaconFramework):
         if page.limit > self.config.max_limit:
             raise BeaconError(f"pagination.limit: at most {self.config.max_limit}")
         datasets = self.datasets()
-        wanted = q.requestParameters.get("datasets") or q.requestParameters.get("datasetIds")
-        if isinstance(wanted, str):
-            wanted = [wanted]
+        wanted = q.requestParameters.get("datasets")  # a list: see flatten_parameters
         scopes = [
             _Scope(d["id"], "record" if d["id"] in granted
                    else self.config.level_caps.get(d["access_level"], "boolean"))
@@ -272,15 +289,28 @@ class BeaconEngine(BeaconFramework):
         counts = sql.counts(self.store)
         for s in scopes:
             s.count = counts.get(s.dataset, 0)
-        hits = [s for s in scopes if s.count > 0]
-        summary: dict[str, Any] = {"exists": bool(hits)}
-        response: dict[str, Any] | None = None
-        granted_hits = [s for s in scopes if s.cap == "record"]
+        granted_scopes = [s for s in scopes if s.cap == "record"]
+        granted_total = sum(s.count for s in granted_scopes)
+        # Everything about datasets the caller holds no grant for -- exists, a count, even
+        # the granularity returned -- comes from one released (noisy, rounded, thresholded)
+        # count, charged and rate-limited like a search: an exact "exists" would single out
+        # a patient by binary search (issue 17).
+        open_scopes = [s for s in scopes if s.cap != "record"]
+        open_total: int | None = None
         withheld: str | None = None
-        if requested == "record" and any(s.count for s in granted_hits):
+        if open_scopes:
+            withheld = self.charge(requester, key)
+            if not withheld:
+                open_total = self.release(key, "total", sum(s.count for s in open_scopes))
+        summary: dict[str, Any] = {"exists": granted_total > 0 or open_total is not None}
+        response: dict[str, Any] | None = None
+        # The cap is the lowest of the datasets asked, never of those that matched: which
+        # datasets matched is exactly what must not show.
+        cap = min((s.cap for s in open_scopes), key=ORDER.__getitem__, default="record")
+        if requested == "record" and granted_total:
             returned: Granularity = "record"
             result_sets = []
-            for s in granted_hits:
+            for s in granted_scopes:
                 include = q.includeResultsetResponses
                 if (
                     include == "NONE"
@@ -293,22 +323,16 @@ class BeaconEngine(BeaconFramework):
                 )
                 result_sets.append({"id": s.dataset, "setType": "dataset", "exists": s.count > 0,
                                     "resultsCount": s.count, "results": results})  # fmt: skip
-            others = sum(s.count for s in hits if s.cap != "record" and s.cap != "boolean")
-            withheld = self.charge(requester, key) if others else None
-            shown = self.release(key, "others", others) if others and not withheld else 0
-            summary["numTotalResults"] = sum(s.count for s in granted_hits) + (shown or 0)
+            others = open_total if cap != "boolean" else None
+            summary["numTotalResults"] = granted_total + (others or 0)
             response = {"resultSets": result_sets}
         else:
-            cap = min((s.cap for s in hits), key=ORDER.__getitem__, default="count")
             returned = _granularity_min(_granularity_min(requested, "count"), cap)
             if returned == "count":
-                total = sum(s.count for s in hits)
-                withheld = self.charge(requester, key) if total else None
-                shown = None if withheld else self.release(key, "total", total) if total else 0
-                if shown is None:
-                    returned = "boolean"
+                if open_scopes and open_total is None:
+                    returned = "boolean"  # withheld (below the minimum, or budget spent)
                 else:
-                    summary["numTotalResults"] = shown
+                    summary["numTotalResults"] = granted_total + (open_total or 0)
         out: dict[str, Any] = {
             "meta": {
                 **self.meta(entry),
@@ -321,6 +345,11 @@ class BeaconEngine(BeaconFramework):
         }
         if withheld:
             out["info"]["disclosure"] = f"count withheld: {withheld}"
+        elif open_scopes and open_total is None:
+            out["info"]["disclosure"] = (
+                f"datasets without a grant answer 'exists' only for a count of at least "
+                f"{self.limits.min_count} after noise and rounding"
+            )
         if response is not None:
             out["response"] = response
         return out
@@ -337,18 +366,16 @@ class BeaconEngine(BeaconFramework):
         if request.query.filters:
             raise BeaconError(f"filters are not supported on {entry}")
         by_id = {d["id"]: d for d in datasets}
-        sizes = {}
-        with self.store.reading() as con:
-            for ds, n in con.execute(
-                "SELECT dataset_id, count(*) FROM patient GROUP BY 1"
-            ).fetchall():
-                sizes[ds] = int(n)
+        # A dataset's size is the subjects count of an unconstrained search, released with
+        # the same cached draw as there (and in node.info and the catalogue).
+        max_studies = self.limits.max_studies_per_subject
+        sizes = {c.dataset_id: c for c in self.store.search_counts(EVERYONE, max_studies)}
         collections = []
         for s in scopes:
             d = by_id[s.dataset]
             if entry_id is not None and d["id"] != entry_id:
                 continue
-            size = self.release(f"beacon:{entry}", d["id"], sizes.get(d["id"], 0))
+            size = self.dataset_size(sizes.get(d["id"]) or DatasetCounts(d["id"]))
             info = {"accessLevel": d["access_level"]}
             if entry == "datasets":
                 item: dict[str, Any] = {"id": d["id"], "name": d["name"],
@@ -488,27 +515,15 @@ class _Sql:
         clauses = []
         name = rp.get("referenceName")
         start, end = _positions(rp.get("start")), _positions(rp.get("end"))
-        gene = rp.get("geneId") or rp.get("gene")
-        if name is None and gene is None and not rp.get("variantInternalId"):
-            if start or end or rp.get("alternateBases") or rp.get("referenceBases"):
-                raise BeaconError("requestParameters: a position query needs referenceName")
-            return ""
+        gene = rp.get("geneId")
+        if name is None and (start or end or rp.get("alternateBases") or rp.get("referenceBases")):
+            raise BeaconError("requestParameters: a position query needs referenceName")
         if name is not None:
             from oncofed.node.ingest.vcf import normalise_chrom
 
             clauses.append("v.chrom = ?")
             self.params.append(normalise_chrom(str(name)))
-            if not start:
-                raise BeaconError("requestParameters.start: required with referenceName")
-            if end:  # range or bracket: the variant starts within [start[0], end[-1])
-                clauses.append("v.pos > ? AND v.pos <= ?")
-                self.params += [start[0], end[-1]]
-                if len(start) == 2:
-                    clauses.append("v.pos <= ?")
-                    self.params.append(start[1] + 1)
-            else:  # sequence query: exactly at start (0-based)
-                clauses.append("v.pos = ?")
-                self.params.append(start[0] + 1)
+            clauses.append(self._positions(start, end))
         for key, column in (("referenceBases", "v.ref"), ("alternateBases", "v.alt")):
             bases = rp.get(key)
             if bases in (None, "", "N"):
@@ -533,10 +548,48 @@ class _Sql:
         if gene:
             clauses.append("v.id IN (SELECT g.variant_id FROM variant_gene g WHERE g.gene = ?)")
             self.params.append(str(gene))
+        if rp.get("aminoacidChange"):
+            clauses.append("(v.hgvs_p = ? OR v.hgvs_p = ? OR v.hgvs_p = ?)")
+            change = str(rp["aminoacidChange"]).removeprefix("p.")
+            self.params += [change, f"p.{change}", f"p.{protein_three_letter(change)}"]
         if rp.get("variantInternalId"):
             clauses.append("v.id = ?")
             self.params.append(str(rp["variantInternalId"]))
         return " AND ".join(clauses)
+
+    def _positions(self, start: list[int], end: list[int]) -> str:
+        """Where the variant lies, in the model's 0-based half-open coordinates.
+
+        A variant spans ``[pos - 1, pos - 1 + len(ref))``. ``start`` alone: a sequence query
+        at that position. One ``start`` and one ``end``: a range query, any variant that
+        overlaps ``[start, end)`` (a deletion that starts before the range included, as
+        ``bcftools view -r`` does). Two of each: a bracket query, the variant starting in
+        ``[start[0], start[1])`` and ending in ``[end[0], end[1])``.
+        """
+        if not start:
+            raise BeaconError("requestParameters.start: required with referenceName")
+        span_end = "(v.pos - 1 + length(v.ref))"
+        if not end:
+            if len(start) != 1:
+                raise BeaconError("requestParameters: a bracket query needs two end values too")
+            self.params.append(start[0] + 1)
+            return "v.pos = ?"
+        if len(start) != len(end):
+            raise BeaconError(
+                "requestParameters: give one start and one end (a range) or two of each "
+                f"(a bracket), not {len(start)} and {len(end)}"
+            )
+        if len(start) == 1:
+            if end[0] <= start[0]:
+                raise BeaconError("requestParameters.end: must be greater than start")
+            # pos - 1 < end as a plain column bound, so the store's zone maps prune
+            self.params += [end[0], start[0]]
+            return f"v.pos <= ? AND {span_end} > ?"
+        for name, pair in (("start", start), ("end", end)):
+            if pair[1] < pair[0]:
+                raise BeaconError(f"requestParameters.{name}: [min, max] with min <= max")
+        self.params += [start[0] + 1, start[1], end[0], end[1]]
+        return f"v.pos >= ? AND v.pos <= ? AND {span_end} >= ? AND {span_end} < ?"
 
     # -- statements
 
@@ -673,8 +726,27 @@ def query_hash(
     return "beacon:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def everyone_hash() -> str:
+    return ast_query_hash(EVERYONE)
+
+
 def _has_variant_params(rp: dict[str, Any]) -> bool:
-    return any(k in rp for k in ("referenceName", "geneId", "variantInternalId"))
+    return any(k in rp for k in VARIANT_PARAMETERS)
+
+
+AMINO_ACIDS = {
+    "A": "Ala", "R": "Arg", "N": "Asn", "D": "Asp", "C": "Cys", "Q": "Gln", "E": "Glu",
+    "G": "Gly", "H": "His", "I": "Ile", "L": "Leu", "K": "Lys", "M": "Met", "F": "Phe",
+    "P": "Pro", "S": "Ser", "T": "Thr", "W": "Trp", "Y": "Tyr", "V": "Val", "*": "Ter",
+}  # fmt: skip
+
+
+def protein_three_letter(change: str) -> str:
+    """'V600E' → 'Val600Glu' (HGVS p. as SnpEff and VEP write it); other text unchanged."""
+    m = re.fullmatch(r"([A-Z*])(\d+)([A-Z*])", change)
+    if m is None:
+        return change
+    return f"{AMINO_ACIDS[m.group(1)]}{m.group(2)}{AMINO_ACIDS[m.group(3)]}"
 
 
 def _strip_run(value: str) -> str:

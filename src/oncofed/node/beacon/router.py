@@ -17,8 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from oncofed.beacon.errors import error_response
 from oncofed.beacon.wire import (
-    API_VERSION,
     ENTRY_TYPES,
     BeaconConfig,
     BeaconError,
@@ -35,11 +35,6 @@ The identity layer plugs in GA4GH passport verification here (signatures checked
 decode a visa without verifying it). The default, :func:`deny_all`, grants nothing.
 """
 EngineProvider = Callable[[Request], BeaconEngine]
-
-GET_KEYS = {
-    "requestedGranularity", "skip", "limit", "includeResultsetResponses", "filters",
-    "testMode", "requestedSchema",
-}  # fmt: skip
 
 
 def deny_all(request: Request) -> set[str]:
@@ -93,52 +88,6 @@ def engine_for(ctx: Any) -> BeaconEngine:
     return BeaconEngine(ctx.store, ctx.policy.disclosure, config, noise, admit)
 
 
-def request_from_query(params: dict[str, str]) -> BeaconRequest:
-    """A GET's query parameters as a Beacon request (filters comma-separated)."""
-    query: dict[str, Any] = {}
-    rp = {k: v for k, v in params.items() if k not in GET_KEYS}
-    if rp:
-        query["requestParameters"] = rp
-    if "filters" in params:
-        query["filters"] = [f for f in params["filters"].split(",") if f]
-    if "requestedGranularity" in params:
-        query["requestedGranularity"] = params["requestedGranularity"]
-    if "includeResultsetResponses" in params:
-        query["includeResultsetResponses"] = params["includeResultsetResponses"]
-    if "testMode" in params:
-        query["testMode"] = params["testMode"].lower() == "true"
-    page = {k: params[k] for k in ("skip", "limit") if k in params}
-    if page:
-        query["pagination"] = page
-    meta: dict[str, Any] = {}
-    if "requestedSchema" in params:
-        meta["requestedSchemas"] = [{"schema": params["requestedSchema"]}]
-    return BeaconRequest.parse({"meta": meta, "query": query})
-
-
-def error_document(beacon_id: str, status: int, message: str) -> dict[str, Any]:
-    """A beaconErrorResponse (its meta is a full response meta, so it echoes a summary)."""
-    return {
-        "meta": {
-            "beaconId": beacon_id,
-            "apiVersion": API_VERSION,
-            "returnedSchemas": [],
-            "returnedGranularity": "boolean",
-            "receivedRequestSummary": {
-                "apiVersion": API_VERSION,
-                "requestedSchemas": [],
-                "pagination": {"skip": 0, "limit": 0},
-                "requestedGranularity": "boolean",
-            },
-        },
-        "error": {"errorCode": status, "errorMessage": message},
-    }
-
-
-def error_response(beacon_id: str, status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content=error_document(beacon_id, status, message))
-
-
 def create_beacon_router(
     engine: EngineProvider = node_engine,
     grants: GrantChecker = deny_all,
@@ -148,14 +97,8 @@ def create_beacon_router(
 
     async def _request(request: Request) -> BeaconRequest:
         if request.method == "POST":
-            try:
-                body = await request.json()
-            except ValueError:
-                body = None
-            if body is not None and not isinstance(body, dict):
-                raise BeaconError("the request body must be a JSON object")
-            return BeaconRequest.parse(body)
-        return request_from_query(dict(request.query_params))
+            return BeaconRequest.from_json(await request.body())
+        return BeaconRequest.from_query(dict(request.query_params))
 
     def _root(request: Request) -> str:
         return str(request.base_url).rstrip("/") + prefix

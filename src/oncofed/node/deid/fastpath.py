@@ -49,11 +49,14 @@ from oncofed.node.deid.deidentify import (
     _op_for,
 )
 from oncofed.node.deid.leakgate import (
+    DESCRIPTOR_TAGS,
     IDENTIFYING,
     META_IDENTIFYING,
     OWN_UIDS,
     Identifiers,
     _fragments_for,
+    descriptor_set,
+    descriptor_words,
     exempt_value,
 )
 from oncofed.node.deid.profile import METHOD_CODES, Op
@@ -948,7 +951,11 @@ def _process(data: bytes, ctx: DeidContext) -> FastResult:
             raise _Fallback("multi-valued manufacturer")
         if text:
             exempt.append(exempt_value(text))
-    ids = Identifiers(exempt=tuple(exempt))
+    words: list[str] = []
+    for tag in DESCRIPTOR_TAGS:
+        for v in _value(data, top, tag, encoding).split("\\"):
+            words.extend(descriptor_words(tag, v))
+    ids = Identifiers(exempt=tuple(exempt), descriptors=descriptor_set(words))
 
     # deidentify(): the patient key, the date shift and the age come from the top level
     # before the walk, which needs them.

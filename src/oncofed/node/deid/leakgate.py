@@ -8,6 +8,14 @@ every depth; pixel data left out) in one regular-expression pass, case-insensiti
 any separator between the parts of a name, an ID or a date. A hit blocks the file; the caller
 quarantines it with the reason :func:`locate` gives (which kind of value, in which element;
 never the value itself).
+
+What counts as identifying is a *value*, never a common word: a name is looked for whole, and
+each of its parts alone only where the part identifies by itself (:func:`identifying_token`:
+long enough, not a word of DICOM's vocabulary, not the value of a kept coded descriptor of the
+same file, and, in a name written as an ID, a part with digits). Public archives set
+PatientName to an ID such as ``Lung_Dx-A0011`` or ``LIDC-IDRI-0010``; its parts ``Lung`` or
+``LIDC`` are no reason to quarantine a series described as "lung+c" or "LIDC-IDRI". An ID is
+matched with separators ignored on both sides (``MRN-004-417-22`` is ``MRN00441722``).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from oncofed.node.deid.deidentify import CLASS_UID_TAGS, DICOM_ROOT, peek, vr_of
+from oncofed.node.deid.words import common_words
 
 OWN_UIDS = frozenset({PYDICOM_IMPLEMENTATION_UID})
 # tag -> (kind, label). Kinds: name (tokens and the whole), id (whole, also inside longer
@@ -88,8 +97,49 @@ STOPWORDS = frozenset(
 )
 MIN_TOKEN = 3
 MIN_EMBEDDED_ID = 6
+# A part of a name is looked for alone only from this length (letters; with a digit: an ID
+# like A0011) and, all digits, from MIN_EMBEDDED_ID.
+MIN_NAME_TOKEN = 4
 _SPLIT = re.compile(r"[^0-9A-Za-z\u00c0-\uffff]+")
 _SEP = r"[^0-9A-Za-z]{0,3}"
+# Separators an ID may be written with between any two of its characters. Neither "." nor
+# "\\" (UIDs, decimal and multi-valued strings are made of them); what the prefilter deletes
+# from the output before it looks for an ID's characters in a row.
+_ID_SEPARATORS = b" -_/:#"
+_ID_SEP = "[ \\-_/:#]{0,2}"
+# Kept coded descriptors: a part of a name that is the value (or a word of the value) of one of
+# them in the same file is a word of that file's description, not an identity.
+# Free-text descriptors (Study/SeriesDescription, ProtocolName) exempt only their whole value.
+DESCRIPTOR_TAGS = {
+    0x00080060: False,  # Modality
+    0x00180015: False,  # BodyPartExamined
+    0x00080070: False,  # Manufacturer
+    0x00081090: False,  # ManufacturerModelName
+    0x00081030: True,  # StudyDescription
+    0x0008103E: True,  # SeriesDescription
+    0x00181030: True,  # ProtocolName
+}  # tag -> whole value only
+TOKEN = "(?#token)"  # marks the fragment of one part of a name (a regex comment)
+
+
+def identifying_token(part: str) -> bool:
+    """Whether one part of a name identifies by itself (see the module's docstring)."""
+    upper = part.upper()
+    if upper in STOPWORDS:
+        return False
+    if upper.isdigit():
+        return len(upper) >= MIN_EMBEDDED_ID
+    if len(upper) < MIN_NAME_TOKEN:
+        return False
+    return any(c.isdigit() for c in upper) or upper not in common_words()
+
+
+def descriptor_words(tag: int, value: str) -> list[str]:
+    """What a kept descriptor's value exempts (upper case): its words, or its whole value."""
+    parts = [p.upper() for p in _SPLIT.split(value) if p]
+    if not parts:
+        return []
+    return ["".join(parts)] if DESCRIPTOR_TAGS[tag] else parts
 
 
 @dataclass
@@ -101,9 +151,13 @@ class Identifiers:
     # Normalised values kept on purpose (Manufacturer): a site named after its scanner's
     # vendor is not identified by the vendor's name.
     exempt: tuple[str, ...] = ()
-    # fragment -> a literal every match of it contains (upper case, UTF-8): a chunk that
-    # contains none of them cannot match the pattern, so the pattern is not run on it.
+    # fragment -> a literal every match of it contains once the ID separators are deleted
+    # (upper case, UTF-8): a chunk that contains none of them cannot match the pattern, so
+    # the pattern is not run on it.
     literals: dict[str, bytes] = field(default_factory=dict)
+    # Words of the file's kept descriptors (upper case, UTF-8): a part of a name equal to
+    # one of them is not looked for alone.
+    descriptors: frozenset[bytes] = frozenset()
 
     def _add(self, fragment: str, label: str, literal: bytes) -> None:
         if fragment not in self.fragments:
@@ -186,14 +240,30 @@ def _build_fragments(
             )
         return out
     longest = max(parts, key=len)
-    if kind == "id" and len(joined) >= MIN_EMBEDDED_ID:
-        add(whole, longest)
+    if kind == "id":
+        # Every character in order, any ID separators between them: both sides normalised.
+        spaced = _ID_SEP.join(re.escape(c) for c in joined)
+        if len(joined) >= MIN_EMBEDDED_ID:
+            # Also inside a longer string, but not inside a longer number.
+            before = "(?<![0-9])" if joined[0].isdigit() else ""
+            after = "(?![0-9])" if joined[-1].isdigit() else ""
+            add(f"{before}{spaced}{after}", joined)
+        else:
+            add(rf"(?<![0-9A-Za-z]){spaced}(?![0-9A-Za-z])", joined)
+    elif kind == "name" and len(parts) == 1:
+        # A one-word name is a part of a name: "PHANTOM" names no one.
+        if joined.upper() not in common_words():
+            add(rf"{TOKEN}(?<![0-9A-Za-z]){whole}(?![0-9A-Za-z])", joined)
     else:
         add(rf"(?<![0-9A-Za-z]){whole}(?![0-9A-Za-z])", longest)
-    if kind == "name":
+    if kind == "name" and len(parts) > 1:
+        # A name written as an ID (one word with digits, no component or space separators:
+        # LIDC-IDRI-0010) is a collection's words and a number; only its parts with digits
+        # identify alone. "Smith John 2" is a person's name and keeps every part.
+        id_like = not any(c in value for c in "^ ") and any(c.isdigit() for c in value)
         for part in parts:
-            if len(part) >= MIN_TOKEN and part.upper() not in STOPWORDS:
-                add(rf"(?<![0-9A-Za-z]){re.escape(part)}(?![0-9A-Za-z])", part)
+            if identifying_token(part) and not (id_like and part.isalpha()):
+                add(rf"{TOKEN}(?<![0-9A-Za-z]){re.escape(part)}(?![0-9A-Za-z])", part)
     return out
 
 
@@ -266,7 +336,7 @@ def collect_identifiers(src: Dataset) -> Identifiers:
             value = ""
         if value.strip():
             exempt.append(exempt_value(value))
-    ids = Identifiers(exempt=tuple(exempt))
+    ids = Identifiers(exempt=tuple(exempt), descriptors=source_descriptors(src))
     _walk_source(src, ids)
     meta = getattr(src, "file_meta", None)
     if meta is not None:
@@ -274,6 +344,23 @@ def collect_identifiers(src: Dataset) -> Identifiers:
             if t in meta:
                 ids.add_value("phrase", label, str(meta[t].value or ""))
     return ids
+
+
+def source_descriptors(src: Dataset) -> frozenset[bytes]:
+    """The words of the source's kept descriptors (top level), as Identifiers holds them."""
+    words: list[str] = []
+    for tag in DESCRIPTOR_TAGS:
+        try:
+            value = peek(src, tag)
+        except Exception:
+            continue
+        for v in _values(value):
+            words.extend(descriptor_words(tag, v))
+    return descriptor_set(words)
+
+
+def descriptor_set(words: list[str]) -> frozenset[bytes]:
+    return frozenset(w.encode("utf-8") for w in words)
 
 
 @dataclass(frozen=True)
@@ -299,11 +386,16 @@ def check_output(chunks: list[bytes], ids: Identifiers) -> Leak | None:
     per letter)."""
     fragments = ids.fragments
     literals = ids.literals
+    descriptors = ids.descriptors
+    skip = [f for f, lit in literals.items() if lit in descriptors and f.startswith(TOKEN)]
+    if skip:  # parts of a name that are words of this file's kept descriptors
+        literals = {f: lit for f, lit in literals.items() if f not in skip}
+        fragments = {f: fragments[f] for f in literals}
     prefilter = len(literals) == len(fragments) and all(literals.values())
     for chunk in chunks:
         if fragments:
             if prefilter:
-                upper = chunk.upper()
+                upper = chunk.upper().translate(None, _ID_SEPARATORS)
                 present = [
                     f
                     for f, literal in literals.items()
@@ -390,5 +482,6 @@ def _find(ds: Dataset, needle: str, prefix: str) -> str | None:
         except Exception:
             continue
         if needle in text:
-            return f"{prefix}{elem.keyword or elem.tag} {elem.tag}"
+            # "SeriesDescription (0008,103E)"; a tag without a keyword once: "(0009,1001)"
+            return f"{prefix}{elem.keyword} {elem.tag}" if elem.keyword else f"{prefix}{elem.tag}"
     return None

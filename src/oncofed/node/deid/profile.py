@@ -7,6 +7,12 @@ column of Table E.1-1 (edition recorded in the file), generated with
 standard's: D (dummy value), Z (zero length or dummy), X (remove), K (keep), C (clean),
 U (replace UID), and the combinations X/Z, X/D, X/Z/D, Z/D, X/Z/U*.
 
+Both machine-readable copies of the current edition (dicom-anonymizer's 2026c lists and the
+`dicom-standard` package's ``confidentiality_profile_attributes.json``) lack attributes that
+carry PHI in real files and that the transformer would otherwise keep (it keeps what the table
+does not name): :data:`SUPPLEMENT` adds them, each with the reason, and the unit tests check
+every attribute of both.
+
 Our options (STANDARDS §6, EUCAIM practice) change the action for named attributes only and
 are listed in :data:`OPTIONS`, each with the standard's option it follows. How a combination
 code is resolved is in :func:`resolve`:
@@ -37,7 +43,7 @@ from typing import Any
 PROFILE_FILE = "annex_e.json"
 # Bump when the tables or the options below change: it is written into every output file
 # (DeidentificationMethod) so that a file tells which rules produced it.
-OPTIONS_VERSION = "1"
+OPTIONS_VERSION = "2"
 
 
 class Op(StrEnum):
@@ -81,6 +87,23 @@ OPTIONS: dict[int, Option] = {
     0x00181030: Option(Op.CLEAN, "Clean Descriptors: ProtocolName"),
 }
 
+# Attributes that carry PHI and that the machine-readable Table E.1-1 does not list (tag, or
+# (value, mask) for repeating groups) -> (basic profile code, why).
+SUPPLEMENT: dict[int, tuple[str, str]] = {
+    0x00100033: ("X", "PatientBirthDateInAlternativeCalendar: a birth date"),
+    0x00100034: ("X", "PatientDeathDateInAlternativeCalendar: a death date"),
+    0x00100035: ("X", "PatientAlternativeCalendar: goes with the two dates above"),
+    0x00102298: ("X", "ResponsiblePersonRole: the relation of a named person to the patient"),
+    0x00400400: ("X", "CommentsOnTheScheduledProcedureStep: free text"),
+    # ContentSequence is D and we do not claim Clean Structured Content: its items are kept
+    # for their structure (codes, references), their free text replaced.
+    0x0040A160: ("D", "TextValue: free text of a content item (ContentSequence D)"),
+}
+SUPPLEMENT_MASKS: tuple[tuple[int, int, str, str], ...] = (
+    (0x60000022, 0xFF00FFFF, "X", "OverlayDescription (60xx,0022): free text"),
+    (0x60001500, 0xFF00FFFF, "X", "OverlayLabel (60xx,1500): free text"),
+)
+
 # Dates the Modified Dates option does not retain: they date the person, not the study
 # (the age is kept as PatientAge instead).
 NO_DATE_RETENTION = frozenset({0x00100030})
@@ -102,10 +125,17 @@ class Table:
     masks: tuple[tuple[int, int, str], ...]  # (value, mask, code) for repeating groups
 
     def basic(self, tag: int) -> str | None:
+        """The basic profile's code for `tag`: the table's, else the supplement's."""
         code = self.actions.get(tag)
         if code is not None:
             return code
         for value, mask, mcode in self.masks:
+            if tag & mask == value:
+                return mcode
+        extra = SUPPLEMENT.get(tag)
+        if extra is not None:
+            return extra[0]
+        for value, mask, mcode, _why in SUPPLEMENT_MASKS:
             if tag & mask == value:
                 return mcode
         return None
@@ -186,3 +216,16 @@ def table_from_dicom_anonymizer(module: Any, edition: str) -> dict[str, Any]:
         "attributes": [{"tag": t, "basic": c} for t, c in sorted(attributes.items())],
         "masks": sorted(masks, key=lambda m: m["value"]),
     }
+
+
+def table_from_dicom_standard(path: str) -> dict[int, str]:
+    """Table E.1-1 from the `dicom-standard` package's ``confidentiality_profile_attributes.json``
+    (tag -> basic profile code; repeating groups and the private-tag rule left out)."""
+    with open(path, encoding="utf-8") as fh:
+        rows = json.load(fh)
+    out: dict[int, str] = {}
+    for row in rows:
+        ident = str(row["id"])
+        if len(ident) == 8 and all(c in "0123456789abcdefABCDEF" for c in ident):
+            out[int(ident, 16)] = str(row["basicProfile"])
+    return out

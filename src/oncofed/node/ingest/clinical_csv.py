@@ -46,13 +46,15 @@ from oncofed.node.ingest.common import (
     COLUMNS,
     SEXES,
     ImportReport,
+    Loader,
     NodeTarget,
     Pseudonyms,
     RecordError,
-    ensure_dataset,
+    TargetDataset,
     file_hash,
-    import_file,
+    import_unit,
     parse_date,
+    prepare_dataset,
     replace_rows,
     run_import,
     upsert_patient,
@@ -370,7 +372,6 @@ class _TableLoader:
 
     def __call__(self, cur: duckdb.DuckDBPyConnection) -> tuple[int, str]:
         _, rows = _read_csv(self.path, self.spec, self.mapping)
-        ensure_dataset(cur, self.dataset, description="Clinical records imported from CSV")
         build: Callable[[_Row, str, str], tuple[Any, ...]] = getattr(self, f"_build_{self.table}")
         out: list[tuple[Any, ...]] = []
         patients: dict[str, tuple[Any, ...]] = {}
@@ -564,39 +565,42 @@ def ingest_clinical(
     dataset: str | None = None,
     access_level: str | None = None,
 ) -> ImportReport:
-    """Import the CSV files of a mapping; each file in one transaction, reruns skipped."""
+    """Import the CSV files of a mapping as one: all files in one transaction or none (a
+    bad birth date in patients.csv keeps the diagnoses and treatments out too, and the
+    report names the file and line); a rerun of the same files is skipped."""
     mapping = load_mapping(mapping_path)
     files = _resolve_files(paths, mapping, mapping_path)
     dataset_id = dataset or (mapping.dataset.id if mapping.dataset else None)
     dataset_id = dataset_id or target.default_dataset("clinical")
     level = access_level or (mapping.dataset.access_level if mapping.dataset else None)
-    with target.store.transaction() as cur:
-        ensure_dataset(
-            cur,
-            dataset_id,
-            mapping.dataset.name if mapping.dataset else None,
-            mapping.dataset.description if mapping.dataset else "",
-            level,
-        )
+    spec = TargetDataset(
+        dataset_id,
+        mapping.dataset.name if mapping.dataset else None,
+        (mapping.dataset.description if mapping.dataset else "")
+        or "Clinical records imported from CSV",
+        level,
+    )
+    prepare_dataset(target.store, spec)
     report = ImportReport(f"clinical CSV import into {dataset_id}")
     baselines = Baselines({}, {})
     if "disease" in files:
         # A bad disease file is rejected below with the same message.
         with contextlib.suppress(RecordError):
             baselines = _baselines(files["disease"], mapping, target.pseudonyms)
-    for table in TABLE_ORDER:
-        path = files.get(table)
-        if path is None:
-            continue
-        loader = _TableLoader(path, table, mapping, target.pseudonyms, baselines, dataset_id)
-        # The mapping is part of what was imported: a changed mapping re-imports the file.
-        digest = _combined_hash(path, mapping_path, dataset_id)
-        import_file(target.store, report, path, KIND, loader, digest)
+    parts: list[tuple[Path, Loader]] = [
+        (files[t], _TableLoader(files[t], t, mapping, target.pseudonyms, baselines, dataset_id))
+        for t in TABLE_ORDER
+        if t in files
+    ]
+    if parts:
+        # The mapping is part of what was imported: a changed mapping re-imports the files.
+        digest = _combined_hash([p for p, _ in parts], mapping_path)
+        import_unit(target.store, report, parts, KIND, spec, digest)
     return report
 
 
-def _combined_hash(path: Path, mapping_path: Path, dataset: str) -> str:
-    joined = f"{file_hash(path)}:{file_hash(mapping_path)}:{dataset}"
+def _combined_hash(paths: list[Path], mapping_path: Path) -> str:
+    joined = ":".join(file_hash(p) for p in [*paths, mapping_path])
     return hashlib.sha256(joined.encode()).hexdigest()
 
 

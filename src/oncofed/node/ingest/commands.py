@@ -28,7 +28,16 @@ def node_context(settings: NodeSettings) -> DeidContext:
     return DeidContext(secret, provider, uid_root=root, date_mode=mode)
 
 
-def _print(report: IngestReport, console: Console) -> None:
+def failed(report: IngestReport) -> bool:
+    """The command's exit status, the same whether it ran here or in the node service: 1
+    when a file was quarantined (a person must act on it); held for review is not a
+    failure (it is reported with its reason)."""
+    return report.quarantined_total > 0
+
+
+def print_report(report: IngestReport, console: Console) -> None:
+    """The report as the ingest command prints it, here or from the node service's answer:
+    the outcome table, each quarantined or held file with its reason, the conflicts."""
     console.print(report.table())
     shown: list[Rejection] = report.rejections[:20]
     for r in shown:
@@ -38,6 +47,14 @@ def _print(report: IngestReport, console: Console) -> None:
             f"... and {len(report.rejections) - len(shown)} more: see the quarantine table "
             "(`SELECT * FROM quarantine` in the node store)"
         )
+    for warning in report.warnings[:10]:
+        console.print(f"[dim]warning[/] {warning}")
+    if len(report.warnings) > 10:
+        console.print(f"... and {len(report.warnings) - 10} more warnings")
+    for conflict in report.conflicts[:20]:
+        console.print(f"[yellow]conflict[/] {conflict}")
+    if len(report.conflicts) > 20:
+        console.print(f"... and {len(report.conflicts) - 20} more patients with conflicts")
     rate = report.seen / report.seconds if report.seconds else 0.0
     console.print(
         f"{report.seen} files, {report.bytes_in / 1e6:.1f} MB in "
@@ -62,7 +79,7 @@ def images_command(paths: list[Path], node_dir: Path, progress: bool = True) -> 
         )
     finally:
         store.close()
-    _print(report, console)
+    print_report(report, console)
     return report
 
 
@@ -140,5 +157,5 @@ def pull_command(node_dir: Path, pull: PullRequest, progress: bool = True) -> In
         report = pull_into(store, settings, pull, progress, console)
     finally:
         store.close()
-    _print(report, console)
+    print_report(report, console)
     return report

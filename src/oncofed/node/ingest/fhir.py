@@ -22,16 +22,17 @@ from typing import Any
 import duckdb
 from pydantic import ValidationError
 
-from oncofed.node.ingest import codes
+from oncofed.node.ingest import codes, vocab
 from oncofed.node.ingest.common import (
     COLUMNS,
     ImportReport,
     NodeTarget,
     Pseudonyms,
     RecordError,
+    TargetDataset,
     age_at,
-    ensure_dataset,
     import_file,
+    prepare_dataset,
     replace_rows,
     run_import,
     upsert_patient,
@@ -147,17 +148,51 @@ def _resources(data: Any) -> list[tuple[str, dict[str, Any]]]:
     return [(f"{data.get('resourceType')}/{data.get('id', '?')}", data)]
 
 
+def is_ndjson(path: Path) -> bool:
+    return path.suffix in (".ndjson", ".jsonl")
+
+
+def read_resources(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(record label, resource) of a file: a Bundle, one resource, or NDJSON (one resource
+    a line, as FHIR Bulk Data exports write them), each checked against the FHIR models."""
+    if not is_ndjson(path):
+        return _resources(read_fhir(path))
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise RecordError(str(path), "file", "-", "UTF-8 NDJSON", exc) from exc
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RecordError(
+                str(path), f"line {n}", "-", "one FHIR resource as JSON", exc
+            ) from exc
+        _validate(path, data, f"line {n}")
+        out.append((f"line {n} ({data.get('resourceType')}/{data.get('id', '?')})", data))
+    return out
+
+
 def read_fhir(path: Path) -> dict[str, Any]:
     """The file's JSON, checked against the FHIR models; errors name the entry and field."""
-    from fhir.resources.R4B import get_fhir_model_class
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RecordError(str(path), "file", "-", "a FHIR JSON resource or Bundle", exc) from exc
+    _validate(path, data, "resource")
+    return data
+
+
+def _validate(path: Path, data: Any, record: str) -> None:
+    from fhir.resources.R4B import get_fhir_model_class
+
     kind = data.get("resourceType") if isinstance(data, dict) else None
     if not isinstance(kind, str):
-        raise RecordError(str(path), "file", "resourceType", "a FHIR resource")
+        raise RecordError(str(path), record if record != "resource" else "file", "resourceType",
+                          "a FHIR resource")  # fmt: skip
     try:
         model = get_fhir_model_class(kind)
     except KeyError as exc:
@@ -169,7 +204,6 @@ def read_fhir(path: Path) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = list(err["loc"])
-        record = "resource"
         if len(loc) >= 3 and loc[0] == "entry" and isinstance(loc[1], int):
             entry = data.get("entry", [])[loc[1]].get("resource", {})
             record = f"entry {loc[1]} ({entry.get('resourceType')}/{entry.get('id', '?')})"
@@ -178,7 +212,6 @@ def read_fhir(path: Path) -> dict[str, Any]:
         raise RecordError(
             str(path), record, where, f"valid FHIR ({err['msg']})", err.get("input")
         ) from exc
-    return data
 
 
 @dataclass
@@ -189,8 +222,8 @@ class Index:
     births: dict[str, date] = field(default_factory=dict)
     baselines: dict[str, date] = field(default_factory=dict)  # FHIR patient id → diagnosis
 
-    def add(self, data: dict[str, Any]) -> None:
-        for _, r in _resources(data):
+    def add(self, resources: list[tuple[str, dict[str, Any]]]) -> None:
+        for _, r in resources:
             kind = r.get("resourceType")
             if kind == "Patient" and r.get("id"):
                 self.patients[r["id"]] = _source_id(r)
@@ -213,10 +246,17 @@ def _source_id(patient: dict[str, Any]) -> str:
 
 
 def _is_primary_cancer(r: dict[str, Any]) -> bool:
+    """mCODE's primary cancer profile, else a malignant ICD-10 code, else a SNOMED CT
+    cancer concept of the shipped table (Synthea codes cancers with SNOMED CT only)."""
     if _has_profile(r, "primary-cancer-condition"):
         return True
+    if _has_profile(r, "secondary-cancer-condition"):
+        return False
     icd = _code(r.get("code"), *ICD10_SYSTEMS)
-    return bool(icd and icd.startswith("C") and not _has_profile(r, "secondary-cancer-condition"))
+    if icd:
+        return icd.startswith("C")
+    cancer = vocab.cancers().get(_code(r.get("code"), SNOMED) or "")
+    return cancer is not None and cancer.primary
 
 
 _STAGE_TEXT = re.compile(r"\b([cpy]?[TNM](?:X|is|\d[a-d]?\d?)|stage (?:0|I{1,3}V?|IV)[A-C]?\d?)\b")
@@ -264,8 +304,9 @@ class _FhirLoader:
         return None if base is None or when is None else (when - base).days
 
     def __call__(self, cur: duckdb.DuckDBPyConnection) -> tuple[int, str]:
-        data = read_fhir(self.path)
-        ensure_dataset(cur, self.dataset, description="Clinical records imported from FHIR")
+        resources = read_resources(self.path)
+        known = self._known_patients(cur, resources)
+        dangling: dict[str, int] = {}
         patients: dict[str, tuple[Any, ...]] = {}
         diseases: list[tuple[Any, ...]] = []
         stages: dict[str, dict[str, str]] = {}
@@ -275,7 +316,7 @@ class _FhirLoader:
         administered: set[tuple[str, str | None]] = set()
         requests: list[tuple[str, dict[str, Any]]] = []
         count = 0
-        for record, r in _resources(data):
+        for record, r in resources:
             kind = r.get("resourceType")
             rid = str(r.get("id") or f"{self.path.name}#{record}")
             if kind == "Patient":
@@ -304,6 +345,9 @@ class _FhirLoader:
             ):
                 continue
             fhir_id, pseudonym = self._patient(record, r)
+            if pseudonym not in known:  # no stub for a patient the import does not hold
+                dangling[fhir_id] = dangling.get(fhir_id, 0) + 1
+                continue
             patients.setdefault(pseudonym, (pseudonym, self.dataset, None, None, KIND))
             if kind == "Condition":
                 if not _is_primary_cancer(r):
@@ -318,18 +362,25 @@ class _FhirLoader:
                     count += 1
                     treatments.append(row)
             elif kind == "MedicationAdministration":
-                count += 1
-                treatments.append(self._medication(r, rid, fhir_id, pseudonym, "effective"))
-                administered.add((pseudonym, _code(r.get("medicationCodeableConcept"))))
+                given = self._medication(r, rid, fhir_id, pseudonym, "effective")
+                if given is not None:
+                    count += 1
+                    treatments.append(given)
+                    administered.add((pseudonym, _code(r.get("medicationCodeableConcept"))))
             else:
                 requests.append((record, r))
         for record, r in requests:  # a request adds a treatment only when none was given
             fhir_id, pseudonym = self._patient(record, r)
+            if pseudonym not in known:
+                dangling[fhir_id] = dangling.get(fhir_id, 0) + 1
+                continue
             if (pseudonym, _code(r.get("medicationCodeableConcept"))) in administered:
                 continue
-            count += 1
             rid = str(r.get("id") or f"{self.path.name}#{record}")
-            treatments.append(self._medication(r, rid, fhir_id, pseudonym, "authoredOn"))
+            asked = self._medication(r, rid, fhir_id, pseudonym, "authoredOn")
+            if asked is not None:
+                count += 1
+                treatments.append(asked)
         # Stage observations fill in the patient's disease rows (one primary per patient here).
         diseases = [self._with_stage(d, stages.get(d[1], {})) for d in diseases]
         for pseudonym, found in stages.items():
@@ -352,10 +403,36 @@ class _FhirLoader:
         replace_rows(cur, "biomarker", BIOMARKER_COLUMNS, biomarkers)
         replace_rows(cur, "treatment", TREATMENT_COLUMNS, treatments)
         replace_rows(cur, "outcome", OUTCOME_COLUMNS, outcomes.values(), "patient_id")
-        return count, (
+        detail = (
             f"{len(patients)} patients, {len(diseases)} cancers, {len(treatments)} treatments, "
             f"{len(biomarkers)} markers"
         )
+        if dangling:
+            shown = ", ".join(f"Patient/{p}" for p in sorted(dangling)[:3])
+            more = f" and {len(dangling) - 3} more" if len(dangling) > 3 else ""
+            detail += (
+                f"; {sum(dangling.values())} resources skipped: they refer to "
+                f"{len(dangling)} patients neither in this import nor in the store ({shown}{more})"
+            )
+        return count, detail
+
+    def _known_patients(
+        self, cur: duckdb.DuckDBPyConnection, resources: list[tuple[str, dict[str, Any]]]
+    ) -> set[str]:
+        """Pseudonyms a resource may refer to: patients of this import (any file of it) and
+        patients already in the store (an earlier import)."""
+        known = {self.pseudonyms.patient(src) for src in self.index.patients.values()}
+        refs = set()
+        for _, r in resources:
+            ref = _ref_id(r.get("subject")) or _ref_id(r.get("patient"))
+            if ref is not None and ref not in self.index.patients:
+                refs.add(self.pseudonyms.patient(f"fhir:{ref}"))
+        if refs:
+            rows = cur.execute(
+                "SELECT id FROM patient WHERE list_contains(?, id)", [sorted(refs)]
+            ).fetchall()
+            known |= {r[0] for r in rows}
+        return known
 
     def _disease(
         self, record: str, r: dict[str, Any], rid: str, fhir_id: str, pseudonym: str
@@ -387,7 +464,12 @@ class _FhirLoader:
                 morphology,
             )
         snomed = _code(r.get("code"), SNOMED)
-        site = codes.site_from_icd10(icd10) or snomed
+        cancer = vocab.cancers().get(snomed or "")
+        if cancer is not None:  # the codes the concept maps to fill what the resource lacks
+            icd10 = icd10 or cancer.icd10
+            topography = topography or cancer.topography
+            morphology = morphology or cancer.morphology
+        site = codes.site_from_icd10(icd10) or (cancer.site_snomed if cancer else None) or snomed
         onset = self.index.baselines.get(fhir_id)
         born = self.index.births.get(fhir_id)
         age = age_at(born, onset) if born and onset else None
@@ -468,6 +550,10 @@ class _FhirLoader:
             r, "radiation-procedure"
         ):
             kind = "radiotherapy"
+        elif (
+            known := vocab.cancer_procedures().get(_code(r.get("code"), SNOMED) or "")
+        ) is not None:
+            kind = known[1]  # by its concept (Synthea has no mCODE profiles)
         else:
             return None
         start, end = _start_end(r, "performedPeriod", "performedDateTime")
@@ -486,17 +572,29 @@ class _FhirLoader:
 
     def _medication(
         self, r: dict[str, Any], rid: str, fhir_id: str, pseudonym: str, when: str
-    ) -> tuple[Any, ...]:
+    ) -> tuple[Any, ...] | None:
+        """A systemic cancer treatment: an ATC L01/L02 agent (by code or RxNorm ingredient),
+        mCODE's cancer-related medication, or a category that says so; else None."""
         category = r.get("category")
         text = (
             _display(category[0] if isinstance(category, list) and category else category) or ""
         ).lower()
-        kind = MED_KINDS.get(text, "systemic")
+        med = r.get("medicationCodeableConcept")
+        coding = (_codings(med) or [{}])[0]
+        agent = vocab.agent_for(coding.get("code"), coding.get("system"), _display(med))
+        related = _has_profile(r, "cancer-related-medication-request") or _has_profile(
+            r, "cancer-related-medication-administration"
+        )
+        if agent is None and text not in MED_KINDS and not related:
+            return None  # not a cancer treatment (ibuprofen, simvastatin ...)
+        kind = agent.kind if agent else MED_KINDS.get(text, "systemic")
+        code, system = (
+            (agent.atc, vocab.ATC_SYSTEM) if agent else (coding.get("code"), coding.get("system"))
+        )
         if when == "effective":
             start, end = _start_end(r, "effectivePeriod", "effectiveDateTime")
         else:
             start, end = _date(r.get("authoredOn")), None
-        med = r.get("medicationCodeableConcept")
         return (
             self.pseudonyms.of("treatment", rid),
             pseudonym,
@@ -505,8 +603,8 @@ class _FhirLoader:
             _display(med),
             self._day(fhir_id, start),
             self._day(fhir_id, end),
-            _code(med),
-            (_codings(med) or [{}])[0].get("system"),
+            code,
+            system,
             _intent(r),
         )
 
@@ -530,7 +628,10 @@ OUTCOME_COLUMNS = COLUMNS["outcome"]
 def _files(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
-        out += sorted(p.rglob("*.json")) if p.is_dir() else [p]
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix in (".json", ".ndjson", ".jsonl"))
+        else:
+            out.append(p)
     return out
 
 
@@ -542,20 +643,21 @@ def ingest_fhir(
 ) -> ImportReport:
     """Import FHIR JSON files (bundles or resources); each file in one transaction."""
     dataset_id = dataset or target.default_dataset("clinical")
-    with target.store.transaction() as cur:
-        ensure_dataset(cur, dataset_id, access_level=access_level)
+    spec = TargetDataset(
+        dataset_id, description="Clinical records imported from FHIR", access_level=access_level
+    )
+    prepare_dataset(target.store, spec)
     files = _files(paths)
     index = Index()
     for f in files:  # first pass: a bad file is reported by its own import below
         try:
-            index.add(json.loads(f.read_text(encoding="utf-8")))
+            index.add(read_resources(f))
         except (OSError, ValueError, AttributeError):
             continue
     report = ImportReport(f"FHIR import into {dataset_id}")
     for f in files:
-        import_file(
-            target.store, report, f, KIND, _FhirLoader(f, target.pseudonyms, index, dataset_id)
-        )
+        loader = _FhirLoader(f, target.pseudonyms, index, dataset_id)
+        import_file(target.store, report, f, KIND, loader, spec)
     return report
 
 

@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import time
+import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import duckdb
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
@@ -45,13 +47,14 @@ from oncofed.node.deid import DeidContext, DeidError, check_output, collect_iden
 from oncofed.node.deid.burnedin import element_values, hold_reason, hold_reason_of
 from oncofed.node.deid.deidentify import deidentify, encode
 from oncofed.node.deid.fastpath import FastResult, process
+from oncofed.node.ingest.archive import zip_members
+from oncofed.node.ingest.common import insert_columns
 from oncofed.node.store import NodeStore
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 BATCH_FILES = 256
 BATCH_BYTES = 64 * 1024 * 1024
-MAX_MEMBER_BYTES = 4 * 1024**3
 HELD_DIR = "held"
 KIND = "dicom"
 
@@ -82,6 +85,11 @@ class IngestReport:
     bytes_in: int = 0
     seconds: float = 0.0
     rejections: list[Rejection] = field(default_factory=list)
+    retried: int = 0  # quarantined by an earlier run and tried again
+    warnings: list[str] = field(default_factory=list)  # "file: what pydicom warned about"
+    already_held: int = 0  # held for review by an earlier run
+    # Patients whose studies disagree about them (pseudonym: what differs).
+    conflicts: list[str] = field(default_factory=list)
 
     @property
     def quarantined_total(self) -> int:
@@ -94,10 +102,32 @@ class IngestReport:
         table.add_row("ingested", str(self.ingested))
         table.add_row("duplicates (already stored)", str(self.duplicates))
         table.add_row("held for review (possible burned-in text)", str(self.held))
+        if self.already_held:
+            table.add_row("held for review by an earlier run", str(self.already_held))
         for reason, count in sorted(self.quarantined.items()):
             table.add_row(f"quarantined: {reason}", str(count))
         table.add_row("total", str(self.seen))
+        if self.retried:
+            table.add_row("of them quarantined before, tried again", str(self.retried))
         return table
+
+
+STUDY_COLUMNS = ("uid", "patient_id", "study_month", "description", "age_at_study", "patient_sex")
+SERIES_COLUMNS = (
+    "uid",
+    "study_uid",
+    "patient_id",
+    "modality",
+    "body_part",
+    "manufacturer",
+    "model",
+    "series_month",
+    "description",
+    "slice_thickness",
+    "rows_",
+    "columns_",
+    "seg_source_series_uid",
+)  # _Instance.series, in order
 
 
 @dataclass
@@ -143,14 +173,9 @@ def _is_zip(path: Path) -> bool:
 
 def _zip_sources(path: Path, stack: ExitStack) -> Iterator[Source]:
     archive = stack.enter_context(zipfile.ZipFile(path))
-    for info in archive.infolist():
-        if info.is_dir() or Path(info.filename).name.startswith("."):
-            continue
-        name = f"{path}!{info.filename}"
-        if info.file_size > MAX_MEMBER_BYTES:
-            yield Source(name, _refuse(f"member of {info.file_size} bytes is too large"))
-            continue
-        yield Source(name, lambda a=archive, i=info: a.read(i))  # type: ignore[misc]
+    # Bounded per member, in total and by compression ratio; unsafe names reported.
+    for member in zip_members(archive, path):
+        yield Source(member.name, member.read)
 
 
 def _refuse(message: str) -> Callable[[], bytes]:
@@ -569,49 +594,90 @@ class ImageIngest:
         self._pending_bytes = 0
         self.cas.sweep()
 
-    def _known(self, source_hash: str) -> bool:
-        if source_hash in self._seen:
-            return True
+    def _ledger(self, hashes: list[str]) -> dict[str, str]:
+        """The ledger status of the hashes already recorded: one query for a batch."""
+        if not hashes:
+            return {}
         with self.store.reading() as con:
-            row = con.execute(
-                "SELECT 1 FROM ingest_ledger WHERE source_hash = ?", [source_hash]
-            ).fetchone()
-        return row is not None
+            rows = con.execute(
+                "SELECT source_hash, status FROM ingest_ledger "
+                "WHERE source_hash IN (SELECT unnest(?))",
+                [hashes],
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
 
     def add(self, source: Source) -> None:
+        self.add_many([source])
+
+    def add_many(self, sources: Iterable[Source], done: Callable[[], None] | None = None) -> None:
+        """Read the sources in batches (BATCH_FILES files or BATCH_BYTES bytes): the ledger
+        is asked once per batch which of them are known. ``done`` is called per source."""
+        chunk: list[tuple[Source, bytes | OSError]] = []
+        size = 0
+        for source in sources:
+            try:
+                data: bytes | OSError = source.read()
+            except OSError as exc:
+                data = exc
+            chunk.append((source, data))
+            size += len(data) if isinstance(data, bytes) else 0
+            if len(chunk) >= BATCH_FILES or size >= BATCH_BYTES:
+                self._take(chunk, done)
+                chunk, size = [], 0
+        self._take(chunk, done)
+
+    def _take(
+        self, chunk: list[tuple[Source, bytes | OSError]], done: Callable[[], None] | None
+    ) -> None:
+        hashes = [
+            hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else "" for _, data in chunk
+        ]
+        status = self._ledger([h for h in dict.fromkeys(hashes) if h and h not in self._seen])
+        for (source, data), source_hash in zip(chunk, hashes, strict=True):
+            self._one(source, data, source_hash, status.get(source_hash))
+            if done is not None:
+                done()
+
+    def _one(
+        self, source: Source, data: bytes | OSError, source_hash: str, recorded: str | None
+    ) -> None:
         report = self.report
         report.seen += 1
-        try:
-            data = source.read()
-        except OSError as exc:
+        if isinstance(data, OSError):
             digest = hashlib.sha256(source.name.encode()).hexdigest()
-            self._reject(source, digest, None, "unreadable", f"cannot read it: {exc}")
+            self._reject(source, digest, None, "unreadable", f"cannot read it: {data}")
             return
         report.bytes_in += len(data)
-        source_hash = hashlib.sha256(data).hexdigest()
-        if self._known(source_hash):
+        if source_hash in self._seen or recorded in ("ingested", "duplicate"):
             report.duplicates += 1
             return
+        if recorded == "held":
+            report.already_held += 1
+            return
+        if recorded is not None:  # quarantined before: the rules may have changed, try again
+            report.retried += 1
         self._seen.add(source_hash)
         try:
-            instance = _instance(source, source_hash, data, self.ctx)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                instance = _instance(source, source_hash, data, self.ctx)
         except QuarantineError as exc:
             self._reject(source, source_hash, data, exc.reason, exc.detail)
         except _Held as held:
             stored = self.held.put(held.data, held.digest)
             report.held += 1
+            detail = f"{held.why}; de-identified copy for review: {stored.path}"
+            if len(report.rejections) < 1000:
+                report.rejections.append(Rejection(source.name, "held-for-review", detail))
             self._decisions.append(
-                _Decision(
-                    source,
-                    source_hash,
-                    "held",
-                    "held-for-review",
-                    f"{held.why}; de-identified copy for review: {stored.path}",
-                )
+                _Decision(source, source_hash, "held", "held-for-review", detail)
             )
         else:
             self._pending.append(instance)
             self._pending_bytes += len(instance.data)
+            # pydicom's warnings about the file (invalid values ...), with the file's name.
+            for w in caught[: max(0, 1000 - len(report.warnings))]:
+                report.warnings.append(f"{source.name}: {w.message}")
         if len(self._pending) + len(self._decisions) >= BATCH_FILES or (
             self._pending_bytes >= BATCH_BYTES
         ):
@@ -643,7 +709,7 @@ class ImageIngest:
             with self.store.reading() as con:
                 rows = con.execute(
                     "SELECT sop_uid, content_hash FROM imaging_instance "
-                    "WHERE list_contains(?, sop_uid)",
+                    "WHERE sop_uid IN (SELECT unnest(?))",
                     [uids],
                 ).fetchall()
             existing = {r[0]: r[1] for r in rows}
@@ -662,11 +728,29 @@ class ImageIngest:
                 decisions.append(_Decision(inst.source, inst.source_hash, "duplicate", "", detail))
                 continue
             existing[inst.sop_uid] = inst.digest
-            self.cas.put(inst.data, inst.digest)
             fresh.append(inst)
             decisions.append(_Decision(inst.source, inst.source_hash, "ingested"))
+        self.cas.put_many([(i.data, i.digest) for i in fresh])  # files first, then the rows
         self._record(fresh, decisions)
         self.report.ingested += len(fresh)
+
+    def _settle_sex(self, cur: duckdb.DuckDBPyConnection, patients: list[str]) -> None:
+        """Apply :func:`settle_sex` to the batch's patients, over all their studies."""
+        rows = cur.execute(
+            "SELECT p.id, p.sex, p.source, list(s.patient_sex) FROM patient p "
+            "JOIN imaging_study s ON s.patient_id = p.id "
+            "WHERE p.id IN (SELECT unnest(?)) GROUP BY p.id, p.sex, p.source",
+            [patients],
+        ).fetchall()
+        changes = []
+        for pid, stored, source, written in rows:
+            sex, conflict = settle_sex(stored, source, [w for w in written if w])
+            if sex != stored:
+                changes.append([sex, pid])
+            if conflict and len(self.report.conflicts) < 1000:
+                self.report.conflicts.append(f"patient {pid[:24]}: sex: {conflict}")
+        if changes:
+            cur.executemany("UPDATE patient SET sex = ? WHERE id = ?", changes)
 
     def _record(self, fresh: list[_Instance], decisions: list[_Decision]) -> None:
         with self.store.transaction() as cur:
@@ -691,58 +775,93 @@ class ImageIngest:
                             "De-identified DICOM images ingested at the node",
                         ],
                     )
-                cur.executemany(
-                    "INSERT INTO patient (id, dataset_id, sex, source) VALUES (?, ?, ?, 'dicom') "
+                insert_columns(
+                    cur,
+                    "patient",
+                    ("id", "dataset_id", "sex", "source"),
+                    [(p, self.dataset_id, s, "dicom") for p, s in sorted(patients)],
                     "ON CONFLICT DO NOTHING",
-                    [[p, self.dataset_id, s] for p, s in sorted(patients)],
                 )
-                studies = {i.study[0]: (i.study, i.patient) for i in fresh}
-                cur.executemany(
-                    "INSERT INTO imaging_study (uid, patient_id, study_month, description, "
-                    "age_at_study) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [[s[0], p, s[1], s[2], s[3]] for s, p in studies.values()],
+                studies = {i.study[0]: (i.study, i.patient, i.sex) for i in fresh}
+                insert_columns(
+                    cur,
+                    "imaging_study",
+                    STUDY_COLUMNS,
+                    [(s[0], p, s[1], s[2], s[3], x) for s, p, x in studies.values()],
+                    "ON CONFLICT DO NOTHING",
                 )
+                self._settle_sex(cur, sorted({p for p, _ in patients}))
                 series = {i.series[0]: i.series for i in fresh}
-                cur.executemany(
-                    "INSERT INTO imaging_series (uid, study_uid, patient_id, modality, "
-                    "body_part, manufacturer, model, series_month, description, "
-                    "slice_thickness, rows_, columns_, seg_source_series_uid) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [list(s) for s in series.values()],
+                insert_columns(
+                    cur,
+                    "imaging_series",
+                    SERIES_COLUMNS,
+                    list(series.values()),
+                    "ON CONFLICT DO NOTHING",
                 )
-                cur.executemany(
-                    "INSERT INTO imaging_instance (sop_uid, series_uid, sop_class_uid, "
-                    "content_hash, size_bytes) VALUES (?, ?, ?, ?, ?)",
-                    [[i.sop_uid, i.series[0], i.sop_class, i.digest, len(i.data)] for i in fresh],
+                insert_columns(
+                    cur,
+                    "imaging_instance",
+                    ("sop_uid", "series_uid", "sop_class_uid", "content_hash", "size_bytes"),
+                    [(i.sop_uid, i.series[0], i.sop_class, i.digest, len(i.data)) for i in fresh],
                 )
                 cur.execute(
                     "UPDATE imaging_series SET num_instances = (SELECT count(*) FROM "
                     "imaging_instance i WHERE i.series_uid = imaging_series.uid) "
-                    "WHERE list_contains(?, uid)",
+                    "WHERE uid IN (SELECT unnest(?))",
                     [list(series)],
                 )
-            cur.executemany(
-                "INSERT INTO ingest_ledger (source_hash, source_path, kind, status, records, "
-                "detail) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            # A file quarantined by an earlier run and tried again replaces its record.
+            insert_columns(
+                cur,
+                "ingest_ledger",
+                ("source_hash", "source_path", "kind", "status", "records", "detail"),
                 [
-                    [
+                    (
                         d.source_hash,
                         d.source.name,
                         KIND,
                         d.status,
                         1 if d.status == "ingested" else 0,
                         f"{d.reason}: {d.detail}" if d.reason else d.detail or None,
-                    ]
+                    )
                     for d in decisions
                 ],
+                "ON CONFLICT (source_hash) DO UPDATE SET source_path = excluded.source_path, "
+                "status = excluded.status, records = excluded.records, "
+                "detail = excluded.detail, recorded_at = now()",
             )
-            rejected = [d for d in decisions if d.status in ("quarantined", "held")]
-            if rejected:
-                cur.executemany(
-                    "INSERT INTO quarantine (source_hash, source_path, reason, detail) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [[d.source_hash, d.source.name, d.reason, d.detail] for d in rejected],
-                )
+            cur.execute(
+                "DELETE FROM quarantine WHERE source_hash IN (SELECT unnest(?))",
+                [[d.source_hash for d in decisions]],
+            )
+            insert_columns(
+                cur,
+                "quarantine",
+                ("source_hash", "source_path", "reason", "detail"),
+                [
+                    (d.source_hash, d.source.name, d.reason, d.detail)
+                    for d in decisions
+                    if d.status in ("quarantined", "held")
+                ],
+            )
+
+
+def settle_sex(stored: str, source: str | None, written: list[str]) -> tuple[str, str | None]:
+    """A patient's sex from what its studies say; (sex to store, conflict or None).
+
+    The rule: studies that agree (``unknown`` aside) give the patient their sex; studies
+    that disagree make it ``unknown`` (the patient counts under unknown, never under both
+    or under whichever was read first) and the conflict is reported. A patient created by a
+    clinical import keeps the sex it recorded; a study that says otherwise is reported."""
+    known = sorted({s for s in written if s and s != "unknown"})
+    if source not in (None, "dicom"):
+        if known and (len(known) > 1 or (stored != "unknown" and known != [stored])):
+            return stored, f"clinical record says {stored}, studies say {'/'.join(known)}"
+        return stored, None
+    if len(known) > 1:
+        return "unknown", f"studies say {'/'.join(known)}: counted as unknown"
+    return (known[0] if known else "unknown"), None
 
 
 def ingest_sources(
@@ -769,9 +888,7 @@ def ingest_sources(
     )
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
         task = bar.add_task(description, total=total)
-        for source in sources:
-            run.add(source)
-            bar.advance(task)
+        run.add_many(sources, lambda: bar.advance(task))
         run.flush()
     run.report.seconds = time.perf_counter() - started
     return run.report

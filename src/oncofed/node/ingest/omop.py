@@ -5,10 +5,15 @@ DRUG_EXPOSURE, PROCEDURE_OCCURRENCE, DEATH, OBSERVATION_PERIOD, SPECIMEN and the
 table CONCEPT), so a folder is imported as one unit: all of it in one transaction, its
 ledger key the hash of all the tables read. Persons become patients (identified by
 ``person_source_value`` when the export has it, else by ``person_id``); cancer conditions
-(ICD-O-3 concepts, ICD-10 C codes in ``condition_source_value``, or malignant SNOMED
-disorders) become diseases with their diagnosis date as the baseline; antineoplastic drugs,
-cancer surgery and radiotherapy become treatments as days from diagnosis; DEATH and the end
-of observation give vital status and survival or follow-up days.
+become diseases with their diagnosis date as the baseline: ICD-O-3 concepts, SNOMED CT
+disorders mapped to the CDM's site, ICD-10 and ICD-O-3 by the shipped table
+(:mod:`oncofed.node.ingest.vocab`), directly or through the export's own CONCEPT_ANCESTOR /
+CONCEPT_RELATIONSHIP to the nearest concept the table knows, or ICD-10 C codes in
+``condition_source_value``. Antineoplastic and endocrine drugs (ATC L01/L02 by RxNorm
+ingredient) and cancer surgery and radiotherapy (by procedure concept, never by a word in
+its name) become treatments as days from diagnosis; DEATH and the end of observation give
+vital status and survival or follow-up days. A bad date or birth month names its file,
+line and field.
 """
 
 from __future__ import annotations
@@ -24,17 +29,18 @@ from typing import Any
 
 import duckdb
 
-from oncofed.node.ingest import codes
+from oncofed.node.ingest import codes, vocab
 from oncofed.node.ingest.common import (
     FileOutcome,
     ImportReport,
     NodeTarget,
     Pseudonyms,
     RecordError,
+    TargetDataset,
     age_at,
-    ensure_dataset,
     file_hash,
     import_file,
+    prepare_dataset,
     replace_rows,
     run_import,
     upsert_patient,
@@ -47,9 +53,11 @@ from oncofed.node.ingest.fhir import (
 
 KIND = "omop"
 TABLES = (
-    "PERSON", "CONCEPT", "CONDITION_OCCURRENCE", "DRUG_EXPOSURE", "PROCEDURE_OCCURRENCE",
-    "DEATH", "OBSERVATION_PERIOD", "SPECIMEN",
+    "PERSON", "CONCEPT", "CONCEPT_ANCESTOR", "CONCEPT_RELATIONSHIP", "CONDITION_OCCURRENCE",
+    "DRUG_EXPOSURE", "PROCEDURE_OCCURRENCE", "DEATH", "OBSERVATION_PERIOD", "SPECIMEN",
 )  # fmt: skip
+# Relationships followed from a concept towards one the shipped tables know.
+UPWARD = {"Maps to", "Is a", "Has ancestor"}
 GENDER = {"8507": "male", "8532": "female", "8521": "other", "8551": "unknown"}
 MALIGNANT = re.compile(
     r"malignant|carcinoma|sarcoma|melanoma|lymphoma|leuka?emia|myeloma|blastoma|cancer"
@@ -57,16 +65,6 @@ MALIGNANT = re.compile(
     re.IGNORECASE,
 )
 NOT_MALIGNANT = re.compile(r"benign|uncertain behavio|in situ|history of|screening", re.IGNORECASE)
-ANTINEOPLASTIC = re.compile(
-    r"platin|taxel|rubicin|fluorouracil|capecitabine|gemcitabine|pemetrexed|cyclophosphamide"
-    r"|methotrexate|etoposide|irinotecan|vincristine|vinorelbine|tamoxifen|letrozole"
-    r"|anastrozole|exemestane|leuprolide|bicalutamide|enzalutamide|abiraterone|[a-z]+tinib\b"
-    r"|[a-z]+mab\b|temozolomide|doxorubicin|bleomycin|mitomycin|trastuzumab",
-    re.IGNORECASE,
-)
-SURGERY = re.compile(r"ectomy|resection|excision|amputation", re.IGNORECASE)
-RADIOTHERAPY = re.compile(r"radiation therap|radiotherap|brachytherap|teleradiotherap", re.I)
-HORMONE = re.compile(r"tamoxifen|letrozole|anastrozole|exemestane|leuprolide|lutamide|abiraterone")
 
 
 def _delimiter(path: Path) -> str:
@@ -107,6 +105,26 @@ def _date(
         raise RecordError(str(path), f"line {line}", name, "a date YYYY-MM-DD", value) from None
 
 
+def _birth(path: Path, line: int, row: dict[str, str], year: str) -> date | None:
+    """The birth date PERSON gives (mid-year or mid-month where month or day is missing);
+    a month or day out of range names its file, line and field."""
+    if not year:
+        return None
+    parts = {}
+    for name, default, top in (("month_of_birth", 7, 12), ("day_of_birth", 1, 31)):
+        text = (row.get(name) or "").strip()
+        if text and not (text.isdigit() and 1 <= int(text) <= top):
+            raise RecordError(str(path), f"line {line}", name, f"a number in 1..{top}", text)
+        parts[name] = int(text) if text else default
+    try:
+        return date(int(year), parts["month_of_birth"], parts["day_of_birth"])
+    except ValueError as exc:
+        raise RecordError(
+            str(path), f"line {line}", "day_of_birth", "a day that exists in its month",
+            f"{year}-{parts['month_of_birth']}-{parts['day_of_birth']}",
+        ) from exc  # fmt: skip
+
+
 @dataclass
 class _Concept:
     name: str
@@ -119,9 +137,60 @@ class _Export:
     folder: Path
     files: dict[str, Path]
     concepts: dict[str, _Concept] = field(default_factory=dict)
+    # concept → the concepts above it, nearest first (CONCEPT_ANCESTOR, else the 'Maps to'
+    # and 'Is a' rows of CONCEPT_RELATIONSHIP), when the export ships them
+    above: dict[str, list[str]] = field(default_factory=dict)
 
     def concept(self, concept_id: str | None) -> _Concept:
         return self.concepts.get(concept_id or "", _Concept("", "", ""))
+
+    def read_vocabulary(self) -> None:
+        for _, row in _read(self.files["CONCEPT"]) if "CONCEPT" in self.files else ():
+            self.concepts[row.get("concept_id", "")] = _Concept(
+                row.get("concept_name", ""), row.get("vocabulary_id", ""),
+                row.get("concept_code", ""),
+            )  # fmt: skip
+        levels: dict[str, list[tuple[int, str]]] = {}
+        if "CONCEPT_ANCESTOR" in self.files:
+            for _, row in _read(self.files["CONCEPT_ANCESTOR"]):
+                up, down = row.get("ancestor_concept_id", ""), row.get("descendant_concept_id", "")
+                if up and down and up != down:
+                    level = int(row.get("min_levels_of_separation") or 99)
+                    levels.setdefault(down, []).append((level, up))
+        if "CONCEPT_RELATIONSHIP" in self.files:
+            for _, row in _read(self.files["CONCEPT_RELATIONSHIP"]):
+                if row.get("relationship_id") in UPWARD and not row.get("invalid_reason"):
+                    down, up = row.get("concept_id_1", ""), row.get("concept_id_2", "")
+                    if up and down and up != down:
+                        levels.setdefault(down, []).append((1, up))
+        self.above = {k: [c for _, c in sorted(v)] for k, v in levels.items()}
+
+    def lineage(self, concept_id: str) -> Iterator[_Concept]:
+        """The concept, then the concepts above it, nearest first (each once)."""
+        seen, queue = {concept_id}, [concept_id]
+        while queue:
+            current = queue.pop(0)
+            yield self.concept(current)
+            for up in self.above.get(current, []):
+                if up not in seen and len(seen) < 200:
+                    seen.add(up)
+                    queue.append(up)
+
+    def cancer(self, concept_id: str | None) -> vocab.Cancer | None:
+        """The shipped table's cancer for a condition concept: its own SNOMED code, or the
+        nearest concept above it (the export's vocabulary) that the table knows."""
+        for c in self.lineage(concept_id or ""):
+            if c.vocabulary.upper() in ("SNOMED", "SNOMEDCT") and c.code in vocab.cancers():
+                return vocab.cancers()[c.code]
+        return None
+
+    def procedure(self, concept_id: str | None) -> str | None:
+        """The treatment kind of a cancer procedure concept (itself or one above it)."""
+        for c in self.lineage(concept_id or ""):
+            known = vocab.cancer_procedures().get(c.code)
+            if known is not None and c.vocabulary.upper() in ("SNOMED", "SNOMEDCT"):
+                return known[1]
+        return None
 
 
 class _OmopLoader:
@@ -131,30 +200,35 @@ class _OmopLoader:
     def _cancer(
         self, row: dict[str, str]
     ) -> tuple[str | None, str | None, str | None, str | None] | None:
-        """(icd10, topography, morphology, snomed) when the condition is a primary cancer."""
-        concept = self.x.concept(row.get("condition_concept_id"))
+        """(icd10, topography, morphology, site) when the condition is a primary cancer:
+        an ICD-O-3 concept, a SNOMED CT cancer the shipped table knows (the concept or, by
+        the export's vocabulary, one above it), an ICD-10 C code as source value, or, last,
+        a malignant disorder by name (site: its own SNOMED code)."""
+        concept_id = row.get("condition_concept_id")
+        concept = self.x.concept(concept_id)
         source = (row.get("condition_source_value") or "").strip().upper()
         icd10 = source if source.startswith("C") and codes.check("icd10", source) is None else None
         if concept.vocabulary.upper() == "ICDO3" and "-" in concept.code:
             morph, topo = concept.code.split("-", 1)
-            return icd10, topo, morph, None
+            return icd10, topo, morph, codes.site_from_icd10(icd10 or topo)
+        cancer = self.x.cancer(concept_id)
+        if cancer is not None:
+            if not cancer.primary:
+                return None
+            icd10 = icd10 or cancer.icd10
+            site = codes.site_from_icd10(icd10) or cancer.site_snomed
+            return icd10, cancer.topography, cancer.morphology, site
         name = concept.name
         if icd10 is None and not (MALIGNANT.search(name) and not NOT_MALIGNANT.search(name)):
             return None
         if "secondary" in name.lower() or "metasta" in name.lower():
             return None
         snomed = concept.code if concept.vocabulary.upper() == "SNOMED" else None
-        return icd10, None, None, snomed
+        return icd10, None, None, codes.site_from_icd10(icd10) or snomed
 
     def __call__(self, cur: duckdb.DuckDBPyConnection) -> tuple[int, str]:
         x = self.x
-        if "CONCEPT" in x.files:
-            for _, row in _read(x.files["CONCEPT"]):
-                x.concepts[row.get("concept_id", "")] = _Concept(
-                    row.get("concept_name", ""), row.get("vocabulary_id", ""),
-                    row.get("concept_code", ""),
-                )  # fmt: skip
-        ensure_dataset(cur, self.dataset, description="Clinical records imported from OMOP CDM")
+        x.read_vocabulary()
         person_file = x.files["PERSON"]
         persons: dict[str, tuple[str, date | None]] = {}
         patients = []
@@ -173,13 +247,7 @@ class _OmopLoader:
                 raise RecordError(str(person_file), f"line {line}", "year_of_birth", "a year", year)
             source = (row.get("person_source_value") or "").strip() or f"omop:{pid}"
             pseudonym = self.pseudonyms.patient(source)
-            born = None
-            if year:
-                born = date(
-                    int(year),
-                    int(row.get("month_of_birth") or 7),
-                    int(row.get("day_of_birth") or 1),
-                )
+            born = _birth(person_file, line, row, year)
             persons[pid] = (pseudonym, born)
             patients.append(
                 (
@@ -210,11 +278,10 @@ class _OmopLoader:
                 found = self._cancer(row)
                 if found is None or when is None:
                     continue
-                icd10, topo, morph, snomed = found
-                key = f"{pseudonym}:{icd10 or topo or snomed}"
+                icd10, topo, morph, site = found
+                key = f"{pseudonym}:{site or icd10 or topo}"
                 if key in diseases and baseline.get(pseudonym, when) <= when:
                     continue
-                site = codes.site_from_icd10(icd10 or topo) or snomed
                 diseases[key] = (
                     self.pseudonyms.of("disease", f"omop:{row.get('condition_occurrence_id')}"),
                     pseudonym, icd10, topo, morph, site, when.year,
@@ -252,18 +319,18 @@ class _OmopLoader:
                     continue
                 concept = self.x.concept(row.get(f"{prefix}_concept_id"))
                 name = concept.name or row.get(f"{prefix}_source_value") or ""
-                if prefix == "drug":
-                    if not ANTINEOPLASTIC.search(name):
+                code, system = concept.code or None, concept.vocabulary or None
+                if prefix == "drug":  # ATC L01/L02 agents, by RxNorm ingredient
+                    agent = vocab.agent_for(code, system, name)
+                    if agent is None:
                         continue
-                    kind = "hormone" if HORMONE.search(name.lower()) else "systemic"
+                    kind, code, system = agent.kind, agent.atc, vocab.ATC_SYSTEM
                     start_col, end_col = "drug_exposure_start_date", "drug_exposure_end_date"
-                else:
-                    if RADIOTHERAPY.search(name):
-                        kind = "radiotherapy"
-                    elif SURGERY.search(name):
-                        kind = "surgery"
-                    else:
+                else:  # cancer surgery and radiotherapy by concept, never by a word
+                    known = self.x.procedure(row.get("procedure_concept_id"))
+                    if known is None:
                         continue
+                    kind = known
                     start_col, end_col = "procedure_date", "procedure_end_date"
                 start = _date(path, line, start_col, row.get(start_col), True)
                 end = _date(path, line, end_col, row.get(end_col))
@@ -273,8 +340,7 @@ class _OmopLoader:
                 out.append((
                     self.pseudonyms.of("treatment", f"omop:{prefix}:{line}"),
                     pseudonym, None, kind, name, (start - base).days,
-                    (end - base).days if end else None, concept.code or None,
-                    concept.vocabulary or None, None,
+                    (end - base).days if end else None, code, system, None,
                 ))  # fmt: skip
         return out
 
@@ -331,8 +397,10 @@ def ingest_omop(
 ) -> ImportReport:
     """Import OMOP export folders; each folder is one all-or-nothing unit."""
     dataset_id = dataset or target.default_dataset("clinical")
-    with target.store.transaction() as cur:
-        ensure_dataset(cur, dataset_id, access_level=access_level)
+    spec = TargetDataset(
+        dataset_id, description="Clinical records imported from OMOP CDM", access_level=access_level
+    )
+    prepare_dataset(target.store, spec)
     report = ImportReport(f"OMOP import into {dataset_id}")
     for folder in folders:
         files = _table_files(folder) if folder.is_dir() else {}
@@ -344,10 +412,9 @@ def ingest_omop(
             continue
         digest = hashlib.sha256(
             "".join(f"{k}:{file_hash(files[k])};" for k in sorted(files)).encode()
-            + dataset_id.encode()
         ).hexdigest()
         loader = _OmopLoader(_Export(folder, files), target.pseudonyms, dataset_id)
-        import_file(target.store, report, folder, KIND, loader, digest)
+        import_file(target.store, report, folder, KIND, loader, spec, digest)
     return report
 
 

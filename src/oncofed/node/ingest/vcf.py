@@ -7,15 +7,19 @@ records of that patient carry. Only non-reference calls are stored (``0/0`` and 
 not). Gene, consequence and protein change come from ``ANN`` (SnpEff) or ``CSQ`` (VEP)
 annotations when present; every gene an annotation names is indexed for gene queries.
 
-Multi-allelic records are split into one variant per alternate allele. Chromosome names are
-stored without a ``chr`` prefix (``1``, ``X``, ``MT``); queries accept either.
+Multi-allelic records are split into one variant per alternate allele, and each allele pair
+is stored trimmed (:func:`trim_alleles`), so that its type and its id do not depend on how
+the caller padded it. Chromosome names are stored without a ``chr`` prefix (``1``, ``X``,
+``MT``); queries accept either.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import re
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +37,10 @@ from oncofed.node.ingest.common import (
     NodeTarget,
     Pseudonyms,
     RecordError,
+    TargetDataset,
     bulk_csv,
-    ensure_dataset,
     import_file,
+    prepare_dataset,
 )
 
 KIND = "vcf"
@@ -61,8 +66,27 @@ def normalise_assembly(name: str) -> str:
     return ASSEMBLIES.get(name.strip().lower(), name.strip())
 
 
+def trim_alleles(pos: int, ref: str, alt: str) -> tuple[int, str, str]:
+    """The parsimonious form of an allele pair: shared trailing, then leading, bases removed
+    while both alleles keep one (the VCF anchor base of an indel stays).
+
+    ``TATATA>AATATA`` at 100 is ``T>A`` at 100, a SNP; ``CTT>CT`` is ``CT>C``; an indel
+    already anchored is unchanged. Without the reference sequence this cannot left-align,
+    so a caller's unaligned indel stays where it is; bcftools norm does both.
+    """
+    ref, alt = ref.upper(), alt.upper()
+    if alt.startswith("<"):
+        return pos, ref, alt
+    while len(ref) > 1 and len(alt) > 1 and ref[-1] == alt[-1]:
+        ref, alt = ref[:-1], alt[:-1]
+    while len(ref) > 1 and len(alt) > 1 and ref[0] == alt[0]:
+        ref, alt, pos = ref[1:], alt[1:], pos + 1
+    return pos, ref, alt
+
+
 def variant_type(ref: str, alt: str) -> str:
-    """Beacon/BFF variant types: SNP, MNP, INDEL, or the symbolic allele's type."""
+    """Beacon/BFF variant types: SNP, MNP, INDEL, or the symbolic allele's type (of alleles
+    already trimmed by :func:`trim_alleles`)."""
     if alt.startswith("<") and alt.endswith(">"):
         return alt[1:-1].split(":")[0]
     if len(ref) == len(alt):
@@ -246,7 +270,7 @@ def _rows(
     """
     ann = Annotations(vcf)
     task = progress.add_task(path.name, total=None) if progress else None
-    for n, v in enumerate(vcf, start=1):
+    for n, v in enumerate(_records(path, vcf), start=1):
         chrom = normalise_chrom(v.CHROM)
         ref = v.REF
         if not ref or not re.fullmatch(r"[ACGTNacgtn*]+", ref):
@@ -262,9 +286,10 @@ def _rows(
                     str(path), f"record {n} ({v.CHROM}:{v.POS})", "ALT", "bases or <TYPE>", alt
                 )
             genes, effect, protein = ann.for_alt(raw_ann, alt)
-            vid = variant_id(assembly, chrom, v.POS, ref, alt)
+            pos, t_ref, t_alt = trim_alleles(v.POS, ref, alt)
+            vid = variant_id(assembly, chrom, pos, t_ref, t_alt)
             row = [
-                vid, assembly, chrom, v.POS, ref, alt, variant_type(ref, alt),
+                vid, assembly, chrom, pos, t_ref, t_alt, variant_type(t_ref, t_alt),
                 genes[0] if genes else None, effect, protein,
             ]  # fmt: skip
             calls = None
@@ -287,6 +312,92 @@ def _rows(
         progress.update(task, visible=False)
 
 
+def _records(path: Path, vcf: Any) -> Iterator[Any]:
+    """The file's records; a read error (a cut BGZF block, a cut line) becomes one
+    :class:`RecordError` naming the last record read, so the import rolls back."""
+    records = iter(vcf)
+    n, last = 0, "the header"
+    while True:
+        try:
+            v = next(records)
+        except StopIteration:
+            return
+        except Exception as exc:  # cyvcf2 raises a bare Exception for htslib errors
+            raise RecordError(
+                str(path), f"after record {n} ({last})", "file",
+                "a complete VCF: it is truncated or corrupt here (htslib could not read on), "
+                "nothing of it was loaded",
+            ) from exc  # fmt: skip
+        n += 1
+        last = f"{v.CHROM}:{v.POS}"
+        yield v
+
+
+def check_columns(path: Path, samples: int) -> None:
+    """Every record is complete and has the columns its ``#CHROM`` line names.
+
+    htslib reads a record with *more* genotype columns than the header names without a
+    word, so a header that lost a sample name would load every later column under the
+    wrong sample; and a file cut at a line or block boundary can read as shorter but
+    valid. One streaming pass over the text (gzip reads BGZF) refuses both first, naming
+    the last good record.
+    """
+    expected = 8 if samples == 0 else 9 + samples
+    opener = gzip.open if _is_gzip(path) else open
+    line_no, last = 0, "the header"
+    cut_at_block = _bgzf_without_eof(path)
+
+    def truncated(detail: object) -> RecordError:
+        return RecordError(
+            str(path), f"after line {line_no} ({last})", "file",
+            "a complete VCF: it is truncated here, nothing of it was loaded", detail,
+        )  # fmt: skip
+
+    try:
+        with opener(path, "rb") as fh:
+            for line_no, line in enumerate(fh, start=1):
+                if line.startswith(b"#"):
+                    continue
+                got = line.count(b"\t") + 1
+                where = b":".join(line.split(b"\t", 2)[:2]).decode(errors="replace")
+                if got != expected and not (samples == 0 and got == 9):
+                    if not line.endswith(b"\n"):  # the file's last line, cut short
+                        line_no -= 1
+                        raise truncated(f"a last line cut short ({where})")
+                    raise RecordError(
+                        str(path), f"line {line_no} ({where})", "columns",
+                        f"{expected} columns, as the #CHROM line names (FORMAT and "
+                        f"{samples} samples): is a sample missing from the header?", got,
+                    )  # fmt: skip
+                last = where
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise truncated(exc) from exc
+    if cut_at_block:  # whole blocks read well; only the missing end marker tells
+        raise truncated("no BGZF end-of-file block: the file was cut between two blocks")
+
+
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def _bgzf_without_eof(path: Path) -> bool:
+    """A BGZF file (gzip with the 'BC' extra field) that lacks the empty end block every
+    BGZF writer adds: it was cut, and a cut between blocks reads as a shorter valid file."""
+    with path.open("rb") as fh:
+        head = fh.read(18)
+        if len(head) < 18 or head[:4] != b"\x1f\x8b\x08\x04" or head[12:14] != b"BC":
+            return False
+        fh.seek(0, 2)
+        if fh.tell() < len(BGZF_EOF):
+            return True
+        fh.seek(-len(BGZF_EOF), 2)
+        return fh.read() != BGZF_EOF
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
 class _VcfLoader:
     def __init__(
         self,
@@ -306,10 +417,10 @@ class _VcfLoader:
         try:
             assembly = _assembly_of(vcf, self.assembly)
             names = list(vcf.samples)
+            check_columns(self.path, len(names))
             mapped = [self.samples.patient(s, str(self.path)) for s in names]
             sample_ids = [self.pseudonyms.of("sample", s) for s in names]
             patient_ids = [self.pseudonyms.patient(p) for p, _ in mapped]
-            ensure_dataset(cur, self.dataset, description="Variant calls imported from VCF")
             cur.execute(
                 "INSERT INTO patient (id, dataset_id, source) "
                 "SELECT DISTINCT unnest(?), ?, 'vcf' ON CONFLICT DO NOTHING",
@@ -417,8 +528,9 @@ def ingest_vcf(
 ) -> ImportReport:
     """Import VCF files; each in one transaction, a file already in the ledger skipped."""
     dataset_id = dataset or target.default_dataset("genomic")
-    with target.store.transaction() as cur:
-        ensure_dataset(cur, dataset_id, access_level=access_level)
+    spec = TargetDataset(dataset_id, description="Variant calls imported from VCF",
+                       access_level=access_level)  # fmt: skip
+    prepare_dataset(target.store, spec)
     report = ImportReport(f"VCF import into {dataset_id}")
     files: list[Path] = []
     for p in paths:
@@ -450,7 +562,7 @@ def ingest_vcf(
             loader = _VcfLoader(
                 f, target.pseudonyms, samples or SampleMap(), dataset_id, assembly, bar
             )
-            import_file(target.store, report, f, KIND, loader)
+            import_file(target.store, report, f, KIND, loader, spec)
     finally:
         if bar is not None:
             bar.stop()
