@@ -281,6 +281,42 @@ def test_a_run_completes_and_its_model_scores_on_held_back_data(
     assert validation["result"]["pooled"]["nodes"] == len(f.sites)
 
 
+def test_the_cli_lists_shows_downloads_and_validates(
+    federation: Federation, tmp_path: Path
+) -> None:
+    f = federation
+    runs = f.call("alice", "GET", "/api/learning/runs").json()["runs"]
+    done = [r for r in runs if r["kind"] == "train" and r["status"] == "succeeded"]
+    assert done, "the first test leaves a finished run"
+    run_id = done[0]["id"]
+    env = os.environ | {
+        "ONCOFED_HUB": f.fed.hub.url,
+        "ONCOFED_TOKEN": f.tokens["alice"],
+        "COLUMNS": "100",
+    }
+
+    def oncofed(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "oncofed", "learn", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    assert run_id in oncofed("runs")
+    shown = json.loads(oncofed("show", run_id, "--json"))
+    assert shown["status"] == "succeeded" and len(shown["rounds"]) == 2
+    model = tmp_path / "model.pt"
+    oncofed("download", run_id, "--out", str(model))
+    assert model.stat().st_size > 10_000
+    # The downloaded file goes back as an uploaded model and is validated at one site.
+    table = oncofed("validate", "--model", str(model), "--datasets", f.datasets(f.sites[:1])[0])
+    assert f.sites[0] in table and "pooled" in table
+
+
 def test_refused_without_a_visa(federation: Federation) -> None:
     f = federation
     started = f.train(user="bob", rounds=1)

@@ -220,8 +220,9 @@ def runs(hub: Hub = None) -> None:
     with hub_errors():
         items = client.learning_runs()
     table = Table(title="learning runs")
-    for column in ("id", "kind", "status", "sites", "model", "created"):
-        table.add_column(column)
+    table.add_column("id", no_wrap=True, min_width=32)  # whole: it is what `show` takes
+    for column in ("kind", "status", "sites", "model", "created"):
+        table.add_column(column, overflow="fold")
     for r in items:
         table.add_row(
             r["id"],
@@ -245,7 +246,7 @@ def show(
     with hub_errors():
         view = client.learning_run(run_id)
     if as_json:
-        console.print_json(json.dumps(view))
+        typer.echo(json.dumps(view, indent=2))  # plain, for scripts (no wrapping, no colour)
         return
     _print_run(view)
     if view.get("provenance"):
