@@ -63,7 +63,7 @@ class Federation:
             "datasets": self.datasets(),
             "rounds": 2,
             "batch_size": 16,
-            "local_epochs": 5,
+            "local_epochs": 10,
             "round_timeout": 120,
             "seed": 3,
         } | spec
@@ -196,7 +196,7 @@ def _score_held_back(model: Path, tmp: Path) -> float:
     cases = []
     for index in range(3):
         provider = make_provider(index)
-        for r in iter_patients(index, 30, seed=5, start=PATIENTS, instances=1):
+        for r in iter_patients(index, 40, seed=5, start=PATIENTS, instances=1):
             for study in r.studies:
                 for series in study.series:
                     if series.kind == "image" and series.modality == "CT":
