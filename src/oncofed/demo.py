@@ -20,6 +20,7 @@ from rich.table import Table
 
 from oncofed.client.render import beacon_table, released, search_table
 from oncofed.hub.admin import add_user, open_hub
+from oncofed.learning import demo as learning_demo
 from oncofed.local import LocalFederation
 from oncofed.synth import generate_federation
 
@@ -191,6 +192,8 @@ def _build(
         with console.status(f"creating and enrolling node {provider.id} ..."):
             fed.add_node(provider.id, start=False)
             allow_analyses(fed.nodes[provider.id].directory)
+            if learning_demo.available(patients) is None:
+                learning_demo.allow_learning(fed.nodes[provider.id].directory)
         data[provider.id] = synthetic / provider.path
     load_data(fed, data, console)
     return demo_users(fed, list(data)), {
@@ -288,6 +291,14 @@ def run_demo(
         with console.status("asking the Beacon network for variants in KRAS ..."):
             beacon = client.beacon("g_variants", geneId="KRAS", requestedGranularity="count")
         console.print(beacon_table(beacon, "Beacon v2 network, variants in KRAS"))
+        if reused is None:  # a restarted demo keeps its runs: `oncofed learn runs`
+            no_learning = learning_demo.available(patients)
+            if no_learning is None:
+                learning_demo.grant_and_train(
+                    fed.hub.url, people, fed.admin_password, list(fed.nodes), console
+                )
+            else:
+                console.print(f"[yellow]federated training skipped[/]: {no_learning}")
         _print_welcome(console, fed, people, directory)
         console.print(f"ready in {time.perf_counter() - began:.0f} s")
         if once:

@@ -34,8 +34,16 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_synth_export_imports_completely(synth: Path, target: NodeTarget) -> None:
     clinical = synth / "clinical"
     report = ingest_clinical([clinical], clinical / "mapping.yaml", target)
-    assert [f.status for f in report.files] == ["ingested"] * 4, report.files
+    assert [f.status for f in report.files] == ["ingested"] * 5, report.files
     patients = _rows(clinical / "patients.csv")
+    lesions = {r["mrn"]: r["result"] for r in _rows(clinical / "biomarkers.csv")}
+    with target.store.reading() as con:
+        stored = dict(
+            con.execute(
+                "SELECT patient_id, value_code FROM biomarker WHERE name = 'LESION'"
+            ).fetchall()
+        )
+    assert stored == {target.pseudonyms.patient(mrn): v for mrn, v in lesions.items()}
     diagnoses = _rows(clinical / "diagnoses.csv")
     with target.store.reading() as con:
         assert con.execute("SELECT count(*) FROM patient").fetchone() == (len(patients),)

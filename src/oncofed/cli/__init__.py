@@ -20,6 +20,7 @@ from oncofed.cli.catalogue import catalogue_app
 from oncofed.cli.common import console
 from oncofed.cli.demo import demo
 from oncofed.cli.hub import hub_app
+from oncofed.cli.learn import learn_app
 from oncofed.cli.node import node_app
 from oncofed.cli.request import request_app
 from oncofed.cli.search import search
@@ -38,6 +39,7 @@ COMMAND_ORDER = (
     "catalogue",
     "request",
     "analyse",
+    "learn",
     "nodes",
     "task",
     "hub",
@@ -84,6 +86,7 @@ def _mount() -> None:
     app.add_typer(request_app, name="request")
     app.command()(nodes)
     app.add_typer(task_app, name="task")
+    app.add_typer(learn_app, name="learn")
     app.add_typer(hub_app, name="hub")
     app.add_typer(node_app, name="node")
     app.add_typer(audit_app, name="audit")

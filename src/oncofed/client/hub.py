@@ -469,3 +469,44 @@ class HubClient:
         """Revoke a visa (a hub admin, or a DAC member of its provider); nodes refuse it
         within a minute. The request's view lists its visas with their ids."""
         return dict(self._call("POST", f"/api/visas/{jti}/revoke", json={"reason": reason}).json())
+
+    # -- federated learning (issue 20) -------------------------------------------------------
+
+    def learning_train(self, **spec: Any) -> dict[str, Any]:
+        """Start a federated training run (`POST /api/learning/runs`); returns its view."""
+        return dict(self._call("POST", "/api/learning/runs", json=spec).json())
+
+    def learning_runs(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/learning/runs").json()["runs"])
+
+    def learning_run(self, run_id: str) -> dict[str, Any]:
+        """A run: status, per-round metrics per site, result, model hash and provenance."""
+        return dict(self._call("GET", f"/api/learning/runs/{run_id}").json())
+
+    def learning_wait(
+        self, run_id: str, timeout: float = 3600, on_update: Any = None, every: float = 1.0
+    ) -> dict[str, Any]:
+        """Poll a run until it finishes (or `timeout`); `on_update(view)` after each poll."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.learning_run(run_id)
+            if on_update is not None:
+                on_update(view)
+            if view["status"] not in ("queued", "running") or time.monotonic() > deadline:
+                return view
+            time.sleep(every)
+
+    def learning_download(self, run_id: str, dest: Path) -> Path:
+        """Save the run's model file (only its owner may)."""
+        dest.write_bytes(self._call("GET", f"/api/learning/runs/{run_id}/model").content)
+        return dest
+
+    def learning_upload_model(self, path: Path) -> str:
+        """Upload a model file for validation; returns its SHA-256 at the hub."""
+        return str(
+            self._call("POST", "/api/learning/models", content=path.read_bytes()).json()["sha256"]
+        )
+
+    def learning_validate(self, **spec: Any) -> dict[str, Any]:
+        """Start external validation of a model at the nodes; returns the run's view."""
+        return dict(self._call("POST", "/api/learning/validations", json=spec).json())

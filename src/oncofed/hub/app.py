@@ -18,6 +18,7 @@ from fastapi_offline import FastAPIOffline
 from oncofed import __version__
 from oncofed.audit import AuditLog
 from oncofed.beacon.errors import install_error_handlers
+from oncofed.hub import blobs
 from oncofed.hub.analysis import routes as analysis_routes
 from oncofed.hub.beacon import HUB_BEACON_ID, create_hub_beacon_router
 from oncofed.hub.catalogue import routes as catalogue
@@ -27,6 +28,8 @@ from oncofed.hub.context import HubContext
 from oncofed.hub.db import make_engine, sessions, upgrade
 from oncofed.hub.identity import external as oidc_login
 from oncofed.hub.identity import issuer as oidc_issuer
+from oncofed.hub.learning import routes as learning_routes
+from oncofed.hub.learning import runs as learning_runs
 from oncofed.hub.login_delay import LoginDelay
 from oncofed.hub.models import Task, TaskTarget, UsedNonce
 from oncofed.hub.negotiation import routes as negotiation
@@ -141,6 +144,9 @@ async def _lead(ctx: HubContext) -> None:
         try:
             if await run_in_threadpool(_try_lead, con):
                 log.info("this hub process leads (mail, catalogue refresh)")
+                # Training runs are coordinated in the process that started them: those
+                # left running when the hub went down are ended, never shown as finished.
+                await run_in_threadpool(learning_runs.interrupt_unfinished, ctx)
                 await asyncio.gather(mail_loop(ctx), catalogue_refresh_loop(ctx))
         finally:
             await run_in_threadpool(con.close)
@@ -155,6 +161,8 @@ def create_app(settings: HubSettings) -> FastAPI:
         ctx.audit.append(
             "hub", "hub.start", "info", settings.name, details={"version": __version__}
         )
+        if ctx.engine.dialect.name != "postgresql":  # one process: before any request
+            await run_in_threadpool(learning_runs.interrupt_unfinished, ctx)  # issue 20
         # Every process sweeps (idempotent); one leads the mail and the catalogue refresh.
         jobs = [asyncio.create_task(_housekeeping(ctx)), asyncio.create_task(_lead(ctx))]
         if ctx.engine.dialect.name == "postgresql":  # other hub processes wake this one
@@ -191,6 +199,8 @@ def create_app(settings: HubSettings) -> FastAPI:
         app.include_router(mine.router)
     app.include_router(catalogue.router)  # issue 7: catalogue, FAIR Data Point
     app.include_router(create_hub_beacon_router())  # issue 4: Beacon v2 network
+    app.include_router(blobs.router)  # issue 20: weights between hub and nodes
+    app.include_router(learning_routes.router)  # issue 20: training and validation runs
     install_error_handlers(app, lambda request: HUB_BEACON_ID)  # Beacon-shaped errors
     app.include_router(analysis_routes.router)  # issue 19: federated statistics
     portal.install(app)  # issue 7: the researcher portal

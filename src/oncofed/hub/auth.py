@@ -112,7 +112,12 @@ class NodeRequest:
 
 
 def _check_node(
-    ctx: HubContext, method: str, target: str, body: bytes, headers: dict[str, str]
+    ctx: HubContext,
+    method: str,
+    target: str,
+    body: bytes,
+    headers: dict[str, str],
+    body_sha256: str | None = None,
 ) -> NodeRequest:
     node_id = headers.get(HEADER_NODE.lower(), "")
     with ctx.sessions.begin() as s:
@@ -130,6 +135,7 @@ def _check_node(
             headers.get(HEADER_NONCE.lower(), ""),
             headers.get(HEADER_SIGNATURE.lower(), ""),
             ctx.settings.clock_skew_seconds,
+            body_sha256,
         )
         s.expunge(node)
         # The nonce is recorded by the channel operation, in its own transaction: one
@@ -138,7 +144,12 @@ def _check_node(
 
 
 async def check_node_request(
-    ctx: HubContext, method: str, target: str, body: bytes, headers: dict[str, str]
+    ctx: HubContext,
+    method: str,
+    target: str,
+    body: bytes,
+    headers: dict[str, str],
+    body_sha256: str | None = None,
 ) -> NodeRequest:
     """Verify a node's signed request (HTTP call or stream handshake); refusals are audited.
 
@@ -146,7 +157,7 @@ async def check_node_request(
     not enrolled). `headers` must have lower-case names.
     """
     try:
-        return await run_in_threadpool(_check_node, ctx, method, target, body, headers)
+        return await run_in_threadpool(_check_node, ctx, method, target, body, headers, body_sha256)
     except (RequestAuthError, ValueError) as exc:
         status, reason, detail = 401, str(exc), f"node request refused: {exc}"
     except PermissionError as exc:

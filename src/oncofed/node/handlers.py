@@ -29,6 +29,7 @@ CAPABILITIES = (
     "oncofed.node.publish",
     "oncofed.node.beacon.task",
     "oncofed.node.analysis",
+    "oncofed.node.learning",  # issue 20: fl.round, fl.validate
 )
 
 

@@ -18,6 +18,24 @@ from oncofed.privacy.policy import DisclosurePolicy
 from oncofed.settings import ConfigError
 
 
+class LearningPolicy(BaseModel):
+    """Federated training and validation at this node (`[learning]` in policy.toml).
+
+    The node runs only catalogue models it lists (`name@version`), and trains only within
+    these minimums, whatever a run asks for: few cases or tiny batches make weights and
+    metrics closer to the individual records they came from.
+    """
+
+    allowed_models: list[str] = Field(default_factory=list)
+    min_train_cases: int = Field(50, ge=1)  # patients in the training split
+    min_batch_size: int = Field(16, ge=1)
+    min_local_epochs: int = Field(1, ge=1)
+    max_rounds: int = Field(100, ge=1, le=1000)
+    # Share of patients held back at this node to report a model's validation metrics;
+    # those need at least the disclosure minimum of patients (`min_count`).
+    validation_fraction: float = Field(0.2, ge=0.1, le=0.5)
+
+
 class MediatorLimits(BaseModel):
     """Limits for each upstream network's mediator key (``[mediator]`` in policy.toml).
 
@@ -39,6 +57,7 @@ class NodePolicy(BaseModel):
     )
     allowed_algorithms: list[str] = Field(default_factory=list)
     disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
+    learning: LearningPolicy = Field(default_factory=LearningPolicy)
     mediator: MediatorLimits = Field(default_factory=MediatorLimits)
     # Tier 3: the limits of federated analyses (`analysis.step` in allowed_tasks and the
     # algorithms in allowed_algorithms opt in; see oncofed.analysis.disclosure).

@@ -477,6 +477,12 @@ MARKERS: tuple[KeySpec, ...] = (
             ("MSS", "stable", ("MSS",)),
         ),
     ),
+    _marker_code(
+        "LESION",
+        "Lesion on imaging",
+        ("LESION",),
+        _codes(("present", "present", ("present",)), ("absent", "absent", ("absent",))),
+    ),
     _marker_number("PSA", "PSA", ("PSA",), "ng/mL"),
     _marker_number("KI67", "Ki-67 index", ("KI67", "KI-67"), "%"),
     _marker_number("PDL1", "PD-L1 (TPS)", ("PDL1", "PD-L1"), "%"),

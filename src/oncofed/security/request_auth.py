@@ -24,18 +24,26 @@ class RequestAuthError(ValueError):
     pass
 
 
-def _message(method: str, target: str, timestamp: str, nonce: str, body: bytes) -> bytes:
-    digest = hashlib.sha256(body).hexdigest()
+def _message(
+    method: str, target: str, timestamp: str, nonce: str, body: bytes, digest: str | None = None
+) -> bytes:
+    digest = digest or hashlib.sha256(body).hexdigest()
     return "\n".join([method.upper(), target, timestamp, nonce, digest]).encode()
 
 
 def sign_request(
-    node_id: str, key: SigningKey, method: str, target: str, body: bytes = b""
+    node_id: str,
+    key: SigningKey,
+    method: str,
+    target: str,
+    body: bytes = b"",
+    body_sha256: str | None = None,
 ) -> dict[str, str]:
-    """Headers for one request; `target` is the path with its query string."""
+    """Headers for one request; `target` is the path with its query string. A large body
+    (a weights blob) may be signed by its SHA-256 instead of held in memory."""
     timestamp = str(int(time.time()))
     nonce = secrets.token_urlsafe(18)
-    signature = key.sign(_message(method, target, timestamp, nonce, body))
+    signature = key.sign(_message(method, target, timestamp, nonce, body, body_sha256))
     return {
         HEADER_NODE: node_id,
         HEADER_DATE: timestamp,
@@ -53,8 +61,10 @@ def verify_request(
     nonce: str,
     signature: str,
     max_skew: int,
+    body_sha256: str | None = None,
 ) -> None:
-    """Check signature and freshness; the caller checks the nonce was not seen before."""
+    """Check signature and freshness; the caller checks the nonce was not seen before.
+    `body_sha256` stands for `body` when the caller streamed the body and hashed it."""
     try:
         ts = int(timestamp)
     except ValueError as exc:
@@ -71,5 +81,5 @@ def verify_request(
         raw = unb64url(signature)
     except ValueError as exc:
         raise RequestAuthError("Oncofed-Signature is not base64url") from exc
-    if not key.verify(raw, _message(method, target, timestamp, nonce, body)):
+    if not key.verify(raw, _message(method, target, timestamp, nonce, body, body_sha256)):
         raise RequestAuthError("request signature does not verify with the node's key")

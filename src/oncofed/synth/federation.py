@@ -216,8 +216,8 @@ def _write_provider(
         counts.vcf_files = [str(p.relative_to(root)) for p in vcf.files]
         counts.vcf_records = vcf.records
     counts.files = (
-        counts.dicom_files + counts.fhir_files + len(counts.vcf_files) + (5 if clinical else 0) + 1
-    )  # 4 CSV + mapping.yaml; provider.json
+        counts.dicom_files + counts.fhir_files + len(counts.vcf_files) + (6 if clinical else 0) + 1
+    )  # 5 CSV + mapping.yaml; provider.json
     _write_json(
         root / "provider.json",
         {

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from oncofed.synth import vocabulary as v
 from oncofed.synth.ids import dicom_uid, digits, rng_for
+from oncofed.synth.lesion import draw_lesion
 from oncofed.synth.model import (
     Diagnosis,
     ImagingSeries,
@@ -120,6 +121,7 @@ def make_patient_record(
         studies=tuple(studies),
         sample_id=f"{patient.mrn}-T1" if sequenced else None,
         variants=variants,
+        lesion=draw_lesion(seed, provider, index, stage_number(diagnosis.stage_group)),
     )
 
 

@@ -165,6 +165,20 @@ class Patient:
 
 
 @dataclass(frozen=True)
+class Lesion:
+    """Whether the patient's images show a lesion, and where: the label a federated imaging
+    model learns (`oncofed:lesion` in the clinical export). Geometry is in the image's
+    normalised coordinates ([-1, 1] on both axes), so one lesion fits every matrix size."""
+
+    present: bool
+    x: float = 0.0
+    y: float = 0.0
+    radius_x: float = 0.0
+    radius_y: float = 0.0
+    contrast: float = 0.0
+
+
+@dataclass(frozen=True)
 class PatientRecord:
     """Everything generated for one patient: the unit of streaming and of determinism."""
 
@@ -175,6 +189,7 @@ class PatientRecord:
     studies: tuple[ImagingStudy, ...]
     sample_id: str | None
     variants: tuple[VariantCall, ...] = field(default=())
+    lesion: Lesion = field(default=Lesion(present=False))
 
     @property
     def sequenced(self) -> bool:

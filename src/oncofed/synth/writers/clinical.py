@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import yaml
 
+from oncofed.synth.lesion import ABSENT, LESION_MARKER, PRESENT
 from oncofed.synth.model import PatientRecord
 
 TREATMENT_CODES = {
@@ -68,6 +69,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "intent",
     ),
     "outcomes": ("mrn", "vital_status", "last_contact_date", "death_date"),
+    # Findings per patient; today the imaging lesion read on the patient's scans.
+    "biomarkers": ("mrn", "biomarker_id", "diagnosis_id", "marker", "result"),
 }
 
 
@@ -163,6 +166,16 @@ class ClinicalWriter:
                 "D" if o.vital_status == "dead" else "A",
                 o.last_contact_date.isoformat(),
                 o.death_date.isoformat() if o.death_date else "",
+            ],
+        )
+        self._row(
+            "biomarkers",
+            [
+                p.mrn,
+                f"{d.id}-{LESION_MARKER}",
+                d.id,
+                LESION_MARKER,
+                PRESENT if record.lesion.present else ABSENT,
             ],
         )
 
@@ -266,6 +279,19 @@ MAPPING: dict[str, Any] = {
                     "baseline": "disease.diagnosis_date",
                 },
                 "death_date": {"column": "death_date", "format": "%Y-%m-%d", "phi": True},
+            },
+        },
+        "biomarker": {
+            "file": "biomarkers.csv",
+            "fields": {
+                "biomarker_id": {"column": "biomarker_id", "pseudonymise": True},
+                "patient_id": {"column": "mrn", "pseudonymise": True},
+                "disease_id": {"column": "diagnosis_id", "pseudonymise": True},
+                "name": {"column": "marker"},
+                "value_code": {
+                    "column": "result",
+                    "values": {PRESENT: PRESENT, ABSENT: ABSENT},
+                },
             },
         },
     },

@@ -21,7 +21,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from oncofed.synth.ids import dicom_uid, digits
-from oncofed.synth.model import ImagingSeries, ImagingStudy, PatientRecord, Provider
+from oncofed.synth.lesion import Scanner, scanner_of
+from oncofed.synth.model import ImagingSeries, ImagingStudy, Lesion, PatientRecord, Provider
 
 PRIVATE_CREATOR = "ACME HOSPITAL 1.0"
 PRIVATE_GROUP = 0x0011
@@ -195,7 +196,7 @@ def build_instance(
     block.add_new(0x03, "DA", _da(p.birth_date))
 
     _modality_specific(ds, series, number)
-    _pixels(ds, series, seed, number, study.uid)
+    _pixels(ds, series, seed, number, study.uid, record.lesion, scanner_of(provider))
     return ds
 
 
@@ -269,25 +270,48 @@ def _modality_specific(ds: Dataset, series: ImagingSeries, number: int) -> None:
 _PHANTOMS: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}
 
 
+def _grid(size: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    y, x = np.mgrid[0:size, 0:size] / (size - 1) * 2 - 1
+    return x, y
+
+
 def _phantom(size: int) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """A body-shaped ellipse with a bright lesion, in [0, 1]; cached per matrix size."""
+    """A body-shaped ellipse in [0, 0.5]; cached per matrix size."""
     if size not in _PHANTOMS:
-        y, x = np.mgrid[0:size, 0:size] / (size - 1) * 2 - 1
-        body = ((x / 0.85) ** 2 + (y / 0.65) ** 2 <= 1).astype(float) * 0.5
-        lesion = ((x - 0.3) ** 2 + (y + 0.1) ** 2 <= 0.02).astype(float) * 0.4
-        _PHANTOMS[size] = body + lesion
+        x, y = _grid(size)
+        _PHANTOMS[size] = ((x / 0.85) ** 2 + (y / 0.65) ** 2 <= 1).astype(float) * 0.5
     return _PHANTOMS[size]
 
 
-def _pixels(ds: Dataset, series: ImagingSeries, seed: int, number: int, study_uid: str) -> None:
+def lesion_mask(size: int, lesion: Lesion) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Where the patient's lesion lies in a `size` x `size` image (all False when absent)."""
+    x, y = _grid(size)
+    if not lesion.present:
+        return np.zeros((size, size), dtype=bool)
+    inside: np.ndarray[Any, np.dtype[np.bool_]] = (
+        ((x - lesion.x) / lesion.radius_x) ** 2 + ((y - lesion.y) / lesion.radius_y) ** 2
+    ) <= 1
+    return inside
+
+
+def _pixels(
+    ds: Dataset,
+    series: ImagingSeries,
+    seed: int,
+    number: int,
+    study_uid: str,
+    lesion: Lesion,
+    scanner: Scanner,
+) -> None:
+    """Body phantom, the patient's lesion (if any) and the provider's scanner noise and gain."""
     rng = np.random.default_rng(
         int(dicom_uid(seed, study_uid, series.number, number, "pixels")[5:]) % 2**63
     )
-    base = _phantom(series.rows)
+    base = _phantom(series.rows) + lesion_mask(series.rows, lesion) * lesion.contrast
     eight_bit = series.modality in ("US", "OT")
     top = 255 if eight_bit else 4095
-    noise = rng.normal(0.0, 0.03, base.shape)
-    values = np.clip((base + noise) * top, 0, top)
+    noise = rng.normal(0.0, scanner.noise_sd, base.shape)
+    values = np.clip((base * scanner.gain + noise) * top, 0, top)
     if series.burned_in_annotation:
         values[1:4, 1 : series.columns - 1] = top  # a "text" bar burned into the pixels
     ds.Rows = series.rows
@@ -309,11 +333,12 @@ def _pixels(ds: Dataset, series: ImagingSeries, seed: int, number: int, study_ui
 def _segmentation(
     record: PatientRecord, study: ImagingStudy, series: ImagingSeries, source: list[Dataset]
 ) -> Dataset:
-    """A binary DICOM-SEG of the phantom lesion, referencing its source CT series."""
+    """A binary DICOM-SEG of the patient's lesion (empty when there is none), referencing its
+    source CT series."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    mask = np.stack([_phantom(s.Rows) > 0.6 for s in source]).astype(np.uint8)
+    mask = np.stack([lesion_mask(s.Rows, record.lesion) for s in source]).astype(np.uint8)
     description = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label="Tumour",
