@@ -126,6 +126,33 @@ HUB_MATRIX = [
         auth(403, admin=404, alice=404, bob=404),
         p("/api/analyses/{nosuch}"),
     ),
+    # Tier 3 (issue 20): training and validation runs are a researcher's; weights move as
+    # blobs that only a signed request (a node's, or the hub's own worker) may read or write.
+    Row("GET", "/api/learning/runs", auth(403, admin=200, alice=200, bob=200)),
+    Row(
+        "POST", "/api/learning/runs", auth(403, admin=422, alice=422, bob=422), kwargs={"json": {}}
+    ),
+    Row(
+        "GET",
+        "/api/learning/runs/{run_id}",
+        auth(403, admin=404, alice=404, bob=404),
+        p("/api/learning/runs/{nosuch}"),
+    ),
+    Row(
+        "GET",
+        "/api/learning/runs/{run_id}/model",
+        auth(403, admin=404, alice=404, bob=404),
+        p("/api/learning/runs/{nosuch}/model"),
+    ),
+    Row("POST", "/api/learning/models", auth(403, admin=400, alice=400, bob=400)),  # empty
+    Row(
+        "POST",
+        "/api/learning/validations",
+        auth(403, admin=422, alice=422, bob=422),
+        kwargs={"json": {}},
+    ),
+    Row("GET", "/api/blobs/{sha256}", public(401), p("/api/blobs/" + "0" * 64)),
+    Row("PUT", "/api/blobs/{sha256}", public(401), p("/api/blobs/" + "0" * 64)),
     Row("POST", "/api/search", auth(403, admin=422, alice=422, bob=422), kwargs={"json": {}}),
     Row(
         "GET",

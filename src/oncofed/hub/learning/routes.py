@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -57,6 +59,23 @@ async def download_model(run_id: str, ctx: Ctx, caller: Researcher) -> FileRespo
     return FileResponse(path, media_type="application/octet-stream", filename=f"{run_id}.pt")
 
 
+def model_file_problem(data: bytes) -> str | None:
+    """Why `data` is not a model file as `torch.save` writes it (a zip archive holding its
+    pickled tensors as `*/data.pkl`), or None. The hub has no torch to load it with; the
+    nodes load it with `weights_only=True`; this turns an empty or wrong upload into a clear
+    error now instead of a failed validation at every node later."""
+    if not data:
+        return "the file is empty"
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return "expected the torch archive `oncofed learn download` writes (a zip file)"
+    if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in names):
+        return "the archive holds no data.pkl: not written by torch.save"
+    return None
+
+
 @router.post("/api/learning/models", status_code=201)
 async def upload_model(request: Request, ctx: Ctx, caller: Researcher) -> dict[str, Any]:
     """Upload a model file (as `learn download` gives it) to validate it at the nodes."""
@@ -65,6 +84,9 @@ async def upload_model(request: Request, ctx: Ctx, caller: Researcher) -> dict[s
         data += chunk
         if len(data) > MAX_BLOB_BYTES:
             raise HTTPException(413, f"a model may be at most {MAX_BLOB_BYTES} bytes")
+    problem = model_file_problem(bytes(data))
+    if problem:
+        raise HTTPException(400, f"not a model file: {problem}")
     digest = await run_in_threadpool(blob_store(ctx).put_bytes, bytes(data))
     await run_in_threadpool(
         ctx.audit.append, caller.username, "learning.model.upload", "allow", digest
