@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from oncofed.analysis.disclosure import AnalysisRules, Noise
+from oncofed.analysis.disclosure import AnalysisRefused, AnalysisRules, Noise
 from oncofed.analysis.variables import Frame
 
 
@@ -91,3 +92,15 @@ def spec_hash(
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def newton_step(partials: list[dict[str, Any]], why_singular: str) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled information matrix and the Newton-Raphson step from the nodes' score and
+    information sums (GLM and Cox alike: the sums are what makes the federated fit equal the
+    pooled one). A singular pooled matrix is refused with `why_singular`."""
+    info = np.sum([np.asarray(p["information"], dtype=np.float64) for p in partials], axis=0)
+    score = np.sum([np.asarray(p["score"], dtype=np.float64) for p in partials], axis=0)
+    try:
+        return info, np.linalg.solve(info, score)
+    except np.linalg.LinAlgError as exc:
+        raise AnalysisRefused("singular", why_singular) from exc

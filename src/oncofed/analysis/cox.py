@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from oncofed.analysis.base import Outcome, Registered, Spec
+from oncofed.analysis.base import Outcome, Registered, Spec, newton_step
 from oncofed.analysis.disclosure import (
     AnalysisRefused,
     AnalysisRules,
@@ -136,19 +136,14 @@ def local(
 
 def combine(spec: CoxSpec, partials: list[dict[str, Any]], state: dict[str, Any]) -> Outcome:
     names = column_names(parse_formula(spec.formula, "cox"), False)
-    info = np.sum([np.asarray(p["information"], dtype=np.float64) for p in partials], axis=0)
-    score = np.sum([np.asarray(p["score"], dtype=np.float64) for p in partials], axis=0)
+    info, step = newton_step(
+        partials,
+        "the pooled information matrix is singular: a covariate is constant "
+        "within every node or two covariates are collinear",
+    )
     loglik = float(sum(p["loglik"] for p in partials))
     beta = np.asarray(state["beta"], dtype=np.float64)
     iteration = int(state.get("iteration", 0)) + 1
-    try:
-        step = np.linalg.solve(info, score)
-    except np.linalg.LinAlgError as exc:
-        raise AnalysisRefused(
-            "singular",
-            "the pooled information matrix is singular: a covariate is constant "
-            "within every node or two covariates are collinear",
-        ) from exc
     if float(np.max(np.abs(step))) < spec.tol or iteration >= spec.max_iter:
         converged = float(np.max(np.abs(step))) < spec.tol
         beta = beta + step

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from oncofed.analysis.base import Outcome, Registered, Spec
+from oncofed.analysis.base import Outcome, Registered, Spec, newton_step
 from oncofed.analysis.disclosure import (
     AnalysisRefused,
     AnalysisRules,
@@ -137,20 +137,15 @@ def _class_counts(
 
 def combine(spec: GlmSpec, partials: list[dict[str, Any]], state: dict[str, Any]) -> Outcome:
     names = column_names(parse_formula(spec.formula, "glm"), True)
-    info = np.sum([np.asarray(p["information"], dtype=np.float64) for p in partials], axis=0)
-    score = np.sum([np.asarray(p["score"], dtype=np.float64) for p in partials], axis=0)
+    info, step = newton_step(
+        partials,
+        "the pooled information matrix is singular: a term is constant or "
+        "two terms are collinear in this cohort",
+    )
     deviance = float(sum(p["deviance"] for p in partials))
     n = int(sum(p["n"] for p in partials))
     beta = np.asarray(state["beta"], dtype=np.float64)
     iteration = int(state.get("iteration", 0)) + 1
-    try:
-        step = np.linalg.solve(info, score)
-    except np.linalg.LinAlgError as exc:
-        raise AnalysisRefused(
-            "singular",
-            "the pooled information matrix is singular: a term is constant or "
-            "two terms are collinear in this cohort",
-        ) from exc
     history = [*state.get("deviance_history", []), deviance]
     if float(np.max(np.abs(step))) < spec.tol or iteration >= spec.max_iter:
         converged = float(np.max(np.abs(step))) < spec.tol
