@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -56,12 +57,20 @@ revocations = sa.Table(
 )
 
 
+_PREPARED: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
 class RevocationState:
     """The node's copy of the hub's revocation list, in its state database."""
 
     def __init__(self, state: sa.Engine) -> None:
         self.state = state
-        metadata.create_all(state)
+        # Made once per database: this is built on every visa check (Beacon records, each
+        # analysis step, each training round), where `create_all` cost a round of catalogue
+        # queries every time.
+        if state not in _PREPARED:
+            metadata.create_all(state)
+            _PREPARED.add(state)
 
     def load(self) -> tuple[frozenset[str], datetime | None, datetime | None]:
         """(revoked ids, list issued at, fetched at); fetched None before the first fetch."""
