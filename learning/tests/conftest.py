@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
 from flwr.app import ArrayRecord
+from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from oncofed_learning import wire

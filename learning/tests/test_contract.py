@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from oncofed_learning.client_app import PolicyRefusal, app
 from oncofed_learning.flower_adapter import OncofedGrid, RoundFailed, Transport, call_client_app
 from oncofed_learning.server_app import RunSpec, train_federated

@@ -8,6 +8,7 @@ SuperExec and app processes they start) is stopped, also when the test fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -131,10 +132,8 @@ class Processes:
         this test's mark. Returns the marked processes left (none, or it failed)."""
         for process in self.started.values():
             if process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         for process in self.started.values():
             try:
                 process.wait(timeout=10)
@@ -144,10 +143,8 @@ class Processes:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             leftover = _marked_pids(self.mark)
             for pid in leftover:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + 5
             while leftover and time.monotonic() < deadline:
                 time.sleep(0.1)
