@@ -252,7 +252,10 @@ def test_two_rounds_under_a_superlink_equal_the_oncofed_grid(
             if status.startswith("finished"):
                 break
         time.sleep(0.5)
-    assert status == "finished:completed", f"run {run_id}: {status}\n{processes.logs()}"
+    if status != "finished:completed":
+        # The ServerApp's traceback is in the run's log at the SuperLink, not in a process log.
+        run_log = processes.cli("log", run_id, "--show")[-4000:]
+        pytest.fail(f"run {run_id}: {status or 'not finished'}\n{run_log}\n{processes.logs()}")
     assert processes.stop() == [], "processes of the federation outlived it"
 
     arrays = wire.from_bytes((out / WEIGHTS_FILE).read_bytes())
