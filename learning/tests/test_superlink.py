@@ -37,9 +37,13 @@ BIN = Path(sys.executable).parent
 MARK = "ONCOFED_TEST_PROCESSES"
 RUN_DEADLINE = 180.0  # seconds; the run takes ~30-50 s on 2 busy cores
 
-pytestmark = pytest.mark.skipif(
-    not (BIN / "flower-superlink").exists(), reason="flwr's console scripts are not installed"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (BIN / "flower-superlink").exists(), reason="flwr's console scripts are not installed"
+    ),
+    # Processes Flower detaches are found by their environment, read from /proc.
+    pytest.mark.skipif(sys.platform != "linux", reason="needs /proc"),
+]
 
 
 def _free_port() -> int:
