@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
+from flwr.app import ArrayRecord
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from oncofed_learning import wire
+from oncofed_learning.client_app import PolicyRefusal, app
+from oncofed_learning.flower_adapter import Reply, Transport, call_client_app
 
 
 def write_slice(path: Path, lesion: bool, rng: np.random.Generator, noise: float = 0.04) -> None:
@@ -60,3 +67,44 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         write_site(root / f"site{i}", 35, prevalence, seed=i)
         for i, prevalence in enumerate((0.3, 0.5, 0.7))
     ]
+
+
+def in_process_transport(
+    sites: list[Path], log: list[dict[str, Any]], node_config: dict[str, Any]
+) -> Transport:
+    """OncofedGrid's transport with every node in this process: site `n` is `sites[n - 1]`,
+    weights go through the `.npz` wire format both ways, each message is logged."""
+
+    def send(
+        message_type: str,
+        group: str,
+        arrays: ArrayRecord | None,
+        config: dict[str, Any],
+        nodes: list[int],
+        timeout: float | None,
+    ) -> dict[int, Reply]:
+        # What would travel: bytes of the weights, the config; the reply's bytes back.
+        blob = wire.to_bytes(arrays) if arrays is not None else None
+        log.append({"type": message_type, "config": dict(config), "nodes": list(nodes)})
+        replies = {}
+        for n in nodes:
+            received = wire.from_bytes(blob) if blob is not None else None
+            reply = call_client_app(
+                app,
+                message_type,
+                received,
+                config,
+                {"cases": str(sites[n - 1]), "min-count": 5, "min-train-cases": 20} | node_config,
+                refusals=(PolicyRefusal,),
+            )
+            if reply.arrays is not None:
+                reply.arrays = wire.from_bytes(wire.to_bytes(reply.arrays))
+            replies[n] = reply
+        return replies
+
+    return send
+
+
+@pytest.fixture
+def in_process() -> Callable[..., Transport]:
+    return in_process_transport

@@ -5,54 +5,24 @@ fails here, not at a hospital."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord
 
-from oncofed_learning import wire
 from oncofed_learning.client_app import PolicyRefusal, app
-from oncofed_learning.flower_adapter import OncofedGrid, Reply, RoundFailed, call_client_app
+from oncofed_learning.flower_adapter import OncofedGrid, RoundFailed, Transport, call_client_app
 from oncofed_learning.server_app import RunSpec, train_federated
 
 
-def _transport(sites: list[Path], log: list[dict[str, Any]], node_config: dict[str, Any]):  # type: ignore[no-untyped-def]
-    def send(
-        message_type: str,
-        group: str,
-        arrays: ArrayRecord | None,
-        config: dict[str, Any],
-        nodes: list[int],
-        timeout: float | None,
-    ) -> dict[int, Reply]:
-        # What would travel: bytes of the weights, the config; the reply's bytes back.
-        blob = wire.to_bytes(arrays) if arrays is not None else None
-        log.append({"type": message_type, "config": dict(config), "nodes": list(nodes)})
-        replies = {}
-        for n in nodes:
-            received = wire.from_bytes(blob) if blob is not None else None
-            reply = call_client_app(
-                app,
-                message_type,
-                received,
-                config,
-                {"cases": str(sites[n - 1]), "min-count": 5, "min-train-cases": 20} | node_config,
-                refusals=(PolicyRefusal,),
-            )
-            if reply.arrays is not None:
-                reply.arrays = wire.from_bytes(wire.to_bytes(reply.arrays))
-            replies[n] = reply
-        return replies
-
-    return send
-
-
-def test_two_rounds_of_fedavg_over_the_oncofed_grid(sites: list[Path]) -> None:
+def test_two_rounds_of_fedavg_over_the_oncofed_grid(
+    sites: list[Path], in_process: Callable[..., Transport]
+) -> None:
     log: list[dict[str, Any]] = []
     spec = RunSpec(rounds=2, min_sites=3, batch_size=16, seed=1)
-    grid = OncofedGrid([1, 2, 3], _transport(sites, log, {}), spec.min_sites, run_id=7)
+    grid = OncofedGrid([1, 2, 3], in_process(sites, log, {}), spec.min_sites, run_id=7)
     arrays, history = train_federated(grid, spec, 3)
     assert [(m["type"], m["config"]["server-round"]) for m in log] == [
         ("train", 1),
@@ -66,10 +36,12 @@ def test_two_rounds_of_fedavg_over_the_oncofed_grid(sites: list[Path]) -> None:
     assert all(np.isfinite(a).all() for a in arrays.to_numpy_ndarrays())
 
 
-def test_a_round_below_the_minimum_of_sites_fails(sites: list[Path]) -> None:
+def test_a_round_below_the_minimum_of_sites_fails(
+    sites: list[Path], in_process: Callable[..., Transport]
+) -> None:
     spec = RunSpec(rounds=1, min_sites=3, batch_size=16)
     # Every node refuses: batch 16 is below this node's minimum of 32.
-    grid = OncofedGrid([1, 2, 3], _transport(sites, [], {"min-batch-size": 32}), 3, run_id=8)
+    grid = OncofedGrid([1, 2, 3], in_process(sites, [], {"min-batch-size": 32}), 3, run_id=8)
     with pytest.raises(RoundFailed, match="fewer than the run's minimum of 3"):
         train_federated(grid, spec, 3)
 
