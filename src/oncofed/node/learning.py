@@ -18,7 +18,8 @@ import json
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -205,6 +206,27 @@ def _refuse(meta: TaskMeta, reason: str, details: dict[str, Any]) -> TaskRefused
     return TaskRefused(reason)
 
 
+def _granted_cases(
+    ctx: NodeContext, body: dict[str, Any], meta: TaskMeta, details: dict[str, Any]
+) -> list[Any]:
+    """The cohort's cases, once the researcher's visas for its datasets are verified here
+    (a refusal is audited with `details`)."""
+    try:
+        _check_grants(ctx, body, meta)
+    except TaskRefused as exc:
+        raise _refuse(meta, str(exc), details) from exc
+    return select_cases(ctx, body["cohort"])
+
+
+@contextmanager
+def _workspace(cases: list[Any]) -> Iterator[Path]:
+    """A private folder for one worker run holding the cases it may read; gone afterwards."""
+    with tempfile.TemporaryDirectory(prefix="oncofed-fl-") as tmp:
+        folder = Path(tmp)
+        (folder / "cases.json").write_text(json.dumps({"cases": cases}), encoding="utf-8")
+        yield folder
+
+
 @handler(ROUND_KIND)
 @once_per_task
 def fl_round(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str, Any]:
@@ -235,16 +257,10 @@ def fl_round(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[str
             f"fewer local epochs than this node's minimum of {policy.min_local_epochs}",
             details,
         )
-    try:
-        _check_grants(ctx, body, meta)
-    except TaskRefused as exc:
-        raise _refuse(meta, str(exc), details) from exc
-    cases = select_cases(ctx, body["cohort"])
+    cases = _granted_cases(ctx, body, meta, details)
     blobs = HubBlobs(ctx)
     try:
-        with tempfile.TemporaryDirectory(prefix="oncofed-fl-") as tmp:
-            folder = Path(tmp)
-            (folder / "cases.json").write_text(json.dumps({"cases": cases}), encoding="utf-8")
+        with _workspace(cases) as folder:
             blobs.fetch(body["weights_sha256"], folder / "global.npz")
             config: dict[str, Any] = {
                 "model": body["model"],
@@ -298,16 +314,10 @@ def fl_validate(ctx: NodeContext, body: dict[str, Any], meta: TaskMeta) -> dict[
         "model_sha256": body["model_sha256"],
         "datasets": body["cohort"]["datasets"],
     }
-    try:
-        _check_grants(ctx, body, meta)
-    except TaskRefused as exc:
-        raise _refuse(meta, str(exc), details) from exc
-    cases = select_cases(ctx, body["cohort"])
+    cases = _granted_cases(ctx, body, meta, details)
     blobs = HubBlobs(ctx)
     try:
-        with tempfile.TemporaryDirectory(prefix="oncofed-fl-") as tmp:
-            folder = Path(tmp)
-            (folder / "cases.json").write_text(json.dumps({"cases": cases}), encoding="utf-8")
+        with _workspace(cases) as folder:
             blobs.fetch(body["model_sha256"], folder / "model.pt")
             reply = _run_worker(
                 {
